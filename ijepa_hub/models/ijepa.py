@@ -1,0 +1,106 @@
+"""IJepa: the context encoder, the EMA target encoder, the predictor, the target path and the loss."""
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..registry import ModelConfig
+from .encoder import MaskArg, VisionTransformerEncoder, apply_masks
+from .predictor import Predictor
+
+__all__ = ["IJepa", "jepa_loss", "LossKind"]
+
+LossKind = Literal["smooth_l1", "l2"]
+
+
+def jepa_loss(prediction: torch.Tensor, target: torch.Tensor, kind: LossKind = "smooth_l1") -> torch.Tensor:
+    """Mean regression loss between predicted and target features.
+
+    ``smooth_l1`` (beta 1) is what the released code optimises; ``l2`` (mean squared error) is what the
+    paper writes.
+    """
+    if kind == "smooth_l1":
+        return F.smooth_l1_loss(prediction, target, beta=1.0)
+    if kind == "l2":
+        return F.mse_loss(prediction, target)
+    raise ValueError(f"unknown loss {kind!r}; use 'smooth_l1' or 'l2'")
+
+
+class IJepa(nn.Module):
+    """The three I-JEPA networks and the training objective.
+
+    ``context_encoder`` sees the context tokens and is trained by gradient; ``target_encoder`` is an
+    exponential moving average of it that sees the full image; ``predictor`` maps context tokens to
+    target-encoder features at the target positions.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        *,
+        loss: LossKind = "smooth_l1",
+        drop_path_rate: float = 0.0,
+        with_predictor: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.loss_kind: LossKind = loss
+        self.context_encoder = VisionTransformerEncoder.from_config(config, drop_path_rate=drop_path_rate)
+        self.target_encoder = copy.deepcopy(self.context_encoder)
+        self.target_encoder.requires_grad_(False)
+        self.predictor = Predictor.from_config(config) if with_predictor else None
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in the backward pass (context encoder and predictor)."""
+        self.context_encoder.set_grad_checkpointing(enable)
+        if self.predictor is not None:
+            self.predictor.set_grad_checkpointing(enable)
+
+    @torch.no_grad()
+    def target_features(self, images: torch.Tensor, target_masks: MaskArg) -> torch.Tensor:
+        """The regression targets: target encoder on the full image, non-affine layer norm, gather.
+
+        Returns [M*B, K_tgt, D], mask-major.
+        """
+        h = self.target_encoder(images)
+        h = F.layer_norm(h, (h.shape[-1],))
+        return apply_masks(h, target_masks)
+
+    def predict(self, images: torch.Tensor, context_masks: MaskArg, target_masks: MaskArg) -> torch.Tensor:
+        """Predicted target features [M*B, K_tgt, D] from the context tokens."""
+        if self.predictor is None:
+            raise RuntimeError("this IJepa was built without a predictor (with_predictor=False)")
+        z = self.context_encoder(images, context_masks)
+        return self.predictor(z, context_masks, target_masks)
+
+    def forward(self, images: torch.Tensor, context_masks: MaskArg, target_masks: MaskArg) -> torch.Tensor:
+        """The I-JEPA loss for a batch of images and their masks."""
+        target = self.target_features(images, target_masks)
+        prediction = self.predict(images, context_masks, target_masks)
+        return jepa_loss(prediction, target.to(prediction.dtype), self.loss_kind)
+
+    def _ema_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        target = [p for p in self.target_encoder.parameters()]
+        online = [p.detach() for p in self.context_encoder.parameters()]
+        if len(target) != len(online):
+            raise RuntimeError("context and target encoders have different parameter lists")
+        return target, online
+
+    @torch.no_grad()
+    def update_target(self, momentum: float) -> None:
+        """EMA step ``target = m * target + (1 - m) * context`` over all parameters in two fused ops."""
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"EMA momentum must be in [0, 1], got {momentum}")
+        target, online = self._ema_pairs()
+        torch._foreach_mul_(target, momentum)
+        torch._foreach_add_(target, online, alpha=1.0 - momentum)
+
+    @torch.no_grad()
+    def copy_context_to_target(self) -> None:
+        """Make the target encoder an exact copy of the context encoder (as at the start of training)."""
+        target, online = self._ema_pairs()
+        torch._foreach_copy_(target, online)

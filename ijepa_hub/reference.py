@@ -1,0 +1,107 @@
+"""The released I-JEPA training checkpoints (``.pth.tar``): reading, architecture inference, loading."""
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from typing import Mapping
+
+import torch
+
+from .errors import CheckpointError
+from .models.ijepa import IJepa
+from .registry import ModelConfig, arch_for_width
+from .state_dict import load_strict, strip_prefix
+
+__all__ = ["read_reference_checkpoint", "infer_model_config", "load_reference_checkpoint"]
+
+StateDict = dict[str, torch.Tensor]
+_MODEL_KEYS = ("encoder", "target_encoder", "predictor")
+
+
+def read_reference_checkpoint(path: str | os.PathLike) -> dict[str, StateDict]:
+    """The ``encoder``, ``target_encoder`` and ``predictor`` state dicts of a released checkpoint.
+
+    Read with ``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary
+    pickled objects. ``module.`` prefixes are stripped. Optimiser state and the rest are dropped.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path!r}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to unpickle: it holds objects other than tensors and plain containers "
+            f"(torch.load(weights_only=True) said: {str(err).splitlines()[0]}). ijepa_hub never executes "
+            "pickled code; re-save the checkpoint with only tensors, or convert it where you trust it."
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}). "
+            "The file may be truncated or not a checkpoint: download it again."
+        ) from err
+    if not isinstance(blob, Mapping) or any(k not in blob for k in _MODEL_KEYS):
+        found = sorted(map(str, blob))[:12] if isinstance(blob, Mapping) else type(blob).__name__
+        raise CheckpointError(
+            f"{path}: not a released I-JEPA training checkpoint: expected a dict with the state dicts "
+            f"{list(_MODEL_KEYS)}, found {found}"
+        )
+    out = {}
+    for key in _MODEL_KEYS:
+        if not isinstance(blob[key], Mapping):
+            raise CheckpointError(f"{path}: '{key}' is a {type(blob[key]).__name__}, not a state dict")
+        out[key] = strip_prefix(blob[key])
+    return out
+
+
+def _block_count(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
+    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.")
+    ids = {int(m.group(1)) for k in state_dict if (m := pattern.match(k))}
+    return max(ids) + 1 if ids else 0
+
+
+def infer_model_config(
+    encoder: Mapping[str, torch.Tensor],
+    predictor: Mapping[str, torch.Tensor] | None = None,
+    *,
+    source: str = "checkpoint",
+) -> ModelConfig:
+    """Architecture from tensor shapes; head counts come from the width table of the registry."""
+    try:
+        _, num_patches, width = encoder["pos_embed"].shape
+        _, in_chans, patch, _ = encoder["patch_embed.proj.weight"].shape
+    except KeyError as err:
+        raise CheckpointError(f"{source}: encoder has no {err.args[0]!r}; is this an I-JEPA / ViT encoder?") from None
+    grid = round(num_patches**0.5)
+    if grid * grid != num_patches:
+        raise CheckpointError(f"{source}: pos_embed has {num_patches} positions, not a square grid")
+    try:
+        arch = arch_for_width(width)
+    except ValueError as err:
+        raise CheckpointError(f"{source}: {err}") from None
+    depth = _block_count(encoder, "blocks")
+    config = ModelConfig(arch=arch, patch_size=patch, img_size=grid * patch, in_chans=in_chans)
+    if depth != config.depth:
+        raise CheckpointError(
+            f"{source}: encoder of width {width} has {depth} blocks; the registry's '{arch}' has {config.depth}"
+        )
+    if predictor is not None:
+        try:
+            pred_dim = predictor["predictor_embed.weight"].shape[0]
+        except KeyError:
+            raise CheckpointError(f"{source}: predictor has no 'predictor_embed.weight'") from None
+        config = config.replace(pred_embed_dim=pred_dim, pred_depth=_block_count(predictor, "predictor_blocks"))
+    return config
+
+
+def load_reference_checkpoint(path: str | os.PathLike, **model_kwargs) -> IJepa:
+    """Build an :class:`IJepa` from a released ``.pth.tar`` and load all three networks strictly."""
+    source = os.fspath(path)
+    parts = read_reference_checkpoint(source)
+    config = infer_model_config(parts["encoder"], parts["predictor"], source=source)
+    model = IJepa(config, **model_kwargs)
+    load_strict(model.context_encoder, parts["encoder"], source=source, what="encoder")
+    load_strict(model.target_encoder, parts["target_encoder"], source=source, what="target_encoder")
+    load_strict(model.predictor, parts["predictor"], source=source, what="predictor")
+    return model
