@@ -1,0 +1,330 @@
+"""Multi-block masking as a DataLoader collate function.
+
+Each image gets ``num_targets`` rectangular target blocks and one context block from which the target
+patches are removed. Two modes:
+
+``legacy``
+    The released collator, quirks included, so that the released weights can be reproduced: one uniform
+    draw sets both a block's scale and aspect ratio; block sizes are drawn once per batch from a generator
+    seeded with the step counter; positions come from the global torch RNG with ``randint(0, H - h)``
+    (the last row and column are never covered); blocks are shrunk until strictly smaller than the grid;
+    every mask is truncated to the batch minimum keeping the lowest raster indices (so context size
+    depends on the per-device batch, and the bottom-right of large masks is dropped). Given the same
+    global torch seed and step it returns the same index tensors as the reference.
+
+``corrected`` (default)
+    Every patch position is reachable (blocks up to the full grid, positions ``0..H-h`` inclusive); scale
+    and aspect ratio are independent draws (aspect log-uniform); all randomness comes from a generator
+    seeded with ``(seed, step)``. Target blocks of a batch share one size, so no target is truncated. The
+    context keep-count ``K`` is one number per batch: the minimum of the available context over a fixed
+    group of ``context_group`` draws (128, the released per-device batch, by default), using the batch's
+    own images and extra draws when the batch is smaller. It does not depend on the per-device batch size.
+    Each image keeps ``K`` context patches sampled uniformly at random (never truncated in raster order);
+    an image beyond the group with fewer than ``K`` available patches has its blocks redrawn.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import default_collate, get_worker_info
+
+from .recipe import MaskSection
+
+__all__ = ["MaskCollator", "MaskStats", "mask_statistics"]
+
+
+class MaskCollator:
+    """Collate a batch and sample its context and target masks.
+
+    ``collator(samples)`` returns ``(default_collate(samples), context_masks, target_masks)``: a list of
+    ``num_context`` LongTensors [B, K_ctx] and a list of ``num_targets`` LongTensors [B, K_tgt] of
+    raster-order patch indices.
+
+    Masks depend only on the step (the index of the batch) and, in legacy mode, on the global torch RNG
+    of the process, as in the reference. Inside DataLoader workers the step is
+    ``start + local_call * num_workers + worker_id``, which is the batch index for DataLoader's
+    round-robin assignment: call :meth:`set_step` with the index of the next batch before creating the
+    iterator (non-persistent workers take a fresh copy of the collator each epoch).
+    """
+
+    def __init__(
+        self,
+        config: MaskSection | None = None,
+        *,
+        img_size: int | tuple[int, int],
+        patch_size: int,
+        seed: int = 0,
+    ) -> None:
+        self.config = config if config is not None else MaskSection()
+        h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
+        if h % patch_size or w % patch_size:
+            raise ValueError(f"image size {(h, w)} is not a multiple of patch size {patch_size}")
+        self.height, self.width = h // patch_size, w // patch_size
+        self.seed = seed
+        self._start = 0
+        self._calls = 0
+        if self.config.mode not in ("legacy", "corrected"):
+            raise ValueError(f"mask mode must be 'legacy' or 'corrected', got {self.config.mode!r}")
+        if self.config.mode == "corrected" and self.config.num_context != 1:
+            raise ValueError("corrected masks support exactly one context block (mask.num_context=1)")
+
+    @property
+    def num_patches(self) -> int:
+        return self.height * self.width
+
+    def set_step(self, step: int) -> None:
+        """The index of the next batch (e.g. on resume)."""
+        self._start, self._calls = int(step), 0
+
+    def _next_step(self) -> int:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        step = self._start + self._calls * workers + worker
+        self._calls += 1
+        return step
+
+    def __call__(self, samples: Sequence[Any]) -> tuple[Any, list[torch.Tensor], list[torch.Tensor]]:
+        collated = default_collate(samples)
+        context, targets = self.sample(len(samples), self._next_step())
+        return collated, context, targets
+
+    def sample(self, batch_size: int, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Masks for one batch of ``batch_size`` images at ``step``."""
+        sampler = _LegacySampler(self) if self.config.mode == "legacy" else _CorrectedSampler(self)
+        return sampler.sample(batch_size, step)
+
+
+# ----------------------------------------------------------------------------------------------------
+# legacy: the released collator's algorithm, draw for draw
+
+
+class _LegacySampler:
+    def __init__(self, collator: MaskCollator) -> None:
+        self.c = collator.config
+        self.height, self.width = collator.height, collator.width
+        self._draw = torch.empty(1, dtype=torch.int64)  # random_ on it == randint(lo, hi, (1,)), cheaper
+
+    def randint(self, high: int) -> int:
+        return self._draw.random_(0, high).item()
+
+    def block_size(self, generator: torch.Generator, scale, aspect) -> tuple[int, int]:
+        u = torch.rand(1, generator=generator).item()  # one draw sets both scale and aspect ratio
+        max_keep = int(self.height * self.width * (scale[0] + u * (scale[1] - scale[0])))
+        ratio = aspect[0] + u * (aspect[1] - aspect[0])
+        h = int(round(math.sqrt(max_keep * ratio)))
+        w = int(round(math.sqrt(max_keep / ratio)))
+        return min(h, self.height - 1), min(w, self.width - 1)
+
+    def block(self, h: int, w: int, regions: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+        """One block, exactly as released: resample until it keeps more than ``min_keep`` patches."""
+        tries, timeout = 0, 20
+        while True:
+            top, left = self.randint(self.height - h), self.randint(self.width - w)
+            mask = np.zeros((self.height, self.width), dtype=bool)
+            mask[top : top + h, left : left + w] = True
+            for region in (regions or [])[: max(len(regions or []) - tries, 0)]:
+                mask &= region
+            idx = np.flatnonzero(mask)
+            if len(idx) > self.c.min_keep:
+                break
+            timeout -= 1
+            if timeout == 0:  # relax one constraint after 20 failures
+                tries, timeout = tries + 1, 20
+        return idx, ~_rect(self.height, self.width, top, left, h, w)
+
+    def sample(self, batch_size: int, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        c = self.c
+        g = torch.Generator()
+        g.manual_seed(step)
+        th, tw = self.block_size(g, c.target_scale, c.target_aspect)
+        ch, cw = self.block_size(g, c.context_scale, c.context_aspect)
+        if th * tw <= c.min_keep:
+            raise ValueError(
+                f"target blocks of {th}x{tw} patches can never keep more than min_keep={c.min_keep} "
+                "patches (the released collator would loop forever): lower mask.min_keep or raise target_scale"
+            )
+        rng_state = torch.get_rng_state()
+        fast = self.sample_without_rejection(batch_size, th, tw, ch, cw)
+        if fast is not None:
+            return fast
+        torch.set_rng_state(rng_state)  # a context block was rejected: replay draw by draw
+        return self.sample_sequential(batch_size, th, tw, ch, cw)
+
+    def sample_without_rejection(self, batch_size, th, tw, ch, cw):
+        """All positions in the released draw order, geometry vectorised; None if any block is rejected."""
+        c = self.c
+        per_image = [(self.height - th, self.width - tw)] * c.num_targets
+        per_image += [(self.height - ch, self.width - cw)] * c.num_context
+        draws = np.array(
+            [[[self.randint(hi_top), self.randint(hi_left)] for hi_top, hi_left in per_image] for _ in range(batch_size)]
+        )
+        t_top, t_left = draws[:, : c.num_targets, 0], draws[:, : c.num_targets, 1]
+        c_top, c_left = draws[:, c.num_targets :, 0], draws[:, c.num_targets :, 1]
+        r, cc = np.arange(th), np.arange(tw)
+        targets = (t_top[..., None, None] + r[:, None]) * self.width + (t_left[..., None, None] + cc[None, :])
+        targets = targets.reshape(batch_size, c.num_targets, th * tw)
+        context = _rects(self.height, self.width, c_top, c_left, ch, cw)  # [B, C, H, W]
+        if not c.allow_overlap:
+            context &= ~_rects(self.height, self.width, t_top, t_left, th, tw).any(axis=1, keepdims=True)
+        context = context.reshape(batch_size, c.num_context, -1)
+        counts = context.sum(-1)
+        if (counts <= c.min_keep).any():
+            return None
+        keep = int(counts.min())  # truncate to the batch minimum, lowest raster indices first
+        order = np.argsort(~context, axis=-1, kind="stable")[..., :keep]
+        to_list = lambda a: [torch.from_numpy(np.ascontiguousarray(a[:, j])).long() for j in range(a.shape[1])]
+        return to_list(order), to_list(targets)
+
+    def sample_sequential(self, batch_size, th, tw, ch, cw):
+        c = self.c
+        targets = [[None] * batch_size for _ in range(c.num_targets)]
+        contexts = [[None] * batch_size for _ in range(c.num_context)]
+        for i in range(batch_size):
+            complements = []
+            for j in range(c.num_targets):
+                targets[j][i], comp = self.block(th, tw, None)
+                complements.append(comp)
+            regions = None if c.allow_overlap else complements
+            for j in range(c.num_context):
+                contexts[j][i], _ = self.block(ch, cw, regions)
+        return _truncate_stack(contexts), _truncate_stack(targets)
+
+
+def _rect(height: int, width: int, top: int, left: int, h: int, w: int) -> np.ndarray:
+    mask = np.zeros((height, width), dtype=bool)
+    mask[top : top + h, left : left + w] = True
+    return mask
+
+
+def _rects(height: int, width: int, top: np.ndarray, left: np.ndarray, h, w) -> np.ndarray:
+    """Boolean rectangles [..., H, W] with corners ``top``/``left`` (any shape) and sizes ``h``/``w``."""
+    top, left = np.asarray(top)[..., None], np.asarray(left)[..., None]
+    h, w = np.asarray(h)[..., None], np.asarray(w)[..., None]
+    r, c = np.arange(height), np.arange(width)
+    return ((r >= top) & (r < top + h))[..., :, None] & ((c >= left) & (c < left + w))[..., None, :]
+
+
+def _truncate_stack(masks: list[list[np.ndarray]]) -> list[torch.Tensor]:
+    """Truncate every mask to the shortest in the batch (lowest raster indices kept), then stack."""
+    keep = min(len(m) for per_block in masks for m in per_block)
+    return [torch.from_numpy(np.stack([m[:keep] for m in per_block])).long() for per_block in masks]
+
+
+# ----------------------------------------------------------------------------------------------------
+# corrected
+
+
+class _CorrectedSampler:
+    def __init__(self, collator: MaskCollator) -> None:
+        self.c = collator.config
+        self.height, self.width = collator.height, collator.width
+        self.seed = collator.seed
+        self.rng = np.random.default_rng()
+
+    def size(self, scale, aspect, n: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Block heights and widths with independent scale and (log-uniform) aspect draws."""
+        s = self.rng.uniform(scale[0], scale[1], n)
+        a = np.exp(self.rng.uniform(math.log(aspect[0]), math.log(aspect[1]), n))
+        area = s * self.height * self.width
+        h = np.clip(np.rint(np.sqrt(area * a)), 1, self.height).astype(np.int64)
+        w = np.clip(np.rint(np.sqrt(area / a)), 1, self.width).astype(np.int64)
+        return h, w
+
+    def rects(self, h, w, n: int) -> np.ndarray:
+        """[n, H, W] boolean rectangles of sizes (h, w) (scalars or [n]) at uniform positions."""
+        h, w = np.broadcast_to(h, (n,)), np.broadcast_to(w, (n,))
+        top = self.rng.integers(0, self.height - h + 1)
+        left = self.rng.integers(0, self.width - w + 1)
+        return _rects(self.height, self.width, top, left, h, w)
+
+    def draw(self, n: int, th: int, tw: int) -> tuple[np.ndarray, np.ndarray]:
+        """Target rectangles [T, n, H, W] and available context [n, H*W] for ``n`` images."""
+        c = self.c
+        targets = np.stack([self.rects(th, tw, n) for _ in range(c.num_targets)])
+        ch, cw = self.size(c.context_scale, c.context_aspect, n)
+        available = self.rects(ch, cw, n)
+        if not c.allow_overlap:
+            available &= ~targets.any(axis=0)
+        return targets, available.reshape(n, -1)
+
+    def sample(self, batch_size: int, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        c = self.c
+        self.rng = np.random.default_rng([self.seed, step])
+        th, tw = (int(v[0]) for v in self.size(c.target_scale, c.target_aspect))
+        targets, available = self.draw(batch_size, th, tw)
+
+        def redraw(bad: np.ndarray) -> None:
+            new_t, new_a = self.draw(int(bad.sum()), th, tw)
+            targets[:, bad], available[bad] = new_t, new_a
+
+        for _ in range(100):  # every image keeps more than min_keep context patches
+            bad = available.sum(1) <= c.min_keep
+            if not bad.any():
+                break
+            redraw(bad)
+        counts = available.sum(1)
+        group = counts[: c.context_group]
+        if batch_size < c.context_group:
+            _, extra = self.draw(c.context_group - batch_size, th, tw)
+            group = np.concatenate([group, extra.sum(1)])
+        keep = int(max(group.min(), c.min_keep + 1))
+        for _ in range(100):  # images beyond the group that fall short are redrawn
+            bad = available.sum(1) < keep
+            if not bad.any():
+                break
+            redraw(bad)
+        keep = min(keep, int(available.sum(1).min()))
+
+        # K context patches per image, uniformly at random among the available ones, in raster order
+        scores = np.where(available, self.rng.random(available.shape), np.inf)
+        context = np.sort(np.argpartition(scores, keep - 1, axis=1)[:, :keep], axis=1)
+        flat = targets.reshape(c.num_targets, batch_size, -1)
+        target_idx = [np.flatnonzero(t).reshape(batch_size, th * tw) % (self.height * self.width) for t in flat]
+        return [torch.from_numpy(context).long()], [torch.from_numpy(t).long() for t in target_idx]
+
+
+# ----------------------------------------------------------------------------------------------------
+# statistics
+
+
+@dataclass
+class MaskStats:
+    """Mean mask sizes and per-patch coverage (fraction of images where a patch is context / target)."""
+
+    mean_context: float
+    mean_target: float
+    min_target: int
+    max_target: int
+    context_coverage: np.ndarray  # [H, W]
+    target_coverage: np.ndarray  # [H, W]
+
+
+def mask_statistics(collator: MaskCollator, *, batches: int = 50, batch_size: int = 128, start: int = 0) -> MaskStats:
+    """Sample ``batches`` batches and summarise their masks."""
+    n = collator.num_patches
+    ctx_cov, tgt_cov = np.zeros(n), np.zeros(n)
+    ctx_sizes, tgt_sizes = [], []
+    for step in range(start, start + batches):
+        context, targets = collator.sample(batch_size, step)
+        for m in context:
+            ctx_sizes.append(m.shape[1])
+            np.add.at(ctx_cov, m.numpy().ravel(), 1)
+        seen = np.zeros((batch_size, n), dtype=bool)
+        for m in targets:
+            tgt_sizes.append(m.shape[1])
+            np.put_along_axis(seen, m.numpy(), True, axis=1)
+        tgt_cov += seen.sum(0)
+    images = batches * batch_size
+    shape = (collator.height, collator.width)
+    return MaskStats(
+        mean_context=float(np.mean(ctx_sizes)),
+        mean_target=float(np.mean(tgt_sizes)),
+        min_target=int(np.min(tgt_sizes)),
+        max_target=int(np.max(tgt_sizes)),
+        context_coverage=(ctx_cov / images).reshape(shape),
+        target_coverage=(tgt_cov / images).reshape(shape),
+    )

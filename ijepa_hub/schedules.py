@@ -1,0 +1,71 @@
+"""Per-step schedules of the released recipe: warmup + cosine learning rate, cosine weight-decay
+increase and a linear EMA momentum ramp. Pure functions of the step, so resuming needs only the step."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .recipe import OptimSection
+
+__all__ = ["warmup_cosine", "cosine_increase", "linear_ramp", "Schedules"]
+
+
+def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, start: float, peak: float, final: float) -> float:
+    """Linear ``start -> peak`` over ``warmup_steps``, then cosine ``peak -> final`` until ``total_steps``."""
+    if step < warmup_steps:
+        return start + (peak - start) * step / warmup_steps
+    progress = min((step - warmup_steps) / max(1, total_steps - warmup_steps), 1.0)
+    return final + (peak - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def cosine_increase(step: int, *, total_steps: int, start: float, final: float) -> float:
+    """Cosine from ``start`` (step 0) to ``final`` (``total_steps``), held there afterwards."""
+    progress = min(step / max(1, total_steps), 1.0)
+    return final + (start - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def linear_ramp(step: int, *, total_steps: int, start: float, final: float) -> float:
+    """Linear from ``start`` to ``final`` over ``total_steps``, held there afterwards."""
+    return start + (final - start) * min(step / max(1, total_steps), 1.0)
+
+
+@dataclass(frozen=True)
+class Schedules:
+    """The three schedules of a run, in optimiser steps."""
+
+    total_steps: int
+    warmup_steps: int
+    start_lr: float
+    peak_lr: float
+    final_lr: float
+    start_wd: float
+    final_wd: float
+    start_ema: float
+    final_ema: float
+
+    @classmethod
+    def from_recipe(cls, optim: OptimSection, steps_per_epoch: int) -> "Schedules":
+        """Steps as released: ``total = ipe_scale * epochs * steps_per_epoch``, warmup in epochs."""
+        return cls(
+            total_steps=int(optim.ipe_scale * optim.epochs * steps_per_epoch),
+            warmup_steps=int(optim.warmup_epochs * steps_per_epoch),
+            start_lr=optim.start_lr,
+            peak_lr=optim.lr,
+            final_lr=optim.final_lr,
+            start_wd=optim.weight_decay,
+            final_wd=optim.final_weight_decay,
+            start_ema=optim.ema[0],
+            final_ema=optim.ema[1],
+        )
+
+    def lr(self, step: int) -> float:
+        return warmup_cosine(
+            step, warmup_steps=self.warmup_steps, total_steps=self.total_steps,
+            start=self.start_lr, peak=self.peak_lr, final=self.final_lr,
+        )
+
+    def weight_decay(self, step: int) -> float:
+        return cosine_increase(step, total_steps=self.total_steps, start=self.start_wd, final=self.final_wd)
+
+    def momentum(self, step: int) -> float:
+        return linear_ramp(step, total_steps=self.total_steps, start=self.start_ema, final=self.final_ema)
