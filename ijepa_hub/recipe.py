@@ -23,10 +23,13 @@ __all__ = [
     "DataSection",
     "MaskSection",
     "OptimSection",
+    "TrainSection",
     "RecipeError",
     "list_recipes",
     "load_recipe",
     "recipe_from_dict",
+    "recipe_from_namespace",
+    "recipe_parser",
 ]
 
 
@@ -46,10 +49,13 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    dataset: str = "synthetic"
+    dataset: str = "synthetic"  # "synthetic" (built in) or a name for the data at `path`
+    path: str | None = None  # image folder, .tar shard(s) (brace patterns allowed); None: synthetic
+    num_samples: int = 4096  # synthetic only: number of images
+    source_size: int = 96  # synthetic only: side of the drawn images before the crop
     crop_scale: tuple[float, float] = (0.3, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    batch_size_per_device: int = 32  # as in the released run (affects legacy mask sizes only)
+    batch_size_per_device: int = 32  # the micro-batch: masks are drawn per micro-batch, as released
 
 
 @dataclass
@@ -85,6 +91,25 @@ class OptimSection:
 
 
 @dataclass
+class TrainSection:
+    """How a run executes; none of these change the mathematics except ``seed``."""
+
+    seed: int = 0
+    max_steps: int | None = None  # stop after this many steps (schedules still span optim.epochs)
+    checkpoint_every: int = 500  # steps; a checkpoint is also written at the end and on SIGTERM
+    log_every: int = 10  # steps between metric lines (JSONL / TensorBoard)
+    monitor_every: int = 100  # steps between collapse checks (std and RankMe of target features)
+    monitor_batch: int = 256  # images in the fixed batch of the collapse monitor
+    num_workers: int = 2  # DataLoader workers per process (masks are drawn inside them)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    compile: bool = False  # torch.compile the model (dynamic shapes: mask lengths vary)
+    grad_checkpointing: bool = False  # recompute block activations in the backward pass
+    fsdp: bool = False  # shard with FSDP2 (fully_shard) instead of DDP, for ViT-g
+    tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
+
+
+@dataclass
 class Recipe:
     name: str = "custom"
     description: str = ""
@@ -92,6 +117,7 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     mask: MaskSection = field(default_factory=MaskSection)
     optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
 
     def model_config(self) -> ModelConfig:
         m = self.model
@@ -112,53 +138,45 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise RecipeError(f"{key}: expected a mapping, got {value!r}")
-        return _build(tp, value, key)
-    if origin is typing.Union or (origin is not None and type(None) in args):
-        if value is None and type(None) in args:
-            return None
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key)
-            except RecipeError:
-                continue
-        raise RecipeError(f"{key}: {value!r} is not a {tp}")
-    if origin is Literal:
-        if value not in args:
-            raise RecipeError(f"{key}: {value!r} is not one of {list(args)}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise RecipeError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, str, bool):
-        if type(value) is not tp:
-            raise RecipeError(f"{key}: expected {tp.__name__}, got {value!r}")
-        return value
-    raise RecipeError(f"{key}: cannot read {value!r} as {tp}")
+def recipe_parser(**kwargs: Any) -> "jsonargparse.ArgumentParser":
+    """A jsonargparse parser whose schema is :class:`Recipe` (``--optim.lr 2e-3`` style keys).
+
+    The dataclasses are the schema: types, ``Literal`` choices and tuple lengths are checked by
+    jsonargparse, and its errors name the dotted key. Extra ``kwargs`` go to the parser.
+    """
+    import jsonargparse
+
+    parser = jsonargparse.ArgumentParser(exit_on_error=False, **kwargs)
+    parser.add_class_arguments(Recipe, None, fail_untyped=True)
+    return parser
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = f"{prefix}." if prefix else ""
-        raise RecipeError(f"unknown key(s) {', '.join(where + u for u in unknown)}; valid: {sorted(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in data.items()}
-    return cls(**kwargs)
+def recipe_from_namespace(namespace: Any) -> Recipe:
+    """The :class:`Recipe` held by a namespace parsed with :func:`recipe_parser` (other keys ignored)."""
+    data = namespace.clone().as_dict()
+    hints = typing.get_type_hints(Recipe)
+    kwargs = {}
+    for f in dataclasses.fields(Recipe):
+        if f.name in data:
+            value, cls = data[f.name], hints[f.name]
+            kwargs[f.name] = cls(**value) if dataclasses.is_dataclass(cls) else value
+    return Recipe(**kwargs)
 
 
 def recipe_from_dict(data: dict[str, Any]) -> Recipe:
     """A validated :class:`Recipe` from a plain mapping (as read from YAML)."""
-    return _build(Recipe, dict(data))
+    import jsonargparse
+
+    parser = recipe_parser()
+    try:
+        namespace = parser.parse_object(dict(data))
+    except jsonargparse.ArgumentError as err:
+        raise RecipeError(_one_line(err)) from None
+    return recipe_from_namespace(namespace)
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
 def _recipe_dir():

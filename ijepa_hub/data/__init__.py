@@ -1,0 +1,48 @@
+"""Training data: image folders, WebDataset shards, the built-in synthetic shapes, the transform and
+the deterministic micro-batch pipeline."""
+from __future__ import annotations
+
+from torch.utils.data import Dataset
+
+from ..recipe import DataSection
+from .folder import ImageFolder
+from .pipeline import BatchPlan, MaskedCollate, MicroBatch, MicroBatchSampler, TrainingSamples
+from .synthetic import SHAPES, SyntheticShapes
+from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, training_transform
+from .webdataset import TarShards, expand_braces, is_shard_spec
+
+__all__ = [
+    "build_dataset",
+    "ImageFolder",
+    "TarShards",
+    "SyntheticShapes",
+    "SHAPES",
+    "BatchPlan",
+    "MicroBatchSampler",
+    "TrainingSamples",
+    "MaskedCollate",
+    "MicroBatch",
+    "training_transform",
+    "eval_transform",
+    "expand_braces",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+]
+
+
+def build_dataset(data: DataSection, *, seed: int = 0) -> Dataset:
+    """The raw ``(image, label)`` dataset a recipe's data section names.
+
+    ``data.path`` set: a folder of images, or ``.tar`` shards (path, brace pattern or glob). Unset: the
+    built-in synthetic shapes when ``data.dataset == "synthetic"``, else an error asking for ``--data``.
+    """
+    if data.path is None:
+        if data.dataset != "synthetic":
+            raise ValueError(
+                f"this recipe trains on {data.dataset!r} (data.dataset): pass its location with "
+                "--data /path/to/train (a folder of images or .tar shards)"
+            )
+        return SyntheticShapes(data.num_samples, size=data.source_size, seed=seed)
+    if is_shard_spec(data.path):
+        return TarShards(data.path)
+    return ImageFolder(data.path)

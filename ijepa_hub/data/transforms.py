@@ -1,0 +1,61 @@
+"""The released training transform: RandomResizedCrop + ImageNet normalisation, nothing else."""
+from __future__ import annotations
+
+import math
+
+import torch
+from PIL import Image
+from torchvision.transforms import v2
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "training_transform", "eval_transform", "draft_for_crop", "min_crop_fraction"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def training_transform(
+    img_size: int, *, crop_scale: tuple[float, float] = (0.3, 1.0), crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+) -> v2.Compose:
+    """PIL image -> normalised float tensor [3, img_size, img_size] (no flips or colour jitter, as released)."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.RandomResizedCrop(img_size, scale=crop_scale, ratio=crop_ratio, antialias=True),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def min_crop_fraction(crop_scale: tuple[float, float], crop_ratio: tuple[float, float]) -> float:
+    """Smallest crop side as a fraction of sqrt(width * height) that RandomResizedCrop can draw."""
+    return math.sqrt(crop_scale[0] * min(crop_ratio[0], 1 / crop_ratio[1]))
+
+
+def draft_for_crop(image: Image.Image, img_size: int, min_fraction: float) -> Image.Image:
+    """Ask Pillow to decode a JPEG at a reduced scale when even the smallest crop stays >= ``img_size``.
+
+    JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale for a fraction of the cost; a no-op for other
+    formats and for files not much larger than the crop. Call before the pixels are loaded.
+    """
+    if image.format != "JPEG":
+        return image
+    width, height = image.size
+    needed = img_size / min_fraction  # geometric-mean side that keeps the smallest crop at full resolution
+    factor = needed / math.sqrt(width * height)
+    if factor < 0.5:
+        image.draft("RGB", (math.ceil(width * factor), math.ceil(height * factor)))
+    return image
+
+
+def eval_transform(img_size: int) -> v2.Compose:
+    """Deterministic resize + centre crop + normalisation (the collapse monitor's fixed batch)."""
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(img_size, antialias=True),
+            v2.CenterCrop(img_size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )

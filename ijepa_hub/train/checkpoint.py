@@ -1,0 +1,160 @@
+"""Training checkpoints: written atomically, read strictly, checked against the recipe before resuming.
+
+A checkpoint holds the three networks, the optimiser, the (unused under bf16) grad scaler, the
+schedules, every rank's RNG states, the data position and the monitor's history: everything needed for
+``--resume auto`` to continue exactly where the run stopped.
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "FORMAT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "resolve_resume",
+    "check_resumable",
+    "rng_state",
+    "set_rng_state",
+]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT = "ijepa_hub.train/1"
+_REQUIRED = ("format", "step", "recipe", "model", "optimizer", "schedules", "rng", "data")
+# Recipe keys that may change between a run and its resume: they do not change the mathematics.
+_RUNTIME_KEYS = {
+    "name", "description", "data.path", "train.max_steps", "train.checkpoint_every", "train.log_every",
+    "train.monitor_every", "train.num_workers", "train.device", "train.compile", "train.grad_checkpointing",
+    "train.fsdp", "train.tensorboard",
+}
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
+
+    A crash at any moment leaves either the previous checkpoint or the new one, never a partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": FORMAT, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a training checkpoint (``weights_only``) or raise :class:`CheckpointError` saying why."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for truncated / foreign files
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); it is damaged or not an "
+            "ijepa_hub training checkpoint. Fix: resume from an intact copy, or delete it (and pass no "
+            "--resume) to deliberately start again from step 0."
+        ) from err
+    missing = [k for k in _REQUIRED if not isinstance(state, dict) or k not in state]
+    if missing or state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path} is not an {FORMAT} training checkpoint (missing {missing or 'format'}); "
+            "to start from released weights use ijepa_hub.load_reference_checkpoint instead"
+        )
+    return state
+
+
+def resolve_resume(resume: str | None, out_dir: Path) -> Path | None:
+    """The checkpoint to resume from: ``None`` (fresh run), ``"auto"`` (the run folder's, if any) or a path.
+
+    A fresh run refuses a folder that already holds a checkpoint, so that nothing is overwritten silently.
+    """
+    own = out_dir / CHECKPOINT_NAME
+    if resume is None:
+        if own.exists():
+            raise CheckpointError(
+                f"{own} exists: pass --resume auto to continue that run, or choose another --out"
+            )
+        return None
+    if resume == "auto":
+        return own if own.exists() else None
+    path = Path(resume)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    if not path.is_file():
+        raise CheckpointError(f"--resume {resume}: no checkpoint at {path}")
+    return path
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def check_resumable(state: dict[str, Any], recipe: dict[str, Any], *, source: str) -> None:
+    """Raise :class:`CheckpointError` naming every recipe key that differs from the checkpoint's.
+
+    Keys that only change how the run executes (workers, logging, ``max_steps``...) may differ.
+    """
+    saved, current = _flatten(state["recipe"]), _flatten(recipe)
+    diffs = sorted(
+        k for k in saved.keys() | current.keys() if k not in _RUNTIME_KEYS and saved.get(k) != current.get(k)
+    )
+    if diffs:
+        lines = [f"  {k}: checkpoint {saved.get(k)!r}, now {current.get(k)!r}" for k in diffs]
+        raise CheckpointError(
+            f"{source} was written by a different recipe; resuming would not continue the same run:\n"
+            + "\n".join(lines)
+            + "\n  Fix: use the checkpoint's recipe (saved in it and in the run folder's recipe.yaml), "
+            "or start a new run with another --out."
+        )
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's RNG states (torch CPU and CUDA, numpy, random) as checkpoint-safe values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))

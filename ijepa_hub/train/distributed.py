@@ -1,0 +1,132 @@
+"""Process groups and model wrapping: torchrun DDP (NCCL on GPU, gloo on CPU) or FSDP2 ``fully_shard``."""
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import ContextManager
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from ..models import IJepa
+
+__all__ = ["DistEnv", "init_distributed", "wrap_model", "no_grad_sync", "all_reduce_mean", "any_rank", "ema_update"]
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits: rank, world size and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str = "auto") -> DistEnv:
+    """Join the process group torchrun describes (``RANK``/``WORLD_SIZE``/``LOCAL_RANK``), if any.
+
+    ``device``: ``auto`` picks CUDA when available. The backend is NCCL on CUDA, gloo on CPU.
+    """
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but CUDA is not available; use --train.device cpu")
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    if use_cuda:
+        torch.cuda.set_device(dev)
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo", device_id=dev if use_cuda else None)
+    return DistEnv(rank, world_size, local_rank, dev)
+
+
+def wrap_model(model: IJepa, env: DistEnv, *, fsdp: bool = False) -> nn.Module:
+    """The module the loop calls ``(images, context_masks, target_masks) -> loss`` on.
+
+    DDP wraps the whole IJepa (only context encoder and predictor have gradients). FSDP2 shards every
+    block of both encoders and the predictor the same way, so the target and context encoders hold
+    matching local shards and the EMA update stays a local element-wise operation.
+    """
+    if fsdp:
+        if not env.distributed:
+            raise ValueError("train.fsdp needs several processes (torchrun --nproc_per_node N)")
+        from torch.distributed.fsdp import fully_shard
+
+        for encoder in (model.context_encoder, model.target_encoder):
+            for block in encoder.blocks:
+                fully_shard(block)
+            fully_shard(encoder)
+        for block in model.predictor.predictor_blocks:
+            fully_shard(block)
+        fully_shard(model.predictor)
+        fully_shard(model)
+        return model
+    if env.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+    return model
+
+
+def no_grad_sync(module: nn.Module, fsdp: bool) -> ContextManager:
+    """Skip the gradient all-reduce for an accumulation micro-batch (all but the last)."""
+    if fsdp:
+        return _FsdpNoSync(module)
+    if hasattr(module, "no_sync"):
+        return module.no_sync()
+    return nullcontext()
+
+
+class _FsdpNoSync:
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __enter__(self) -> None:
+        self.module.set_requires_gradient_sync(False)
+
+    def __exit__(self, *exc) -> None:
+        self.module.set_requires_gradient_sync(True)
+
+
+def all_reduce_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Mean of a tensor over ranks (identity on one process)."""
+    if env.distributed:
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= env.world_size
+    return value
+
+
+def any_rank(flag: bool, env: DistEnv) -> bool:
+    """True when ``flag`` is true on any rank (used to stop every rank on a preemption signal)."""
+    if not env.distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=env.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+@torch.no_grad()
+def ema_update(model: IJepa, momentum: float) -> None:
+    """``target = m * target + (1 - m) * context``; with FSDP2 on each rank's local shards."""
+    target = list(model.target_encoder.parameters())
+    if not target or not hasattr(target[0], "to_local"):
+        model.update_target(momentum)
+        return
+    online = [p.detach().to_local() for p in model.context_encoder.parameters()]
+    target = [p.to_local() for p in target]
+    if [t.shape for t in target] != [o.shape for o in online]:
+        raise RuntimeError("target and context encoders are sharded differently; the EMA needs equal shards")
+    torch._foreach_mul_(target, momentum)
+    torch._foreach_add_(target, online, alpha=1.0 - momentum)

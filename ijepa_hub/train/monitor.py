@@ -1,0 +1,128 @@
+"""Watching a run: the collapse monitor (feature std and RankMe), JSONL / TensorBoard metrics, progress bar.
+
+A falling I-JEPA loss is no evidence of learning: representations can collapse while the loss falls.
+The collapse monitor embeds a fixed batch with the target encoder every N steps and warns when the
+effective rank or the feature spread falls well below the best seen so far.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["effective_rank", "feature_std", "CollapseMonitor", "MetricsWriter", "progress_bar"]
+
+logger = logging.getLogger(__name__)
+
+
+def effective_rank(features: torch.Tensor, eps: float = 1e-7) -> float:
+    """RankMe (Garrido et al., 2023): exp of the entropy of the normalised singular values of [N, D].
+
+    Between 1 (all features on a line) and min(N, D) (a spread in every direction).
+    """
+    s = torch.linalg.svdvals(features.double())
+    p = s / s.sum() + eps
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def feature_std(features: torch.Tensor) -> float:
+    """Mean per-dimension standard deviation of the L2-normalised features, times sqrt(D).
+
+    About 1 for well-spread features, 0 for a collapsed (constant) representation.
+    """
+    z = torch.nn.functional.normalize(features.double(), dim=1)
+    return float(z.std(dim=0).mean() * math.sqrt(z.shape[1]))
+
+
+class CollapseMonitor:
+    """Tracks std and RankMe of pooled target-encoder features on a fixed batch.
+
+    Warns when either falls below ``warn_fraction`` of its maximum so far. ``history`` is saved in the
+    checkpoint, so a resumed run warns against the same peaks.
+    """
+
+    def __init__(self, images: torch.Tensor, *, warn_fraction: float = 0.5) -> None:
+        self.images, self.warn_fraction = images, warn_fraction
+        self.history: list[dict[str, float]] = []
+
+    @torch.no_grad()
+    def measure(self, encoder: torch.nn.Module, step: int, *, device: torch.device, autocast: Any) -> dict[str, Any]:
+        """Embed the fixed batch, record and return ``{step, rankme, feature_std, collapse_warning}``."""
+        was_training = encoder.training
+        encoder.eval()
+        pooled = []
+        for chunk in self.images.split(64):
+            with autocast():
+                pooled.append(encoder(chunk.to(device, non_blocking=True)).float().mean(dim=1).cpu())
+        encoder.train(was_training)
+        features = torch.cat(pooled)
+        record: dict[str, Any] = {"step": step, "rankme": effective_rank(features), "feature_std": feature_std(features)}
+        warnings = [
+            f"{key} {record[key]:.3g} < {self.warn_fraction:.0%} of its peak {peak:.3g}"
+            for key in ("rankme", "feature_std")
+            if self.history and record[key] < self.warn_fraction * (peak := max(h[key] for h in self.history))
+        ]
+        record["collapse_warning"] = "; ".join(warnings)
+        if warnings:
+            logger.warning("step %d: possible representation collapse: %s", step, record["collapse_warning"])
+        self.history.append({k: record[k] for k in ("step", "rankme", "feature_std")})
+        return record
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": list(self.history)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.history = list(state["history"])
+
+
+class MetricsWriter:
+    """Appends one JSON object per line to ``metrics.jsonl``; optionally mirrors scalars to TensorBoard."""
+
+    def __init__(self, out_dir: Path, *, tensorboard: bool = False, resume_step: int | None = None) -> None:
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            self._truncate_after(resume_step)
+        elif resume_step is None:
+            self.path.unlink(missing_ok=True)
+        self._file = open(self.path, "a", buffering=1)
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as err:
+                raise ImportError(
+                    "train.tensorboard=true needs the tensorboard package: pip install tensorboard"
+                ) from err
+            self._tb = SummaryWriter(str(Path(out_dir) / "tensorboard"))
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop records a killed run wrote after its last checkpoint, so the file matches the resumed run."""
+        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, self.path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self._tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def progress_bar(total: int, initial: int, *, enabled: bool):
+    """A tqdm bar over optimiser steps (its rate is steps/s; images/s, loss, lr... go in the postfix)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, smoothing=0.1)
