@@ -5,12 +5,12 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from ..errors import IJepaError
-from ..recipe import RecipeError, list_recipes, load_recipe, recipe_from_namespace, recipe_parser
+from ..recipe import Recipe, RecipeError, list_recipes, load_recipe, recipe_from_namespace, recipe_parser
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "parse_args"]
 
 _EPILOG = """\
 Every recipe key can be overridden by its dotted name, e.g. --optim.lr 5e-4 --train.max_steps 100
@@ -50,9 +50,23 @@ def _rewrite_data_shorthand(argv: list[str]) -> list[str]:
     return out
 
 
+def parse_args(argv: Sequence[str]) -> tuple[Recipe, Any]:
+    """``(recipe, namespace)`` from command-line arguments: the named recipe, then the dotted overrides.
+
+    Raises ``jsonargparse.ArgumentError`` / :class:`~ijepa_hub.recipe.RecipeError` naming the bad key.
+    """
+    argv = _rewrite_data_shorthand(list(argv))
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe", default="default")
+    known, _ = pre.parse_known_args(argv)
+    parser = build_parser()
+    base = parser.parse_object(load_recipe(known.recipe).to_dict())
+    args = parser.parse_args(argv, namespace=base)
+    return recipe_from_namespace(args), args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ijepa-train``, ``python -m ijepa_hub.train`` and ``torchrun -m ijepa_hub.train``."""
-    argv = _rewrite_data_shorthand(list(sys.argv[1:] if argv is None else argv))
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(
         level=logging.INFO if rank == 0 else logging.WARNING,
@@ -60,14 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     import jsonargparse
 
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--recipe", default="default")
-    known, _ = pre.parse_known_args(argv)
-    parser = build_parser()
     try:
-        base = parser.parse_object(load_recipe(known.recipe).to_dict())
-        args = parser.parse_args(argv, namespace=base)
-        recipe = recipe_from_namespace(args)
+        recipe, args = parse_args(sys.argv[1:] if argv is None else argv)
     except (jsonargparse.ArgumentError, RecipeError, FileNotFoundError) as err:
         print(f"ijepa-train: error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2

@@ -295,7 +295,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                          "num_samples": len(dataset), "micro_batches_per_step": plan.micro_batches_per_step},
                 "monitor": monitor.state_dict(),
                 "world_size": env.world_size,
-                "torch_version": torch.__version__,
+                "torch_version": str(torch.__version__),
             })
         if env.distributed:
             dist.barrier()
