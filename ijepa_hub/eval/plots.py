@@ -1,0 +1,159 @@
+"""Pictures: sampled masks over images, PCA of patch features as RGB, and training curves (PNG).
+
+matplotlib (the ``viz`` extra) draws the figures; it is imported only when a picture is made.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..masks import MaskCollator
+
+__all__ = ["plot_masks", "pca_rgb", "plot_pca", "plot_training_curves", "read_metrics"]
+
+_TARGET_COLOURS = np.array([[230, 25, 75], [255, 225, 25], [245, 130, 48], [240, 50, 230]]) / 255.0
+_CONTEXT_COLOUR = np.array([0, 130, 200]) / 255.0
+_MEAN = np.array([0.485, 0.456, 0.406])
+_STD = np.array([0.229, 0.224, 0.225])
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as err:
+        raise ImportError("pictures need matplotlib: pip install 'ijepa-hub[viz]'") from err
+    return plt
+
+
+def _to_rgb(image: torch.Tensor) -> np.ndarray:
+    """[3, H, W] ImageNet-normalised (float) or uint8 tensor -> [H, W, 3] floats in [0, 1]."""
+    x = image.detach().cpu().float().permute(1, 2, 0).numpy()
+    if image.dtype == torch.uint8:
+        return x / 255.0
+    return np.clip(x * _STD + _MEAN, 0.0, 1.0)
+
+
+def _overlay(rgb: np.ndarray, grid: tuple[int, int], context: np.ndarray, targets: Sequence[np.ndarray]) -> np.ndarray:
+    """Dim unused patches, tint context patches blue and each target block its own colour."""
+    gh, gw = grid
+    ph, pw = rgb.shape[0] // gh, rgb.shape[1] // gw
+    tint = np.full((gh * gw, 3), np.nan)
+    alpha = np.full(gh * gw, 0.75)  # unused patches: mostly grey
+    tint[context] = _CONTEXT_COLOUR
+    alpha[context] = 0.35
+    for j, t in enumerate(targets):
+        tint[t] = _TARGET_COLOURS[j % len(_TARGET_COLOURS)]
+        alpha[t] = 0.55
+    tint = np.where(np.isnan(tint), 0.5, tint)
+    up = lambda a: np.repeat(np.repeat(a.reshape(gh, gw, -1), ph, 0), pw, 1)
+    return (1 - up(alpha)) * rgb + up(alpha) * up(tint)
+
+
+def plot_masks(
+    images: torch.Tensor,
+    collators: dict[str, MaskCollator],
+    path: str | os.PathLike,
+    *,
+    step: int = 0,
+) -> Path:
+    """One row per masking mode: each image with its context (blue) and target blocks (warm colours)."""
+    plt = _pyplot()
+    n = len(images)
+    fig, axes = plt.subplots(len(collators), n, figsize=(2.2 * n, 2.4 * len(collators)), squeeze=False)
+    for row, (name, collator) in enumerate(collators.items()):
+        (context,), targets = collator.sample(n, step)
+        for i in range(n):
+            ax = axes[row, i]
+            rgb = _to_rgb(images[i])
+            ax.imshow(_overlay(rgb, (collator.height, collator.width), context[i].numpy(), [t[i].numpy() for t in targets]))
+            ax.set_xticks([]), ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel(f"{name}\ncontext {context.shape[1]}, targets 4x{targets[0].shape[1]}", fontsize=8)
+    fig.suptitle("I-JEPA masks: context (blue), target blocks (warm), unused (grey)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def pca_rgb(patch_tokens: torch.Tensor) -> torch.Tensor:
+    """[B, N, D] patch features -> [B, N, 3] in [0, 1]: the top three principal components, shared scale."""
+    b, n, d = patch_tokens.shape
+    x = patch_tokens.float().reshape(b * n, d)
+    x = x - x.mean(0)
+    _, _, v = torch.linalg.svd(x, full_matrices=False)
+    proj = x @ v[:3].T
+    lo, hi = proj.quantile(0.01, dim=0), proj.quantile(0.99, dim=0)
+    return ((proj - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1).reshape(b, n, 3)
+
+
+def plot_pca(images: torch.Tensor, patch_tokens: torch.Tensor, path: str | os.PathLike, *, title: str = "") -> Path:
+    """Each image above the RGB map of its patch features' first three principal components."""
+    plt = _pyplot()
+    b, n, _ = patch_tokens.shape
+    grid = round(n**0.5)
+    colours = pca_rgb(patch_tokens).reshape(b, grid, grid, 3).numpy()
+    fig, axes = plt.subplots(2, b, figsize=(2.0 * b, 4.2), squeeze=False)
+    for i in range(b):
+        axes[0, i].imshow(_to_rgb(images[i]))
+        axes[1, i].imshow(colours[i], interpolation="nearest")
+        for ax in axes[:, i]:
+            ax.set_xticks([]), ax.set_yticks([])
+    fig.suptitle(title or "PCA of patch features (first three components as RGB)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a metrics JSONL file; a malformed line is an error naming the line."""
+    records = []
+    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from None
+    return records
+
+
+def plot_training_curves(
+    metrics: str | os.PathLike | list[dict],
+    path: str | os.PathLike,
+    *,
+    keys: Sequence[str] = ("loss", "lr", "momentum", "rankme"),
+) -> Path:
+    """One panel per metric against the step, from a run's ``metrics.jsonl`` (missing metrics skipped)."""
+    plt = _pyplot()
+    records = read_metrics(metrics) if not isinstance(metrics, list) else metrics
+    present = [k for k in keys if any(k in r for r in records)]
+    if not present:
+        raise ValueError(f"none of {list(keys)} found in the metrics ({len(records)} records)")
+    fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 2.8), squeeze=False)
+    for ax, key in zip(axes[0], present):
+        pts = [(r["step"], r[key]) for r in records if key in r and "step" in r]
+        ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None)
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if key == "loss" and min(v for _, v in pts) > 0:
+            ax.set_yscale("log")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    fig.clf()
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
