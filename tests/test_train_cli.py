@@ -1,0 +1,110 @@
+"""``ijepa-train`` as a user runs it: a process that can be killed, preempted and resumed."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jsonargparse
+import pytest
+import torch
+
+from ijepa_hub.train import load_checkpoint
+from ijepa_hub.train.checkpoint import CHECKPOINT_NAME
+from ijepa_hub.train.cli import main, parse_args
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+
+def _train_cmd(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "ijepa_hub.train", "--no-progress", *args]
+
+
+def _logged_steps(out: Path) -> list[int]:
+    path = out / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line)["step"] for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+def _wait_for_step(proc: subprocess.Popen, out: Path, step: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while max(_logged_steps(out), default=0) < step:
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended (rc {proc.returncode}) before step {step}: {proc.stdout.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"step {step} not reached in {timeout} s")
+        time.sleep(0.01)
+
+
+def test_overrides_are_validated_and_errors_name_the_key(capsys):
+    recipe, args = parse_args(["--recipe", "in1k_vith14", "--optim.lr", "2e-3", "--data", "/data/in1k"])
+    assert (recipe.name, recipe.optim.lr, recipe.optim.batch_size, recipe.data.path) == ("in1k_vith14", 2e-3, 2048, "/data/in1k")
+    assert recipe.model.name == "vit_huge_patch14" and args.resume is None
+    with pytest.raises(jsonargparse.ArgumentError, match="optim.lr"):
+        parse_args(["--optim.lr", "fast"])
+    with pytest.raises(jsonargparse.ArgumentError, match="mask.mode"):
+        parse_args(["--mask.mode", "random"])
+    assert main(["--optim.learning_rate", "1"]) == 2
+    assert "optim.learning_rate" in capsys.readouterr().err
+
+
+def test_cli_runs_end_to_end_and_the_loss_falls(tiny_train_args, tmp_path):
+    out = tmp_path / "run"
+    done = subprocess.run(
+        _train_cmd([*tiny_train_args, "--train.max_steps", "25", "--out", str(out)]),
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    losses = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert len(losses) == 25 and sum(losses[-3:]) < 0.6 * sum(losses[:3]), losses
+    assert "ijepa-train: steps 0 -> 25" in done.stdout
+    assert (out / "model" / "config.json").is_file()
+
+
+def test_sigkill_then_resume_auto_is_bit_equal_to_an_uninterrupted_run(tiny_train_args, tmp_path):
+    args = [*tiny_train_args, "--train.max_steps", "24", "--train.checkpoint_every", "6"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    reference = subprocess.Popen(_train_cmd([*args, "--out", str(straight)]), env=_env(), stdout=subprocess.PIPE, text=True)
+    victim = subprocess.Popen(_train_cmd([*args, "--out", str(killed)]), env=_env(), stdout=subprocess.PIPE, text=True)
+    _wait_for_step(victim, killed, 9)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    interrupted_at = load_checkpoint(killed / CHECKPOINT_NAME)["step"]
+    assert 6 <= interrupted_at < 24
+    resumed = subprocess.run(
+        _train_cmd([*args, "--out", str(killed), "--resume", "auto"]), env=_env(), capture_output=True, text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"steps {interrupted_at} -> 24" in resumed.stdout
+    assert reference.wait(timeout=300) == 0
+    a, b = load_checkpoint(straight / CHECKPOINT_NAME), load_checkpoint(killed / CHECKPOINT_NAME)
+    assert a["step"] == b["step"] == 24
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert _logged_steps(killed) == list(range(1, 25))
+
+
+def test_sigterm_checkpoints_and_exits_zero(tiny_train_args, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        _train_cmd([*tiny_train_args, "--train.checkpoint_every", "1000", "--out", str(out)]),
+        env=_env(), stdout=subprocess.PIPE, text=True,
+    )
+    _wait_for_step(proc, out, 3)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 0
+    assert "preempted" in proc.stdout.read()
+    step = load_checkpoint(out / CHECKPOINT_NAME)["step"]
+    assert 3 <= step < 64 and max(_logged_steps(out)) == step
