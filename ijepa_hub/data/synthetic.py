@@ -65,13 +65,13 @@ def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: f
     elif kind == "triangle":
         draw.regular_polygon((cx, cy, r), 3, rotation=math.degrees(angle), fill=colour)
     elif kind == "cross":
-        w = r / 3
+        w = r / 3  # half-width; half-length 0.9 r keeps the cross inside its circle of radius r
         c, s = math.cos(angle), math.sin(angle)
         for dx, dy in ((1, 0), (0, 1)):
             ux, uy = dx * c - dy * s, dx * s + dy * c  # bar direction
             vx, vy = -uy, ux  # its normal
             corners = [
-                (cx + a * r * ux + b * w * vx, cy + a * r * uy + b * w * vy)
+                (cx + a * 0.9 * r * ux + b * w * vx, cy + a * 0.9 * r * uy + b * w * vy)
                 for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1))
             ]
             draw.polygon(corners, fill=colour)
