@@ -100,7 +100,7 @@ class TrainSection:
     log_every: int = 10  # steps between metric lines (JSONL / TensorBoard)
     monitor_every: int = 100  # steps between collapse checks (std and RankMe of target features)
     monitor_batch: int = 256  # images in the fixed batch of the collapse monitor
-    num_workers: int = 2  # DataLoader workers per process (masks are drawn inside them)
+    num_workers: int = 8  # DataLoader workers per process (masks are drawn inside them)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False  # torch.compile the model (dynamic shapes: mask lengths vary)
