@@ -44,7 +44,7 @@ def test_monitor_warns_when_the_rank_falls(caplog):
     encoder.gain = 1e-4  # every image maps to almost the same feature
     with caplog.at_level(logging.WARNING):
         second = monitor.measure(encoder, 10, device=cpu, autocast=torch.autograd.grad_mode.no_grad)
-    assert second["rankme"] < 1.5 and second["feature_std"] < 1e-3
+    assert second["rankme"] < 1.5 and second["feature_std"] < 0.2 * first["feature_std"]
     assert "rankme" in second["collapse_warning"] and "feature_std" in second["collapse_warning"]
     assert "collapse" in caplog.text
     restored = CollapseMonitor(monitor.images)
