@@ -1,0 +1,65 @@
+"""Shared test fixtures. The Hub environment is set here, before anything imports huggingface_hub
+(which reads HF_ENDPOINT, HF_HOME, HF_HUB_DISABLE_XET once, at import): tests never reach the network."""
+import os
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_HUB_PORT = _free_port()
+_HF_HOME = tempfile.mkdtemp(prefix="ijepa_hub-tests-hf-")
+os.environ.update(
+    HF_ENDPOINT=f"http://127.0.0.1:{_HUB_PORT}",
+    HF_HOME=_HF_HOME,
+    HF_HUB_DISABLE_XET="1",
+    HF_HUB_DISABLE_TELEMETRY="1",
+    HF_HUB_DISABLE_PROGRESS_BARS="1",
+    HF_TOKEN="hf_loopback_test_token",
+)
+os.environ.pop("HF_HUB_OFFLINE", None)
+sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(img_size=32)  # vit_tiny_patch16 at 32 px: 4 patches, ~5.5M parameters per encoder
+
+
+@pytest.fixture(scope="session")
+def hub_server():
+    """The loopback test Hub (tests/hub_server.py) on the port HF_ENDPOINT names."""
+    from hub_server import HubServer
+
+    server = HubServer(_HUB_PORT, lifetime_s=900).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A random tiny IJepa whose two encoders differ (so tests can tell them apart)."""
+    import ijepa_hub
+
+    torch.manual_seed(0)
+    model = ijepa_hub.create_model("vit_tiny_patch16", **TINY).eval()
+    with torch.no_grad():
+        for p in model.target_encoder.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="session")
+def images():
+    """Four deterministic uint8 RGB images of different sizes (HWC numpy)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in ((40, 48), (64, 36), (32, 32), (50, 70))]
