@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageOps
 from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from huggingface_hub.utils import tqdm  # honours HF_HUB_DISABLE_PROGRESS_BARS
 from torchvision.transforms import v2
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "load_image",
     "preprocess",
     "extract_features",
+    "list_images",
+    "extract_folder",
 ]
 
 CROP_PCT = 0.875
@@ -181,6 +184,7 @@ def extract_features(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     preprocessed: bool = False,
+    progress: bool = False,
 ) -> Features:
     """Run ``encoder`` (a :class:`~ijepa_hub.VisionTransformerEncoder`) on images, in batches.
 
@@ -188,7 +192,7 @@ def extract_features(
     NCHW tensor / NHWC array. ``img_size`` defaults to the encoder's native size. ``layers=4`` gives the
     paper's linear-probe feature. ``device`` moves the encoder there (default: where it is); ``dtype``
     is the autocast type (default bf16 on CUDA, float32 elsewhere). ``preprocessed=True`` takes
-    ``images`` as already normalised [B, 3, H, W] tensors.
+    ``images`` as already normalised [B, 3, H, W] tensors; ``progress`` shows a bar over batches.
     """
     if layers < 1 or layers > len(encoder.blocks):
         raise ValueError(f"layers must be in 1..{len(encoder.blocks)}, got {layers}")
@@ -203,7 +207,7 @@ def extract_features(
     items = _as_list(images)
     pooled, tokens = [], []
     try:
-        for start in range(0, len(items), batch_size):
+        for start in tqdm(range(0, len(items), batch_size), desc="batches", unit="batch", disable=not progress):
             chunk = items[start : start + batch_size]
             if preprocessed:
                 batch = torch.stack([torch.as_tensor(x) for x in chunk])
@@ -219,3 +223,24 @@ def extract_features(
     finally:
         encoder.train(was_training)
     return Features(pooled=torch.cat(pooled), patch_tokens=torch.cat(tokens))
+
+
+def list_images(folder: str | os.PathLike) -> list[str]:
+    """Image files under ``folder`` (recursive, sorted; any extension PIL can open)."""
+    root = os.fspath(folder)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"no image folder at {root!r}")
+    suffixes = {ext.lower() for ext in Image.registered_extensions()}
+    found = [
+        os.path.join(d, f) for d, _, names in os.walk(root) for f in names if os.path.splitext(f)[1].lower() in suffixes
+    ]
+    if not found:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(suffixes)[:8])}, ...) under {root!r}")
+    return sorted(found)
+
+
+def extract_folder(encoder: nn.Module, folder: str | os.PathLike, **kwargs) -> tuple[list[str], Features]:
+    """Features of every image under ``folder``; returns the paths (relative, sorted) and the features."""
+    paths = list_images(folder)
+    feats = extract_features(encoder, paths, **kwargs)
+    return [os.path.relpath(p, folder) for p in paths], feats
