@@ -124,7 +124,7 @@ def _extract(args) -> None:
         np.save(out, feats.pooled.numpy())
         out.with_suffix(".txt").write_text("".join(f"{p}\n" for p in paths))
         print(f"wrote {out} {tuple(feats.pooled.shape)} and the image list {out.with_suffix('.txt')}")
-    elif out.suffix == ".safetensors":
+    else:
         from safetensors.torch import save_file
 
         tensors = {"pooled": feats.pooled}
@@ -133,8 +133,6 @@ def _extract(args) -> None:
         save_file(tensors, str(out), metadata={"paths": json.dumps(paths), "source": args.source,
                                                "encoder": args.encoder, "layers": str(args.layers)})
         print(f"wrote {out} pooled {tuple(feats.pooled.shape)}")
-    else:
-        raise SystemExit(f"ijepa-hub extract: output must end in .safetensors or .npy, got {out}")
 
 
 def _info(args) -> None:
@@ -165,10 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ijepa-hub`` console script."""
     from ..errors import IJepaError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "extract" and Path(args.output).suffix not in (".safetensors", ".npy"):
+        parser.error(f"extract: output must end in .safetensors or .npy, got {args.output}")
     try:
         _COMMANDS[args.command](args)
-    except (IJepaError, FileNotFoundError) as err:
+    except (IJepaError, OSError) as err:  # our errors, missing files, Hub HTTP errors: message only
         print(f"ijepa-hub {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

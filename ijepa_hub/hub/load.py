@@ -250,15 +250,22 @@ def from_pretrained(
     elif _REPO_ID.match(s):
         model = _load_files(_HubFiles(s, **hub), **opts)
     else:
-        raise FileNotFoundError(
-            f"{s!r} is not a folder, a checkpoint file or URL, a released variant "
-            f"({', '.join(VARIANTS)}) or a Hub repo id ('owner/name')"
-        )
+        raise _not_found(s)
     return model.to(device) if device is not None else model
 
 
 def read_config(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> dict[str, Any]:
     """The ``config.json`` of a folder or Hub repo, without downloading weights (for ``ijepa-hub info``)."""
     s = os.fspath(name_or_path)
-    files = _LocalFiles(s) if os.path.isdir(s) else _HubFiles(s, **hub_kwargs)
-    return _read_json(files, what="I-JEPA repo")
+    if os.path.isdir(s):
+        return _read_json(_LocalFiles(s), what="I-JEPA repo")
+    if _REPO_ID.match(s):
+        return _read_json(_HubFiles(s, **hub_kwargs), what="I-JEPA repo")
+    raise _not_found(s)
+
+
+def _not_found(s: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"{s!r} is not a folder, a checkpoint file or URL, a released variant "
+        f"({', '.join(VARIANTS)}) or a Hub repo id ('owner/name')"
+    )
