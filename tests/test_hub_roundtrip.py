@@ -18,20 +18,21 @@ REPO = "tester/tiny-ijepa"
 
 @pytest.fixture(scope="module")
 def pushed(hub_server, tiny_model):
-    """The tiny model pushed once, with a recipe and metrics; returns (commit_url, commit sha)."""
+    """The tiny model pushed once, with a recipe and metrics: (commit_url, commit sha, requests made)."""
+    before = len(hub_server.requests)
     url = ijepa_hub.push_to_hub(
         tiny_model, REPO, recipe=ijepa_hub.load_recipe("in1k_vith14"), metrics={"knn_top1": 12.5}
     )
-    return url, url.rstrip("/").rsplit("/", 1)[-1]
+    return url, url.rstrip("/").rsplit("/", 1)[-1], hub_server.requests[before:]
 
 
 def test_push_writes_one_commit_with_the_layout(pushed, hub_server, tiny_model):
-    url, sha = pushed
+    url, sha, requests = pushed
     assert url == f"{hub_server.endpoint}/{REPO}/commit/{sha}" and len(sha) == 40
     files = set(HfApi().list_repo_files(REPO))
     assert files == {".gitattributes", "config.json", "model.safetensors", "context_encoder.safetensors",
                      "predictor.safetensors", "README.md"}
-    assert [p for m, p in hub_server.requests if m == "POST" and "/commit/" in p] == [f"/api/models/{REPO}/commit/main"]
+    assert [p for m, p in requests if m == "POST" and "/commit/" in p] == [f"/api/models/{REPO}/commit/main"]
     target = load_file(hf_hub_download(REPO, "model.safetensors"))
     assert set(target) == set(tiny_model.target_encoder.state_dict())
     assert torch.equal(target["blocks.0.attn.qkv.weight"], tiny_model.target_encoder.blocks[0].attn.qkv.weight)
