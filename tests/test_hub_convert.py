@@ -139,6 +139,21 @@ def test_transformers_repo_loads_with_identical_features(tmp_path, hub_server, i
         ijepa_hub.from_pretrained(tmp_path / "hf")  # encoder="target" is not in a transformers repo
 
 
+def test_registry_name_with_transformers_weights_reads_the_facebook_mirror(tmp_path, hub_server):
+    from huggingface_hub import HfApi
+
+    variant = ijepa_hub.get_variant("ijepa_vith14_22k")
+    hf_model = _tiny_transformers_model()  # a tiny stand-in under the mirror's name on the test Hub
+    hf_model.save_pretrained(tmp_path / "hf")
+    HfApi().create_repo(variant.hf_transformers_repo, exist_ok=True)
+    HfApi().upload_folder(repo_id=variant.hf_transformers_repo, folder_path=tmp_path / "hf")
+    model = ijepa_hub.from_pretrained(variant.name, weights="transformers", encoder="context")
+    assert model.variant == variant.name and model.source == variant.hf_transformers_repo
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert (model.encoder(x) - hf_model(pixel_values=x).last_hidden_state).abs().max() <= 1e-5
+
+
 def test_pickle_weights_in_a_repo_need_an_explicit_opt_in(tmp_path, hub_server):
     from huggingface_hub import HfApi
 
