@@ -1,6 +1,8 @@
 """Shared test fixtures. The Hub environment is set here, before anything imports huggingface_hub
 (which reads HF_ENDPOINT, HF_HOME, HF_HUB_DISABLE_XET once, at import): tests never reach the network."""
+import atexit
 import os
+import shutil
 import socket
 import sys
 import tempfile
@@ -15,6 +17,7 @@ def _free_port() -> int:
 
 _HUB_PORT = _free_port()
 _HF_HOME = tempfile.mkdtemp(prefix="ijepa_hub-tests-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 os.environ.update(
     HF_ENDPOINT=f"http://127.0.0.1:{_HUB_PORT}",
     HF_HOME=_HF_HOME,
