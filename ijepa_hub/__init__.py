@@ -1,14 +1,24 @@
 """ijepa_hub: I-JEPA models, masking, training and Hugging Face Hub loading."""
-from .errors import CheckpointError, IJepaError, StateDictMismatchError
+__version__ = "0.1.0"  # first: submodules (the Hub layout) record it
+
+from .errors import CheckpointError, HubLayoutError, IJepaError, PickleNotAllowedError, StateDictMismatchError
+from .features import Features, extract_features, preprocess
 from .models import IJepa, Predictor, VisionTransformerEncoder, create_model
 from .recipe import Recipe, list_recipes, load_recipe
 from .reference import infer_model_config, load_reference_checkpoint, read_reference_checkpoint
 from .registry import ModelConfig, get_model_config, get_variant, list_models, list_variants
-
-__version__ = "0.1.0"
+from .hub import PretrainedIJepa, export_transformers, from_pretrained, push_to_hub, save_pretrained
 
 __all__ = [
     "create_model",
+    "from_pretrained",
+    "save_pretrained",
+    "push_to_hub",
+    "export_transformers",
+    "extract_features",
+    "preprocess",
+    "Features",
+    "PretrainedIJepa",
     "load_reference_checkpoint",
     "read_reference_checkpoint",
     "infer_model_config",
@@ -26,4 +36,6 @@ __all__ = [
     "IJepaError",
     "CheckpointError",
     "StateDictMismatchError",
+    "PickleNotAllowedError",
+    "HubLayoutError",
 ]

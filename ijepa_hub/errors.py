@@ -1,7 +1,7 @@
 """Exceptions that tell the user which file or key is wrong and what to do."""
 from __future__ import annotations
 
-__all__ = ["IJepaError", "CheckpointError", "StateDictMismatchError"]
+__all__ = ["IJepaError", "CheckpointError", "StateDictMismatchError", "PickleNotAllowedError", "HubLayoutError"]
 
 
 class IJepaError(Exception):
@@ -39,3 +39,11 @@ class StateDictMismatchError(CheckpointError):
             "(or pass the matching model name / img_size / patch_size)."
         )
         super().__init__("\n".join(lines))
+
+
+class PickleNotAllowedError(CheckpointError):
+    """A Hub repo or folder offers only pickle weights (``.bin``, ``.pt``) and the caller did not opt in."""
+
+
+class HubLayoutError(CheckpointError):
+    """A folder or Hub repo is not in the ijepa_hub or transformers I-JEPA layout, or lacks a part."""

@@ -1,21 +1,85 @@
-"""Shared fixtures: tiny models that run in milliseconds on a CPU."""
-from __future__ import annotations
+"""Shared test fixtures. The Hub environment is set here, before anything imports huggingface_hub
+(which reads HF_ENDPOINT, HF_HOME, HF_HUB_DISABLE_XET once, at import): tests never reach the network."""
+import atexit
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from pathlib import Path
 
-import pytest
-import torch
 
-import ijepa_hub
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_HUB_PORT = _free_port()
+_HF_HOME = tempfile.mkdtemp(prefix="ijepa_hub-tests-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+os.environ.update(
+    HF_ENDPOINT=f"http://127.0.0.1:{_HUB_PORT}",
+    HF_HOME=_HF_HOME,
+    HF_HUB_DISABLE_XET="1",
+    HF_HUB_DISABLE_TELEMETRY="1",
+    HF_HUB_DISABLE_PROGRESS_BARS="1",
+    HF_TOKEN="hf_loopback_test_token",
+)
+os.environ.pop("HF_HUB_OFFLINE", None)
+sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(img_size=32)  # vit_tiny_patch16 at 32 px: 4 patches, ~5.5M parameters per encoder
+
+
+@pytest.fixture(scope="session")
+def hub_server():
+    """The loopback test Hub (tests/hub_server.py) on the port HF_ENDPOINT names."""
+    from hub_server import HubServer
+
+    server = HubServer(_HUB_PORT, lifetime_s=900).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A random tiny IJepa whose two encoders differ (so tests can tell them apart)."""
+    import ijepa_hub
+
+    torch.manual_seed(0)
+    model = ijepa_hub.create_model("vit_tiny_patch16", **TINY).eval()
+    with torch.no_grad():
+        for p in model.target_encoder.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return model
+
+
+@pytest.fixture(scope="session")
+def images():
+    """Four deterministic uint8 RGB images of different sizes (HWC numpy)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8) for h, w in ((40, 48), (64, 36), (32, 32), (50, 70))]
 
 
 @pytest.fixture
-def tiny_model() -> ijepa_hub.IJepa:
-    """vit_tiny at 32 px, patch 8: a 4x4 grid, predictor 96 wide and 2 deep."""
+def tiny_ijepa():
+    """A fresh vit_tiny at 32 px with 8 px patches (a 4x4 grid), predictor 96 wide and 2 deep."""
+    import ijepa_hub
+
     torch.manual_seed(0)
     return ijepa_hub.create_model("vit_tiny_patch16", img_size=32, patch_size=8, pred_depth=2)
 
 
 @pytest.fixture
-def images() -> torch.Tensor:
+def image_batch() -> torch.Tensor:
+    """Two random normalised 32 px images [2, 3, 32, 32]."""
     return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 

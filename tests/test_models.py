@@ -20,27 +20,27 @@ def test_sincos_table_is_the_mae_layout():
                 assert table[token, half * dim // 2 + dim // 4 + i].item() == pytest.approx(math.cos(pos * omega), abs=1e-6)
 
 
-def test_pos_embed_is_fixed_and_in_state_dict(tiny_model):
-    enc = tiny_model.context_encoder
+def test_pos_embed_is_fixed_and_in_state_dict(tiny_ijepa):
+    enc = tiny_ijepa.context_encoder
     assert "pos_embed" in enc.state_dict() and not enc.pos_embed.requires_grad
     assert torch.equal(enc.pos_embed, sincos_2d(192, 4))
-    assert torch.equal(tiny_model.predictor.predictor_pos_embed, sincos_2d(96, 4))
+    assert torch.equal(tiny_ijepa.predictor.predictor_pos_embed, sincos_2d(96, 4))
     assert enc.cls_token is None and enc.blocks[0].norm1.eps == 1e-6 and enc.blocks[0].attn.qkv.bias is not None
 
 
-def test_masked_forward_gathers_after_adding_positions(tiny_model, images):
-    enc = tiny_model.context_encoder.eval()
-    full = enc(images)
+def test_masked_forward_gathers_after_adding_positions(tiny_ijepa, image_batch):
+    enc = tiny_ijepa.context_encoder.eval()
+    full = enc(image_batch)
     perm = torch.stack([torch.randperm(16, generator=torch.Generator().manual_seed(i)) for i in range(2)])
     # attention is permutation-equivariant: a masked forward over a permutation of all tokens must
     # give the permuted full output, which holds only if positions were added before the gather
-    masked = enc(images, masks=[perm])
+    masked = enc(image_batch, masks=[perm])
     torch.testing.assert_close(masked, torch.gather(full, 1, perm[..., None].expand(-1, -1, 192)), atol=1e-5, rtol=0)
-    two = enc(images, masks=[perm[:, :5], perm[:, 5:10]])
+    two = enc(image_batch, masks=[perm[:, :5], perm[:, 5:10]])
     assert two.shape == (4, 5, 192)
 
 
-def test_attention_goes_through_sdpa(tiny_model, images, monkeypatch):
+def test_attention_goes_through_sdpa(tiny_ijepa, image_batch, monkeypatch):
     calls = []
     real = F.scaled_dot_product_attention
 
@@ -49,7 +49,7 @@ def test_attention_goes_through_sdpa(tiny_model, images, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", counting)
-    tiny_model.context_encoder(images)
+    tiny_ijepa.context_encoder(image_batch)
     assert len(calls) == 12
 
 
@@ -107,9 +107,9 @@ def test_exact_parity_with_transformers_ijepa(size, tmp_path):
     assert (ours - expected).abs().max().item() <= 1e-5
 
 
-def test_predictor_batches_blocks_without_crosstalk(tiny_model):
+def test_predictor_batches_blocks_without_crosstalk(tiny_ijepa):
     torch.manual_seed(3)
-    pred = tiny_model.predictor.eval()
+    pred = tiny_ijepa.predictor.eval()
     ctx_idx = torch.tensor([[0, 1, 2, 4, 5, 6], [3, 7, 8, 9, 10, 11]])
     targets = [torch.tensor([[12, 13], [0, 1]]), torch.tensor([[14, 15], [5, 6]]), torch.tensor([[8, 9], [14, 15]])]
     z = torch.randn(2, 6, 192)
@@ -121,16 +121,16 @@ def test_predictor_batches_blocks_without_crosstalk(tiny_model):
     torch.testing.assert_close(pred(z, ctx_idx, moved)[:2], batched[:2], atol=1e-5, rtol=0)
 
 
-def test_activation_checkpointing_gives_the_same_loss_and_gradients(tiny_model, images):
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(tiny_ijepa, image_batch):
     ctx = [torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7]] * 2)]
     tgt = [torch.tensor([[10, 11]] * 2), torch.tensor([[14, 15]] * 2)]
-    loss = tiny_model(images, ctx, tgt)
+    loss = tiny_ijepa(image_batch, ctx, tgt)
     loss.backward()
-    grads = {n: p.grad.clone() for n, p in tiny_model.named_parameters() if p.grad is not None}
-    tiny_model.zero_grad()
-    tiny_model.set_grad_checkpointing(True)
-    loss2 = tiny_model(images, ctx, tgt)
+    grads = {n: p.grad.clone() for n, p in tiny_ijepa.named_parameters() if p.grad is not None}
+    tiny_ijepa.zero_grad()
+    tiny_ijepa.set_grad_checkpointing(True)
+    loss2 = tiny_ijepa(image_batch, ctx, tgt)
     loss2.backward()
     assert loss2.item() == pytest.approx(loss.item(), abs=1e-6)
     for n, g in grads.items():
-        torch.testing.assert_close(dict(tiny_model.named_parameters())[n].grad, g, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(dict(tiny_ijepa.named_parameters())[n].grad, g, atol=1e-6, rtol=1e-5)

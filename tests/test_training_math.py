@@ -38,27 +38,27 @@ def test_schedules_by_hand():
     assert s.momentum(100) == 1.0 and s.momentum(200) == 1.0
 
 
-def test_ema_update_by_hand(tiny_model):
+def test_ema_update_by_hand(tiny_ijepa):
     with torch.no_grad():
-        for p in tiny_model.context_encoder.parameters():
+        for p in tiny_ijepa.context_encoder.parameters():
             p.add_(1.0)
-    before = {n: p.clone() for n, p in tiny_model.target_encoder.named_parameters()}
-    online = dict(tiny_model.context_encoder.named_parameters())
-    tiny_model.update_target(0.9)
-    for n, p in tiny_model.target_encoder.named_parameters():
+    before = {n: p.clone() for n, p in tiny_ijepa.target_encoder.named_parameters()}
+    online = dict(tiny_ijepa.context_encoder.named_parameters())
+    tiny_ijepa.update_target(0.9)
+    for n, p in tiny_ijepa.target_encoder.named_parameters():
         torch.testing.assert_close(p, 0.9 * before[n] + 0.1 * online[n], atol=1e-6, rtol=0)
-    tiny_model.update_target(1.0)
-    tiny_model.update_target(0.0)
-    for n, p in tiny_model.target_encoder.named_parameters():
+    tiny_ijepa.update_target(1.0)
+    tiny_ijepa.update_target(0.0)
+    for n, p in tiny_ijepa.target_encoder.named_parameters():
         assert torch.equal(p, online[n])
     with pytest.raises(ValueError):
-        tiny_model.update_target(1.5)
+        tiny_ijepa.update_target(1.5)
 
 
-def test_target_path_is_nonaffine_layernorm_then_gather(tiny_model, images):
+def test_target_path_is_nonaffine_layernorm_then_gather(tiny_ijepa, image_batch):
     masks = [torch.tensor([[0, 5], [3, 4]]), torch.tensor([[15, 1], [2, 9]])]
-    out = tiny_model.target_features(images, masks)
-    h = F.layer_norm(tiny_model.target_encoder(images), (192,))
+    out = tiny_ijepa.target_features(image_batch, masks)
+    h = F.layer_norm(tiny_ijepa.target_encoder(image_batch), (192,))
     expected = torch.cat([torch.stack([h[b, m[b]] for b in range(2)]) for m in masks])
     torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)
     assert not out.requires_grad
@@ -84,9 +84,9 @@ def test_initialisation_as_released():
         assert torch.equal(a, b)  # the target encoder starts as an exact copy
 
 
-def test_param_groups_exclude_biases_norms_and_frozen_tables(tiny_model):
-    decay, no_decay = param_groups(tiny_model)
-    names = {id(p): n for n, p in tiny_model.named_parameters()}
+def test_param_groups_exclude_biases_norms_and_frozen_tables(tiny_ijepa):
+    decay, no_decay = param_groups(tiny_ijepa)
+    names = {id(p): n for n, p in tiny_ijepa.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
     undecayed = {names[id(p)] for p in no_decay["params"]}
     assert "predictor.mask_token" in decayed and "context_encoder.blocks.0.attn.qkv.weight" in decayed
@@ -94,9 +94,9 @@ def test_param_groups_exclude_biases_norms_and_frozen_tables(tiny_model):
     everything = decayed | undecayed
     assert not any(n.startswith("target_encoder") for n in everything)
     assert "context_encoder.pos_embed" not in everything and "predictor.predictor_pos_embed" not in everything
-    trainable = {n for n, p in tiny_model.named_parameters() if p.requires_grad}
+    trainable = {n for n, p in tiny_ijepa.named_parameters() if p.requires_grad}
     assert everything == trainable and not decayed & undecayed
-    opt = build_optimizer(tiny_model, OptimSection())
+    opt = build_optimizer(tiny_ijepa, OptimSection())
     set_hyperparams(opt, lr=0.5, weight_decay=0.3)
     assert [g["lr"] for g in opt.param_groups] == [0.5, 0.5]
     assert [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.0]
@@ -110,12 +110,12 @@ def test_twenty_step_cpu_loop_lowers_the_loss_and_never_trains_the_target():
                          weight_decay=0.04, final_weight_decay=0.04)
     schedules = Schedules.from_recipe(optim, steps_per_epoch=20)
     opt = build_optimizer(model, optim)
-    images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    image_batch = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     losses = []
     for step in range(20):
         ctx, tgt = collate.sample(8, step)
         set_hyperparams(opt, schedules.lr(step), schedules.weight_decay(step))
-        loss = model(images, ctx, tgt)
+        loss = model(image_batch, ctx, tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

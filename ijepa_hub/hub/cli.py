@@ -1,0 +1,179 @@
+"""``ijepa-hub``: convert, push, export, extract, info. Thin: parse, call a library function, print."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_hub_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", default=None, help="Hub token (default: the logged-in one / HF_TOKEN)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", default=None, help="branch to commit to (created if missing)")
+    p.add_argument("--message", default=None, help="commit message")
+
+
+def _add_source_args(p: argparse.ArgumentParser, *, encoders=("target", "context")) -> None:
+    p.add_argument("source", help="registry name, folder, Hub repo id, .pth.tar file or URL")
+    p.add_argument("--encoder", choices=encoders, default="target", help="which encoder (default: target)")
+    p.add_argument("--revision-from", dest="source_revision", default=None, help="revision of a Hub source")
+    p.add_argument("--allow-pickle", action="store_true", help="accept pickle weights (.bin) in a Hub source")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ijepa-hub", description="I-JEPA checkpoints and the Hugging Face Hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert", help="released .pth.tar (file or URL) -> ijepa_hub folder")
+    p.add_argument("checkpoint", help="a released .pth.tar file, URL or registry name")
+    p.add_argument("output", help="folder to write")
+    p.add_argument("--encoder", choices=("target", "context"), default="target", help="encoder in model.safetensors")
+    p.add_argument("--no-context-encoder", action="store_true", help="leave out context_encoder.safetensors")
+    p.add_argument("--no-predictor", action="store_true", help="leave out predictor.safetensors")
+    p.add_argument("--push", metavar="REPO_ID", default=None, help="also upload the folder to this Hub repo")
+    _add_hub_args(p)
+
+    p = sub.add_parser("push", help="upload an ijepa_hub folder (or anything from_pretrained loads) to the Hub")
+    _add_source_args(p, encoders=("target", "context", "both"))
+    p.add_argument("repo_id", help="target Hub repo, owner/name")
+    p.add_argument("--with-predictor", action="store_true", help="include the predictor (non-folder sources)")
+    _add_hub_args(p)
+
+    p = sub.add_parser("export", help="write a folder in another library's layout")
+    _add_source_args(p)
+    p.add_argument("output", help="folder to write")
+    p.add_argument("--format", choices=("transformers",), required=True, help="layout to write")
+
+    p = sub.add_parser("extract", help="features of a folder of images -> .safetensors or .npy")
+    _add_source_args(p)
+    p.add_argument("images", help="folder of images (searched recursively)")
+    p.add_argument("output", help="output file, .safetensors or .npy")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--layers", type=int, default=1, help="4: concatenated last four blocks (linear-probe feature)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--patch-tokens", action="store_true", help="also store patch tokens (safetensors only)")
+
+    p = sub.add_parser("info", help="describe a registry name, folder, Hub repo or checkpoint")
+    p.add_argument("source")
+    p.add_argument("--revision-from", dest="source_revision", default=None)
+    return parser
+
+
+def _load(args, **kwargs):
+    from .load import from_pretrained
+
+    return from_pretrained(
+        args.source, encoder=args.encoder, revision=args.source_revision, allow_pickle=args.allow_pickle, **kwargs
+    )
+
+
+def _convert(args) -> None:
+    from .load import from_pretrained
+    from .save import push_folder
+
+    model = from_pretrained(args.checkpoint, encoder="both", with_predictor=not args.no_predictor)
+    folder = model.save_pretrained(
+        args.output, encoder=args.encoder, include_context_encoder=not args.no_context_encoder,
+        include_predictor=not args.no_predictor,
+    )
+    print(f"wrote {folder}")
+    if args.push:
+        url = push_folder(folder, args.push, token=args.token, private=args.private, revision=args.revision,
+                          commit_message=args.message)
+        print(url)
+
+
+def _push(args) -> None:
+    from .save import push_folder
+
+    source = Path(args.source)
+    hub = dict(token=args.token, private=args.private, revision=args.revision, commit_message=args.message)
+    config = source / "config.json"
+    if config.is_file() and "ijepa" in json.loads(config.read_text()):
+        print(push_folder(source, args.repo_id, **hub))
+    else:
+        print(_load(args, with_predictor=args.with_predictor).push_to_hub(args.repo_id, **hub))
+
+
+def _export(args) -> None:
+    from .save import export_transformers
+
+    model = _load(args)
+    print(f"wrote {export_transformers(model.encoder, model.config, args.output)}")
+
+
+def _extract(args) -> None:
+    from ..features import extract_folder
+
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = _load(args, device=device)
+    paths, feats = extract_folder(model.encoder, args.images, batch_size=args.batch_size, layers=args.layers,
+                                  progress=True)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npy":
+        import numpy as np
+
+        np.save(out, feats.pooled.numpy())
+        out.with_suffix(".txt").write_text("".join(f"{p}\n" for p in paths))
+        print(f"wrote {out} {tuple(feats.pooled.shape)} and the image list {out.with_suffix('.txt')}")
+    else:
+        from safetensors.torch import save_file
+
+        tensors = {"pooled": feats.pooled}
+        if args.patch_tokens:
+            tensors["patch_tokens"] = feats.patch_tokens
+        save_file(tensors, str(out), metadata={"paths": json.dumps(paths), "source": args.source,
+                                               "encoder": args.encoder, "layers": str(args.layers)})
+        print(f"wrote {out} pooled {tuple(feats.pooled.shape)}")
+
+
+def _info(args) -> None:
+    from ..reference import infer_model_config, read_reference_checkpoint
+    from ..registry import VARIANTS
+    from .load import read_config
+
+    if args.source in VARIANTS:
+        v = VARIANTS[args.source]
+        info = {"variant": v.name, "model": v.model_config.to_dict(), "url": v.url,
+                "transformers_repo": v.hf_transformers_repo, "dataset": v.dataset, "epochs": v.epochs,
+                "imagenet_linear_top1": v.imagenet_linear_top1, "license": v.license}
+    elif os.path.isfile(args.source):
+        parts = read_reference_checkpoint(args.source)
+        config = infer_model_config(parts["encoder"], parts["predictor"], source=args.source)
+        info = {"checkpoint": args.source, "model": config.to_dict(),
+                "tensors": {k: len(sd) for k, sd in parts.items()},
+                "elements": {k: sum(t.numel() for t in sd.values()) for k, sd in parts.items()}}
+    else:
+        info = read_config(args.source, revision=args.source_revision)
+    print(json.dumps(info, indent=2))
+
+
+_COMMANDS = {"convert": _convert, "push": _push, "export": _export, "extract": _extract, "info": _info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ijepa-hub`` console script."""
+    from ..errors import IJepaError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "extract" and Path(args.output).suffix not in (".safetensors", ".npy"):
+        parser.error(f"extract: output must end in .safetensors or .npy, got {args.output}")
+    try:
+        _COMMANDS[args.command](args)
+    except (IJepaError, OSError) as err:  # our errors, missing files, Hub HTTP errors: message only
+        print(f"ijepa-hub {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

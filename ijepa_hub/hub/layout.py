@@ -1,0 +1,256 @@
+"""The ijepa_hub repo layout: file names, ``config.json`` (ijepa and timm fields) and the model card.
+
+A repo (local folder or Hub) holds::
+
+    config.json                   ijepa fields under "ijepa"; timm's architecture/model_args/pretrained_cfg
+    model.safetensors             the feature encoder (target by default), released / timm key layout
+    context_encoder.safetensors   optional
+    predictor.safetensors         optional
+    README.md                     model card rendered from MODEL_CARD.md
+
+The same repo loads in ``timm.create_model("hf-hub:<repo>")``: timm reads the top-level fields and
+``model.safetensors`` and builds a VisionTransformer with per-token norm then average pooling.
+"""
+from __future__ import annotations
+
+import json
+import string
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from .. import __version__
+from ..errors import HubLayoutError
+from ..features import CROP_PCT, INTERPOLATION, MEAN, STD
+from ..registry import VARIANTS, ModelConfig, PretrainedVariant
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "CONTEXT_WEIGHTS_NAME",
+    "PREDICTOR_WEIGHTS_NAME",
+    "PICKLE_SUFFIXES",
+    "FORMAT_VERSION",
+    "EncoderName",
+    "RepoConfig",
+    "timm_architecture",
+    "build_config",
+    "parse_config",
+    "write_config",
+    "render_model_card",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CONTEXT_WEIGHTS_NAME = "context_encoder.safetensors"
+PREDICTOR_WEIGHTS_NAME = "predictor.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".tar")
+FORMAT_VERSION = 1
+LIBRARY_NAME = "ijepa_hub"
+
+EncoderName = Literal["target", "context"]
+PART_OF_ENCODER = {"target": "target_encoder", "context": "context_encoder"}
+
+
+@dataclass
+class RepoConfig:
+    """What ``config.json`` of an ijepa_hub repo says: the model, and which file holds which network."""
+
+    model: ModelConfig
+    encoder: EncoderName  # the encoder in model.safetensors
+    files: dict[str, str]  # part ("target_encoder", "context_encoder", "predictor") -> file name
+    variant: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # recipe, metrics, ...
+
+
+def timm_architecture(config: ModelConfig) -> str:
+    """The timm model name that ``model_args`` specialise (every size is also given in ``model_args``)."""
+    import timm
+
+    for name in (
+        f"vit_{config.arch}_patch{config.patch_size}_gap_{config.img_size}",
+        f"vit_{config.arch}_patch{config.patch_size}_{config.img_size}",
+        f"vit_{config.arch}_patch{config.patch_size}_gap_224",
+        f"vit_{config.arch}_patch{config.patch_size}_224",
+        f"vit_{config.arch}_patch16_224",
+    ):
+        if timm.is_model(name):
+            return name
+    return "vit_base_patch16_224"
+
+
+def _timm_fields(config: ModelConfig, variant: PretrainedVariant | None) -> dict[str, Any]:
+    model_args = {
+        "img_size": config.img_size,
+        "patch_size": config.patch_size,
+        "in_chans": config.in_chans,
+        "embed_dim": config.embed_dim,
+        "depth": config.depth,
+        "num_heads": config.num_heads,
+        "mlp_ratio": config.mlp_ratio,
+        "qkv_bias": True,
+        "class_token": False,
+        "no_embed_class": True,
+        "global_pool": "avg",
+        "fc_norm": False,  # norm each token, then average: the paper's feature
+        "num_classes": 0,
+    }
+    pretrained_cfg = {
+        "input_size": [config.in_chans, config.img_size, config.img_size],
+        "fixed_input_size": False,
+        "interpolation": INTERPOLATION,
+        "crop_pct": CROP_PCT,
+        "crop_mode": "center",
+        "mean": list(MEAN),
+        "std": list(STD),
+        "num_classes": 0,
+        "pool_size": None,
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+        "license": variant.license if variant else None,
+    }
+    return {
+        "architecture": timm_architecture(config),
+        "num_classes": 0,
+        "num_features": config.embed_dim,
+        "global_pool": "avg",
+        "model_args": model_args,
+        "pretrained_cfg": {k: v for k, v in pretrained_cfg.items() if v is not None},
+    }
+
+
+def build_config(
+    config: ModelConfig,
+    *,
+    encoder: EncoderName,
+    files: Mapping[str, str],
+    variant: str | None = None,
+    recipe: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``config.json`` dict: timm's fields at the top level, ijepa_hub's under ``"ijepa"``."""
+    if encoder not in PART_OF_ENCODER:
+        raise ValueError(f"encoder must be 'target' or 'context', got {encoder!r}")
+    released = VARIANTS.get(variant) if variant else None
+    ijepa: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "model": config.to_dict(),
+        "encoder": encoder,
+        "files": dict(files),
+        "preprocessing": {
+            "resize": "shorter side to floor(img_size / crop_pct)",
+            "crop_pct": CROP_PCT,
+            "interpolation": INTERPOLATION,
+            "mean": list(MEAN),
+            "std": list(STD),
+        },
+    }
+    if variant:
+        ijepa["variant"] = variant
+    if released:
+        ijepa["source_url"] = released.url
+    if recipe:
+        ijepa["recipe"] = dict(recipe)
+    if metrics:
+        ijepa["metrics"] = dict(metrics)
+    return {**_timm_fields(config, released), "ijepa": ijepa}
+
+
+def parse_config(data: Mapping[str, Any], *, source: str) -> RepoConfig:
+    """Read an ijepa_hub ``config.json``; errors name ``source`` and the offending field."""
+    ijepa = data.get("ijepa")
+    if not isinstance(ijepa, Mapping):
+        raise HubLayoutError(f"{source}: config.json has no 'ijepa' section; not an ijepa_hub repo")
+    version = ijepa.get("format_version")
+    if version != FORMAT_VERSION:
+        raise HubLayoutError(
+            f"{source}: config.json format_version {version!r} is not {FORMAT_VERSION}; "
+            "upgrade ijepa_hub (pip install -U ijepa-hub)"
+        )
+    try:
+        model = ModelConfig(**ijepa["model"])
+        encoder = ijepa["encoder"]
+        files = dict(ijepa["files"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise HubLayoutError(f"{source}: config.json 'ijepa' section is invalid ({err})") from None
+    if encoder not in PART_OF_ENCODER or files.get(PART_OF_ENCODER[encoder]) != WEIGHTS_NAME:
+        raise HubLayoutError(
+            f"{source}: config.json says encoder={encoder!r} but files={files}; "
+            f"{WEIGHTS_NAME} must hold the target or context encoder"
+        )
+    extra = {k: ijepa[k] for k in ("recipe", "metrics") if k in ijepa}
+    return RepoConfig(model=model, encoder=encoder, files=files, variant=ijepa.get("variant"), extra=extra)
+
+
+def write_config(folder: Path, data: Mapping[str, Any]) -> Path:
+    path = folder / CONFIG_NAME
+    path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def _template() -> str:
+    return (resources.files("ijepa_hub") / "hub" / "MODEL_CARD.md").read_text()
+
+
+def _markdown_table(rows: Mapping[str, Any]) -> str:
+    lines = ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows.items()]
+    return "\n".join(lines)
+
+
+def render_model_card(
+    config: ModelConfig,
+    *,
+    repo_id: str | None,
+    encoder: EncoderName,
+    files: Mapping[str, str],
+    variant: str | None = None,
+    license: str | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    recipe_name: str | None = None,
+) -> ModelCard:
+    """The README.md of a repo: YAML metadata plus ``MODEL_CARD.md`` filled in."""
+    released = VARIANTS.get(variant) if variant else None
+    license = license or (released.license if released else "apache-2.0")
+    card_data = ModelCardData(
+        license=license,
+        library_name=LIBRARY_NAME,
+        pipeline_tag="image-feature-extraction",
+        tags=["ijepa", "i-jepa", "self-supervised", "vision-transformer", "timm", "image-feature-extraction"],
+        datasets=[released.dataset] if released else None,
+    )
+    repo = repo_id or "<this-repo>"
+    facts = {
+        "Architecture": f"ViT-{config.arch} / {config.patch_size}, no class token",
+        "Input size": f"{config.img_size} px",
+        "Width / depth / heads": f"{config.embed_dim} / {config.depth} / {config.num_heads}",
+        "`model.safetensors`": f"{encoder} encoder",
+    }
+    facts.update({f"`{name}`": part.replace("_", " ") for part, name in files.items() if name != WEIGHTS_NAME})
+    if released:
+        facts["Training data"] = f"{released.dataset}, {released.epochs} epochs"
+        facts["Released checkpoint"] = released.url
+        if released.imagenet_linear_top1 is not None:
+            facts["ImageNet-1K linear probe top-1 (paper)"] = f"{released.imagenet_linear_top1}%"
+    if recipe_name:
+        facts["Recipe"] = f"`{recipe_name}`"
+    metrics_md = _markdown_table({str(k): v for k, v in metrics.items()}) if metrics else "None reported."
+    license_note = (
+        "The weights are released by Meta under CC BY-NC 4.0 (non-commercial use only)."
+        if license == "cc-by-nc-4.0"
+        else f"License of the weights: {license}."
+    )
+    body = string.Template(_template()).safe_substitute(
+        card_data=card_data.to_yaml(),
+        title=f"I-JEPA {config.name}" + (f" ({variant})" if variant else ""),
+        repo_id=repo,
+        encoder=encoder,
+        img_size=config.img_size,
+        facts=_markdown_table(facts),
+        metrics=metrics_md,
+        license_note=license_note,
+    )
+    return ModelCard(body)

@@ -1,0 +1,203 @@
+"""Writing repos: ``save_pretrained`` (ijepa_hub layout), ``push_to_hub`` / ``push_folder`` (one Hub
+commit through huggingface_hub) and ``export_transformers`` (a folder ``transformers`` loads)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+from huggingface_hub import CommitOperationAdd, HfApi
+from safetensors.torch import save_file
+
+from ..errors import HubLayoutError
+from ..features import MEAN, STD
+from ..models import IJepa
+from ..recipe import Recipe
+from .convert import timm_to_transformers, transformers_config
+from .layout import (
+    CONFIG_NAME,
+    CONTEXT_WEIGHTS_NAME,
+    PART_OF_ENCODER,
+    PREDICTOR_WEIGHTS_NAME,
+    WEIGHTS_NAME,
+    EncoderName,
+    build_config,
+    parse_config,
+    render_model_card,
+    write_config,
+)
+
+__all__ = ["save_pretrained", "push_to_hub", "push_folder", "export_transformers", "save_weights"]
+
+README_NAME = "README.md"
+DEFAULT_COMMIT_MESSAGE = "Upload I-JEPA model with ijepa_hub"
+
+
+def save_weights(module: nn.Module, path: str | os.PathLike) -> None:
+    """A module's state dict as a safetensors file (contiguous CPU copies; ``format: pt`` metadata)."""
+    save_file(_cpu_tensors(module), os.fspath(path), metadata={"format": "pt"})
+
+
+def _cpu_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
+def _part(model: IJepa, part: str) -> nn.Module | None:
+    return getattr(model, part, None)
+
+
+def save_pretrained(
+    model: IJepa,
+    save_directory: str | os.PathLike,
+    *,
+    encoder: EncoderName = "target",
+    include_context_encoder: bool = True,
+    include_predictor: bool = True,
+    recipe: Recipe | Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    variant: str | None = None,
+    license: str | None = None,
+) -> Path:
+    """Write ``model`` as an ijepa_hub repo folder and return its path.
+
+    ``encoder`` goes to ``model.safetensors`` (the paper evaluates the target encoder). The context
+    encoder and predictor are added when asked for and present in ``model``. ``recipe`` and
+    ``metrics`` are recorded in ``config.json`` and the model card. ``variant`` (default: the model's
+    own, if it came from a released variant) and ``license`` fill the card's metadata.
+    """
+    if encoder not in PART_OF_ENCODER:
+        raise ValueError(f"encoder must be 'target' or 'context', got {encoder!r}")
+    main = _part(model, PART_OF_ENCODER[encoder])
+    if main is None:
+        other = "context" if encoder == "target" else "target"
+        raise HubLayoutError(
+            f"this model has no {encoder} encoder (it was loaded with encoder={other!r}); "
+            f"save it with encoder={other!r}"
+        )
+    folder = Path(save_directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    modules = {PART_OF_ENCODER[encoder]: (main, WEIGHTS_NAME)}
+    if include_context_encoder and encoder == "target" and _part(model, "context_encoder") is not None:
+        modules["context_encoder"] = (model.context_encoder, CONTEXT_WEIGHTS_NAME)
+    if include_predictor and _part(model, "predictor") is not None:
+        modules["predictor"] = (model.predictor, PREDICTOR_WEIGHTS_NAME)
+    for stale in (CONTEXT_WEIGHTS_NAME, PREDICTOR_WEIGHTS_NAME):  # left by an earlier save here
+        if stale not in {name for _, name in modules.values()} and (folder / stale).exists():
+            (folder / stale).unlink()
+    for module, name in modules.values():
+        save_weights(module, folder / name)
+    recipe_dict = recipe.to_dict() if isinstance(recipe, Recipe) else recipe
+    config = build_config(
+        model.config,
+        encoder=encoder,
+        files={part: name for part, (_, name) in modules.items()},
+        variant=variant if variant is not None else getattr(model, "variant", None),
+        recipe=recipe_dict,
+        metrics=metrics,
+    )
+    if license:
+        config["ijepa"]["license"] = license
+    write_config(folder, config)
+    _card_for(config, repo_id=None, source=str(folder)).save(folder / README_NAME)
+    return folder
+
+
+def _card_for(config: Mapping[str, Any], *, repo_id: str | None, source: str):
+    parsed = parse_config(config, source=source)
+    recipe = parsed.extra.get("recipe") or {}
+    return render_model_card(
+        parsed.model,
+        repo_id=repo_id,
+        encoder=parsed.encoder,
+        files=parsed.files,
+        variant=parsed.variant,
+        license=config["ijepa"].get("license"),
+        metrics=parsed.extra.get("metrics"),
+        recipe_name=recipe.get("name") if isinstance(recipe, Mapping) else None,
+    )
+
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+) -> str:
+    """Upload an ijepa_hub folder to ``repo_id`` in one commit (the card names the repo); return the commit URL."""
+    folder = Path(folder)
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
+        raise HubLayoutError(f"{folder} has no {CONFIG_NAME}; write it with ijepa_hub.save_pretrained first")
+    config = json.loads(config_path.read_text())
+    card = _card_for(config, repo_id=repo_id, source=str(folder))
+    operations = [
+        CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != README_NAME and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
+    operations.append(CommitOperationAdd(path_in_repo=README_NAME, path_or_fileobj=str(card).encode()))
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    if revision is not None:
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    info = api.create_commit(
+        repo_id,
+        operations=operations,
+        commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
+        revision=revision,
+    )
+    return info.commit_url
+
+
+def push_to_hub(
+    model: IJepa,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    **save_kwargs: Any,
+) -> str:
+    """Create ``repo_id`` if needed and upload ``model`` (see :func:`save_pretrained`) in one commit.
+
+    Returns the commit URL.
+    """
+    with tempfile.TemporaryDirectory(prefix="ijepa_hub-push-") as tmp:
+        save_pretrained(model, tmp, **save_kwargs)
+        return push_folder(
+            tmp, repo_id, token=token, private=private, revision=revision, commit_message=commit_message
+        )
+
+
+def export_transformers(encoder: nn.Module, config, save_directory: str | os.PathLike) -> Path:
+    """Write ``encoder`` (released / timm layout) as a folder ``transformers.IJepaModel`` loads.
+
+    ``config`` is the encoder's :class:`~ijepa_hub.ModelConfig`. The folder holds ``config.json``,
+    ``model.safetensors`` and a ``preprocessor_config.json`` with the training statistics
+    (ImageNet mean/std; transformers' processor resizes to the model size without cropping).
+    """
+    folder = Path(save_directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(timm_to_transformers(_cpu_tensors(encoder)), os.fspath(folder / WEIGHTS_NAME), metadata={"format": "pt"})
+    (folder / CONFIG_NAME).write_text(json.dumps(transformers_config(config), indent=2) + "\n")
+    processor = {
+        "image_processor_type": "ViTImageProcessor",
+        "do_resize": True,
+        "size": {"height": config.img_size, "width": config.img_size},
+        "resample": 3,  # bicubic
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(MEAN),
+        "image_std": list(STD),
+    }
+    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
+    return folder
