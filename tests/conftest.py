@@ -83,15 +83,6 @@ def image_batch() -> torch.Tensor:
     return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
 
 
-def pytest_collection_modifyitems(config, items):
-    """Skip ``gpu``-marked tests on machines without CUDA."""
-    if not torch.cuda.is_available():
-        skip = pytest.mark.skip(reason="needs a CUDA GPU")
-        for item in items:
-            if "gpu" in item.keywords:
-                item.add_marker(skip)
-
-
 # The default recipe shrunk for tests: 32 px (4x4 grid), predictor depth 2, 256 synthetic images, global
 # batch 8, no workers, no monitor; schedules span 64 steps (tests stop earlier with --train.max_steps).
 TINY_TRAIN_ARGS = [
@@ -108,7 +99,7 @@ def tiny_train_args() -> list[str]:
 
 
 @pytest.fixture
-def tiny_recipe(tiny_train_args) -> ijepa_hub.Recipe:
+def tiny_recipe(tiny_train_args):
     """The recipe ``ijepa-train <tiny_train_args>`` runs."""
     from ijepa_hub.train.cli import parse_args
 

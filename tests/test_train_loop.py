@@ -124,18 +124,14 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == [CHECKPOINT_NAME]  # no temporary file left
 
 
-def test_export_holds_the_target_encoder(tiny_recipe, tmp_path):
+def test_exported_folder_loads_through_from_pretrained(tiny_recipe, tmp_path):
     result = _run(tiny_recipe, tmp_path, 3)
     assert result.export_dir == tmp_path / "model"
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)["model"]
-    if hasattr(ijepa_hub, "from_pretrained"):
-        loaded = ijepa_hub.from_pretrained(result.export_dir)
-        encoder = loaded.target_encoder if hasattr(loaded, "target_encoder") else loaded
-        weights = encoder.state_dict()
-    else:
-        from safetensors.torch import load_file
-
-        weights = load_file(result.export_dir / "model.safetensors")
-    expected = {k[len("target_encoder."):]: v for k, v in state.items() if k.startswith("target_encoder.")}
-    assert weights.keys() == expected.keys()
-    assert all(torch.equal(weights[k], expected[k]) for k in expected)
+    loaded = ijepa_hub.from_pretrained(result.export_dir, encoder="both", with_predictor=True)
+    assert loaded.config == tiny_recipe.model_config()
+    weights = loaded.state_dict()
+    assert weights.keys() == state.keys()
+    assert all(torch.equal(weights[k], state[k]) for k in state)
+    card = (result.export_dir / "README.md").read_text()
+    assert "default" in card and "final_loss" in card
