@@ -117,11 +117,16 @@ class _StopSignal:
             signal.signal(sig, handler)
 
 
-def _autocast_factory(recipe: Recipe, device: torch.device) -> Callable[[], ContextManager]:
+def effective_precision(recipe: Recipe, device: torch.device) -> str:
+    """``bf16`` or ``fp32``: ``train.precision``, with ``auto`` meaning bf16 on CUDA and fp32 on CPU."""
     precision = recipe.train.precision
     if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision == "bf16":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def _autocast_factory(recipe: Recipe, device: torch.device) -> Callable[[], ContextManager]:
+    if effective_precision(recipe, device) == "bf16":
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext
 
