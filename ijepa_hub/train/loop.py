@@ -366,7 +366,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     result.step = step
     if writer is not None:
         writer.close()
-    if result.preempted or step < schedules.total_steps and cfg.max_steps is None:
+    if result.preempted:
         return result
 
     if export and env.is_main:
