@@ -66,11 +66,12 @@ def wrap_model(model: IJepa, env: DistEnv, *, fsdp: bool = False) -> nn.Module:
         for encoder in (model.context_encoder, model.target_encoder):
             for block in encoder.blocks:
                 fully_shard(block)
-            fully_shard(encoder)
+            fully_shard(encoder, reshard_after_forward=True)  # the target encoder has no backward
         for block in model.predictor.predictor_blocks:
             fully_shard(block)
-        fully_shard(model.predictor)
-        fully_shard(model)
+        fully_shard(model.predictor, reshard_after_forward=True)
+        # no root over the three: each network is its own FSDP root, so the collapse monitor can run the
+        # target encoder alone
         return model
     if env.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -120,12 +121,13 @@ def any_rank(flag: bool, env: DistEnv) -> bool:
 @torch.no_grad()
 def ema_update(model: IJepa, momentum: float) -> None:
     """``target = m * target + (1 - m) * context``; with FSDP2 on each rank's local shards."""
-    target = list(model.target_encoder.parameters())
-    if not target or not hasattr(target[0], "to_local"):
+    if not hasattr(model.target_encoder, "reshard"):  # not FSDP-sharded
         model.update_target(momentum)
         return
+    for encoder in (model.context_encoder, model.target_encoder):
+        encoder.reshard()  # every parameter back to its sharded DTensor
+    target = [p.to_local() for p in model.target_encoder.parameters()]
     online = [p.detach().to_local() for p in model.context_encoder.parameters()]
-    target = [p.to_local() for p in target]
     if [t.shape for t in target] != [o.shape for o in online]:
         raise RuntimeError("target and context encoders are sharded differently; the EMA needs equal shards")
     torch._foreach_mul_(target, momentum)

@@ -369,15 +369,23 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     if result.preempted:
         return result
 
-    if export and env.is_main:
+    if not export:
+        return result
+    final = core
+    if cfg.fsdp:  # gather the shards (a collective: every rank) into a plain model on rank 0
+        full_state, _ = _model_state(core, optimizer, True)
+        if env.is_main:
+            final = IJepa(config, loss=recipe.optim.loss)
+            final.load_state_dict(full_state)
+    if env.is_main:
         metrics = {"steps": step, "images_seen": step * plan.global_batch}
         if result.losses:
             metrics["final_loss"] = result.losses[-1]
         if monitor.history:
             metrics.update({k: monitor.history[-1][k] for k in ("rankme", "feature_std")})
-        result.export_dir = export_model(core, out_dir / "model", recipe=recipe, metrics=metrics)
+        result.export_dir = export_model(final, out_dir / "model", recipe=recipe, metrics=metrics)
         logger.info("exported the trained model to %s", result.export_dir)
         if push_to_hub:
-            result.hub_url = push_model(core, push_to_hub, recipe=recipe, metrics=metrics)
+            result.hub_url = push_model(final, push_to_hub, recipe=recipe, metrics=metrics)
             logger.info("pushed to %s", result.hub_url)
     return result
