@@ -135,3 +135,11 @@ def test_exported_folder_loads_through_from_pretrained(tiny_recipe, tmp_path):
     assert all(torch.equal(weights[k], state[k]) for k in state)
     card = (result.export_dir / "README.md").read_text()
     assert "default" in card and "final_loss" in card
+
+
+def test_push_to_hub_uploads_the_trained_model(hub_server, tiny_recipe, tmp_path):
+    result = _run(tiny_recipe, tmp_path, 2, push_to_hub="tester/trained-tiny")
+    assert result.hub_url.startswith(f"{hub_server.endpoint}/tester/trained-tiny/commit/")
+    pulled = ijepa_hub.from_pretrained("tester/trained-tiny", encoder="both", with_predictor=True)
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)["model"]
+    assert all(torch.equal(v, state[k]) for k, v in pulled.state_dict().items())

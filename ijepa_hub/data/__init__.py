@@ -8,7 +8,7 @@ from ..recipe import DataSection
 from .folder import ImageFolder
 from .pipeline import BatchPlan, MaskedCollate, MicroBatch, MicroBatchSampler, TrainingSamples
 from .synthetic import SHAPES, SyntheticShapes
-from .transforms import IMAGENET_MEAN, IMAGENET_STD, eval_transform, training_transform
+from .transforms import training_transform
 from .webdataset import TarShards, expand_braces, is_shard_spec
 
 __all__ = [
@@ -23,10 +23,7 @@ __all__ = [
     "MaskedCollate",
     "MicroBatch",
     "training_transform",
-    "eval_transform",
     "expand_braces",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
 ]
 
 

@@ -7,10 +7,9 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "training_transform", "eval_transform", "draft_for_crop", "min_crop_fraction"]
+from ..features import MEAN, STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["training_transform", "draft_for_crop", "min_crop_fraction"]
 
 
 def training_transform(
@@ -22,7 +21,7 @@ def training_transform(
             v2.ToImage(),
             v2.RandomResizedCrop(img_size, scale=crop_scale, ratio=crop_ratio, antialias=True),
             v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            v2.Normalize(MEAN, STD),  # ImageNet's, as everywhere in ijepa_hub
         ]
     )
 
@@ -47,15 +46,3 @@ def draft_for_crop(image: Image.Image, img_size: int, min_fraction: float) -> Im
         image.draft("RGB", (math.ceil(width * factor), math.ceil(height * factor)))
     return image
 
-
-def eval_transform(img_size: int) -> v2.Compose:
-    """Deterministic resize + centre crop + normalisation (the collapse monitor's fixed batch)."""
-    return v2.Compose(
-        [
-            v2.ToImage(),
-            v2.Resize(img_size, antialias=True),
-            v2.CenterCrop(img_size),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )

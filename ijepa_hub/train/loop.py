@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader
 
 from ..data import BatchPlan, MaskedCollate, MicroBatch, MicroBatchSampler, TrainingSamples, build_dataset
 from ..data.pipeline import load_rgb
-from ..data.transforms import eval_transform, min_crop_fraction, training_transform
+from ..data.transforms import min_crop_fraction, training_transform
 from ..errors import CheckpointError
+from ..features import preprocess
 from ..masks import MaskCollator
 from ..models import IJepa
 from ..optim import build_optimizer, set_hyperparams
@@ -164,9 +165,9 @@ def _gather(obj: Any, env: DistEnv) -> list[Any]:
 
 
 def _monitor_images(dataset, recipe: Recipe, img_size: int, min_fraction: float) -> torch.Tensor:
-    tf = eval_transform(img_size)
+    """The collapse monitor's fixed batch: the first images, preprocessed as for feature extraction."""
     n = min(recipe.train.monitor_batch, len(dataset))
-    return torch.stack([tf(load_rgb(dataset[i][0], img_size, min_fraction)) for i in range(n)])
+    return torch.stack([preprocess(load_rgb(dataset[i][0], img_size, min_fraction), img_size) for i in range(n)])
 
 
 def train(
