@@ -8,6 +8,8 @@ from .recipe import Recipe, list_recipes, load_recipe
 from .reference import infer_model_config, load_reference_checkpoint, read_reference_checkpoint
 from .registry import ModelConfig, get_model_config, get_variant, list_models, list_variants
 from .hub import PretrainedIJepa, export_transformers, from_pretrained, push_to_hub, save_pretrained
+from .data import SyntheticShapes
+from . import train  # the trainer: ijepa_hub.train.train(recipe, out_dir=...), CLI ijepa-train
 
 __all__ = [
     "create_model",
@@ -28,6 +30,8 @@ __all__ = [
     "get_variant",
     "load_recipe",
     "list_recipes",
+    "train",
+    "SyntheticShapes",
     "IJepa",
     "VisionTransformerEncoder",
     "Predictor",
