@@ -170,6 +170,48 @@ def _monitor_images(dataset, recipe: Recipe, img_size: int, min_fraction: float)
     return torch.stack([preprocess(load_rgb(dataset[i][0], img_size, min_fraction), img_size) for i in range(n)])
 
 
+def _build_loader(
+    recipe: Recipe, dataset, plan: BatchPlan, env: DistEnv, start_step: int, end_step: int, min_fraction: float
+) -> DataLoader:
+    """This process's micro-batches for steps ``[start_step, end_step)``, masks drawn in the workers."""
+    config, cfg = recipe.model_config(), recipe.train
+    samples = TrainingSamples(
+        dataset,
+        training_transform(config.img_size, crop_scale=recipe.data.crop_scale, crop_ratio=recipe.data.crop_ratio),
+        img_size=config.img_size, min_fraction=min_fraction,
+    )
+    sampler = MicroBatchSampler(len(dataset), plan, rank=env.rank, seed=cfg.seed, start_step=start_step, end_step=end_step)
+    collate = MaskedCollate(
+        MaskCollator(recipe.mask, img_size=config.img_size, patch_size=config.patch_size, seed=cfg.seed), seed=cfg.seed
+    )
+    return DataLoader(
+        samples, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+        pin_memory=env.device.type == "cuda", prefetch_factor=4 if cfg.num_workers > 0 else None,
+    )
+
+
+def _export(core, optimizer, recipe, env, out_dir, result, monitor, images_per_step, push_to_hub) -> None:
+    """Write the Hub folder (rank 0) and push it if asked; with FSDP every rank helps gather the weights."""
+    final = core
+    if recipe.train.fsdp:
+        full_state, _ = _model_state(core, optimizer, True)
+        if env.is_main:
+            final = IJepa(core.config, loss=recipe.optim.loss)
+            final.load_state_dict(full_state)
+    if not env.is_main:
+        return
+    metrics = {"steps": result.step, "images_seen": result.step * images_per_step}
+    if result.losses:
+        metrics["final_loss"] = result.losses[-1]
+    if monitor.history:
+        metrics.update({k: monitor.history[-1][k] for k in ("rankme", "feature_std")})
+    result.export_dir = export_model(final, out_dir / "model", recipe=recipe, metrics=metrics)
+    logger.info("exported the trained model to %s", result.export_dir)
+    if push_to_hub:
+        result.hub_url = push_model(final, push_to_hub, recipe=recipe, metrics=metrics)
+        logger.info("pushed to %s", result.hub_url)
+
+
 def train(
     recipe: Recipe,
     *,
@@ -247,19 +289,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     no_sync = (lambda: no_grad_sync(module, cfg.fsdp)) if env.distributed else None
 
     min_fraction = min_crop_fraction(recipe.data.crop_scale, recipe.data.crop_ratio)
-    samples = TrainingSamples(
-        dataset,
-        training_transform(config.img_size, crop_scale=recipe.data.crop_scale, crop_ratio=recipe.data.crop_ratio),
-        img_size=config.img_size, min_fraction=min_fraction,
-    )
-    sampler = MicroBatchSampler(len(dataset), plan, rank=env.rank, seed=cfg.seed, start_step=start_step, end_step=end_step)
-    collate = MaskedCollate(
-        MaskCollator(recipe.mask, img_size=config.img_size, patch_size=config.patch_size, seed=cfg.seed), seed=cfg.seed
-    )
-    loader = DataLoader(
-        samples, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
-        pin_memory=env.device.type == "cuda", prefetch_factor=4 if cfg.num_workers > 0 else None,
-    )
+    loader = _build_loader(recipe, dataset, plan, env, start_step, end_step, min_fraction)
     monitor = CollapseMonitor(_monitor_images(dataset, recipe, config.img_size, min_fraction))
     if state is not None:
         monitor.load_state_dict(state["monitor"])
@@ -370,23 +400,6 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     if result.preempted:
         return result
 
-    if not export:
-        return result
-    final = core
-    if cfg.fsdp:  # gather the shards (a collective: every rank) into a plain model on rank 0
-        full_state, _ = _model_state(core, optimizer, True)
-        if env.is_main:
-            final = IJepa(config, loss=recipe.optim.loss)
-            final.load_state_dict(full_state)
-    if env.is_main:
-        metrics = {"steps": step, "images_seen": step * plan.global_batch}
-        if result.losses:
-            metrics["final_loss"] = result.losses[-1]
-        if monitor.history:
-            metrics.update({k: monitor.history[-1][k] for k in ("rankme", "feature_std")})
-        result.export_dir = export_model(final, out_dir / "model", recipe=recipe, metrics=metrics)
-        logger.info("exported the trained model to %s", result.export_dir)
-        if push_to_hub:
-            result.hub_url = push_model(final, push_to_hub, recipe=recipe, metrics=metrics)
-            logger.info("pushed to %s", result.hub_url)
+    if export:
+        _export(core, optimizer, recipe, env, out_dir, result, monitor, plan.global_batch, push_to_hub)
     return result
