@@ -184,6 +184,7 @@ def extract_features(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     preprocessed: bool = False,
+    crop_pct: float = CROP_PCT,
     progress: bool = False,
 ) -> Features:
     """Run ``encoder`` (a :class:`~ijepa_hub.VisionTransformerEncoder`) on images, in batches.
@@ -192,7 +193,8 @@ def extract_features(
     NCHW tensor / NHWC array. ``img_size`` defaults to the encoder's native size. ``layers=4`` gives the
     paper's linear-probe feature. ``device`` moves the encoder there (default: where it is); ``dtype``
     is the autocast type (default bf16 on CUDA, float32 elsewhere). ``preprocessed=True`` takes
-    ``images`` as already normalised [B, 3, H, W] tensors; ``progress`` shows a bar over batches.
+    ``images`` as already normalised [B, 3, H, W] tensors; ``crop_pct=1.0`` keeps the whole image (resize
+    without a crop: for counting, where a crop would cut objects off); ``progress`` shows a bar over batches.
     """
     if layers < 1 or layers > len(encoder.blocks):
         raise ValueError(f"layers must be in 1..{len(encoder.blocks)}, got {layers}")
@@ -212,7 +214,7 @@ def extract_features(
             if preprocessed:
                 batch = torch.stack([torch.as_tensor(x) for x in chunk])
             else:
-                batch = torch.stack([preprocess(x, size) for x in chunk])
+                batch = torch.stack([preprocess(x, size, crop_pct=crop_pct) for x in chunk])
             batch = batch.to(device=device, dtype=next(encoder.parameters()).dtype)
             with _autocast(device, dtype):
                 blocks = encoder.forward_intermediates(

@@ -1,5 +1,11 @@
-"""Evaluation on frozen features: k-NN, linear probe, and pictures."""
+"""Evaluation on frozen features: k-NN, linear probe, the synthetic shape / count probes, and pictures."""
+from .data import LabelledSplits, folder_splits, labelled_splits, synthetic_splits
 from .knn import KnnResult, knn_classify
 from .linear import LinearProbeResult, linear_probe, train_linear
+from .probes import evaluate_knn, evaluate_linear, random_init_encoder, synthetic_probe
 
-__all__ = ["KnnResult", "knn_classify", "LinearProbeResult", "linear_probe", "train_linear"]
+__all__ = [
+    "KnnResult", "knn_classify", "LinearProbeResult", "linear_probe", "train_linear",
+    "LabelledSplits", "labelled_splits", "synthetic_splits", "folder_splits",
+    "evaluate_knn", "evaluate_linear", "random_init_encoder", "synthetic_probe",
+]

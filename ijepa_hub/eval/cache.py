@@ -1,0 +1,76 @@
+"""Features extracted once per (model, data, options) and kept as safetensors in a cache folder.
+
+The key hashes the model's weights (not its name: a retrained folder gets a new key), the data
+fingerprint and the extraction options, so a stale cache is never read.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+from safetensors.torch import load_file, save_file
+
+from ..features import extract_features
+
+__all__ = ["default_cache_dir", "weights_digest", "cached_features"]
+
+
+def default_cache_dir() -> Path:
+    """``$IJEPA_HUB_CACHE`` or ``$XDG_CACHE_HOME/ijepa_hub`` (``~/.cache/ijepa_hub``), then ``features/``."""
+    base = os.environ.get("IJEPA_HUB_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ijepa_hub"
+    )
+    return Path(base) / "features"
+
+
+@torch.no_grad()
+def weights_digest(module: nn.Module) -> str:
+    """A SHA-256 over the module's state dict (names, shapes, dtypes and bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def cached_features(
+    encoder: nn.Module,
+    images: Sequence[Any],
+    *,
+    fingerprint: str,
+    cache_dir: str | os.PathLike | None = None,
+    layers: int = 1,
+    crop_pct: float = 0.875,
+    img_size: int | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Pooled features [N, layers * D] of ``images``, read from the cache when this exact request was made before.
+
+    ``fingerprint`` identifies ``images`` (paths with sizes and times, or a synthetic spec). ``cache_dir=None``
+    uses :func:`default_cache_dir`; ``cache_dir=""`` disables the cache.
+    """
+    options = {"layers": layers, "crop_pct": crop_pct, "img_size": img_size, "n": len(images)}
+    key = hashlib.sha256(
+        json.dumps([weights_digest(encoder), fingerprint, options], sort_keys=True).encode()
+    ).hexdigest()[:32]
+    path = None if cache_dir == "" else Path(cache_dir or default_cache_dir()) / f"{key}.safetensors"
+    if path is not None and path.is_file():
+        return load_file(path)["pooled"]
+    pooled = extract_features(
+        encoder, list(images), layers=layers, crop_pct=crop_pct, img_size=img_size, batch_size=batch_size,
+        device=device, progress=progress,
+    ).pooled
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        save_file({"pooled": pooled.contiguous()}, partial, metadata={"fingerprint": fingerprint[:200], **{k: str(v) for k, v in options.items()}})
+        os.replace(partial, path)  # atomic: a concurrent or killed run never leaves a partial file
+    return pooled

@@ -1,0 +1,210 @@
+"""``ijepa-eval``: knn, linear, synthetic (shape / count vs random init), masks, pca, curves.
+
+Thin: parse, call a library function, print a table, write JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from ..hub.cli import _add_source_args
+
+    _add_source_args(p)
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/ijepa_hub/features; '' disables)")
+    p.add_argument("--json", dest="json_out", default=None, help="also write the results to this JSON file")
+    p.add_argument("--seed", type=int, default=0, help="split and probe seed")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="synthetic",
+                   help="folder with one subfolder per class (train/ and val/ used if present), or 'synthetic'")
+    p.add_argument("--label", choices=("shape", "count"), default="shape", help="synthetic data: which label")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="folder without train/val: held-out share")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ijepa-eval", description="Evaluate I-JEPA encoders and draw pictures")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("knn", help="weighted k-NN on pooled features (top-1, top-5)")
+    _add_model_args(p)
+    _add_data_args(p)
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--temperature", type=float, default=0.07)
+
+    p = sub.add_parser("linear", help="linear probe with a held-out lr / weight-decay sweep")
+    _add_model_args(p)
+    _add_data_args(p)
+    p.add_argument("--layers", type=int, nargs="+", default=[1, 4],
+                   help="1: last layer; 4: last four blocks concatenated (default: both, the paper reports the better)")
+
+    p = sub.add_parser("synthetic", help="shape and count probes on the synthetic shapes, against random init")
+    _add_model_args(p)
+    p.add_argument("--num-train", type=int, default=2000)
+    p.add_argument("--num-test", type=int, default=1000)
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--no-baseline", action="store_true", help="skip the random-init network of the same architecture")
+
+    p = sub.add_parser("masks", help="PNG: sampled context and target masks over images, both masking modes")
+    p.add_argument("output", help="PNG file to write")
+    p.add_argument("--recipe", default="default", help="recipe whose mask settings and image size to use")
+    p.add_argument("--images", nargs="*", default=None, help="image files (default: synthetic shapes)")
+    p.add_argument("--num", type=int, default=4, help="how many images")
+    p.add_argument("--step", type=int, default=0, help="mask step (masks are a function of the step)")
+
+    p = sub.add_parser("pca", help="PNG: first three principal components of patch features as RGB")
+    _add_model_args(p)
+    p.add_argument("output", help="PNG file to write")
+    p.add_argument("--images", nargs="*", default=None, help="image files (default: synthetic shapes)")
+    p.add_argument("--num", type=int, default=4, help="how many synthetic images when --images is not given")
+
+    p = sub.add_parser("curves", help="PNG: loss, lr, momentum and RankMe from a run's metrics.jsonl")
+    p.add_argument("metrics", help="metrics.jsonl of a run (or the run folder)")
+    p.add_argument("output", help="PNG file to write")
+    return parser
+
+
+def _model(args):
+    import torch
+
+    from ..hub.cli import _load
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return _load(args, device=device)
+
+
+def _feature_kwargs(args) -> dict[str, Any]:
+    return {"cache_dir": args.cache_dir, "batch_size": args.batch_size, "progress": True}
+
+
+def _splits(args):
+    from .data import labelled_splits
+
+    extra = {} if args.data == "synthetic" else {"test_fraction": args.test_fraction}
+    return labelled_splits(args.data, label=args.label, seed=args.seed, **extra)
+
+
+def _emit(args, results: Any, table: str) -> None:
+    print(table)
+    if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json_out}")
+
+
+def _knn(args) -> None:
+    from .probes import evaluate_knn, format_table
+
+    r = evaluate_knn(_model(args).encoder, _splits(args), k=args.k, temperature=args.temperature, **_feature_kwargs(args))
+    r["source"] = args.source
+    _emit(args, r, format_table([[r["data"], r["k"], r["top1"], r["top5"]]], ["data", "k", "top-1 %", "top-5 %"]))
+
+
+def _linear(args) -> None:
+    from .probes import evaluate_linear, format_table
+
+    encoder, splits = _model(args).encoder, _splits(args)
+    results = [evaluate_linear(encoder, splits, layers=n, seed=args.seed, **_feature_kwargs(args)) for n in args.layers]
+    for r in results:
+        r["source"] = args.source
+    rows = [[r["data"], r["layers"], r["top1"], r["val_top1"], r["lr"], r["weight_decay"]] for r in results]
+    _emit(args, results, format_table(rows, ["data", "layers", "top-1 %", "val top-1 %", "lr", "wd"]))
+
+
+def _synthetic(args) -> None:
+    from .probes import format_table, random_init_encoder, synthetic_probe
+
+    model = _model(args)
+    baseline = None
+    if not args.no_baseline:
+        baseline = random_init_encoder(model.config, seed=args.seed).to(next(model.encoder.parameters()).device)
+    r = synthetic_probe(model.encoder, baseline=baseline, num_train=args.num_train, num_test=args.num_test,
+                        layers=args.layers, seed=args.seed, **_feature_kwargs(args))
+    r["source"] = args.source
+    rows = []
+    for label, row in r["labels"].items():
+        for who in ("model", "random_init", "margin"):
+            if who in row:
+                rows.append([label, who, row[who]["linear_top1"], row[who]["knn_top1"]])
+    _emit(args, r, format_table(rows, ["label", "encoder", "linear top-1 %", "k-NN top-1 %"]))
+
+
+def _example_images(paths: list[str] | None, num: int, size: int):
+    """Images as uint8 [B, 3, size, size]: the given files (centre-cropped) or synthetic shapes."""
+    import torch
+    from torchvision.transforms import v2
+
+    from ..data import SyntheticShapes
+    from ..features import load_image
+
+    items = paths if paths else [SyntheticShapes(num, size=size, seed=7)[i][0] for i in range(num)]
+    resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+    return torch.stack([(resize(load_image(x)).clamp(0, 1) * 255).round().to(torch.uint8) for x in items])
+
+
+def _masks(args) -> None:
+    from ..masks import MaskCollator
+    from ..recipe import load_recipe
+    from .plots import plot_masks
+
+    recipe = load_recipe(args.recipe)
+    config = recipe.model_config()
+    collators = {
+        mode: MaskCollator(dataclasses.replace(recipe.mask, mode=mode), img_size=config.img_size,
+                           patch_size=config.patch_size, seed=recipe.train.seed)
+        for mode in ("legacy", "corrected")
+    }
+    images = _example_images(args.images, args.num, config.img_size)
+    print(f"wrote {plot_masks(images, collators, args.output, step=args.step)}")
+
+
+def _pca(args) -> None:
+    from ..features import extract_features
+    from .plots import plot_pca
+
+    model = _model(args)
+    size = model.config.img_size
+    images = _example_images(args.images, args.num, size)
+    tokens = extract_features(model.encoder, list(images), crop_pct=1.0).patch_tokens
+    print(f"wrote {plot_pca(images, tokens, args.output, title=f'PCA of {model.encoder_name} encoder patch features')}")
+
+
+def _curves(args) -> None:
+    from .plots import plot_training_curves
+
+    path = Path(args.metrics)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics file at {path}: pass a run's metrics.jsonl or its --out folder")
+    print(f"wrote {plot_training_curves(path, args.output)}")
+
+
+_COMMANDS = {"knn": _knn, "linear": _linear, "synthetic": _synthetic, "masks": _masks, "pca": _pca, "curves": _curves}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``ijepa-eval`` console script."""
+    from ..errors import IJepaError
+
+    args = build_parser().parse_args(argv)
+    try:
+        _COMMANDS[args.command](args)
+    except (IJepaError, OSError, ValueError) as err:  # bad paths, data or weights: the message says which
+        print(f"ijepa-eval {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Labelled train / test splits for evaluation: a folder with class subfolders, or the synthetic shapes."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from ..data.folder import ImageFolder
+from ..features import CROP_PCT
+from ..data.synthetic import MAX_COUNT, SHAPES, SyntheticShapes
+
+__all__ = ["LabelledSplits", "labelled_splits", "synthetic_splits", "folder_splits", "SYNTHETIC"]
+
+SYNTHETIC = "synthetic"
+SyntheticLabel = Literal["shape", "count"]
+
+
+@dataclass
+class LabelledSplits:
+    """Images (paths or PIL images) with integer labels, split into train and test.
+
+    ``crop_pct`` is the preprocessing crop that suits the data: 1.0 (no crop) for the synthetic shapes,
+    whose count label a centre crop could falsify; timm's 0.875 for photographs.
+    """
+
+    name: str
+    train_images: list[Any]
+    train_labels: torch.Tensor
+    test_images: list[Any]
+    test_labels: torch.Tensor
+    classes: list[str]
+    crop_pct: float
+    fingerprint: str  # identifies the images and labels, for the feature cache
+
+    def __post_init__(self) -> None:
+        if len(self.train_images) != len(self.train_labels) or len(self.test_images) != len(self.test_labels):
+            raise ValueError(f"{self.name}: images and labels differ in length")
+        if not len(self.train_images) or not len(self.test_images):
+            raise ValueError(f"{self.name}: the train and test splits both need images")
+
+
+def synthetic_splits(
+    label: SyntheticLabel = "shape", *, num_train: int = 2000, num_test: int = 1000, size: int = 96, seed: int = 0
+) -> LabelledSplits:
+    """Held-out synthetic shapes (seeds distinct from the training set's), labelled by shape or count.
+
+    ``count`` is the low-level probe in the spirit of the paper's Clevr/Count: how many objects (1..4).
+    """
+    if label not in ("shape", "count"):
+        raise ValueError(f"synthetic label must be 'shape' or 'count', got {label!r}")
+    column = 0 if label == "shape" else 1
+    classes = list(SHAPES) if label == "shape" else [str(c) for c in range(1, MAX_COUNT + 1)]
+    # Seeds 1000+ never collide with a training run's seed (the recipe seed, a small integer).
+    train = SyntheticShapes(num_train, size=size, seed=1000 + 2 * seed)
+    test = SyntheticShapes(num_test, size=size, seed=1001 + 2 * seed)
+
+    def take(ds: SyntheticShapes) -> tuple[list[Any], torch.Tensor]:
+        items = [ds[i] for i in range(len(ds))]
+        labels = torch.tensor([lab[column] - (column == 1) for _, lab in items])  # count 1..4 -> class 0..3
+        return [img for img, _ in items], labels
+
+    train_images, train_labels = take(train)
+    test_images, test_labels = take(test)
+    return LabelledSplits(
+        f"synthetic-{label}", train_images, train_labels, test_images, test_labels, classes, 1.0,
+        f"synthetic:{num_train}:{num_test}:{size}:{seed}",  # the label does not change the images
+    )
+
+
+def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: int = 0) -> LabelledSplits:
+    """Class-subfolder images. ``root/train`` and ``root/val`` (or ``test``) are used as given when present;
+    otherwise each class is split at random, ``test_fraction`` of it held out."""
+    root = Path(root)
+    held_out = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
+    if (root / "train").is_dir() and held_out is not None:
+        train, test = ImageFolder(root / "train"), ImageFolder(held_out)
+        if train.classes != test.classes:
+            raise ValueError(
+                f"{root}: train/ and {held_out.name}/ have different class subfolders "
+                f"({len(train.classes)} vs {len(test.classes)}); give both the same classes"
+            )
+        train_pairs, test_pairs, classes = train.samples, test.samples, train.classes
+    else:
+        folder = ImageFolder(root)
+        if not folder.classes or any(label < 0 for _, label in folder.samples):
+            raise ValueError(
+                f"{root}: evaluation needs labelled images, one subfolder per class (images directly in "
+                f"{root} have no label); arrange them as {root}/<class>/<image>"
+            )
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        gen = torch.Generator().manual_seed(seed)
+        train_pairs, test_pairs = [], []
+        for c in range(len(folder.classes)):
+            members = [s for s in folder.samples if s[1] == c]
+            order = torch.randperm(len(members), generator=gen).tolist()
+            n_test = max(1, round(len(members) * test_fraction)) if len(members) > 1 else 0
+            test_pairs += [members[i] for i in order[:n_test]]
+            train_pairs += [members[i] for i in order[n_test:]]
+        classes = folder.classes
+
+    def stat(pairs) -> str:
+        return ";".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}:{y}" for p, y in pairs)
+
+    return LabelledSplits(
+        str(root),
+        [str(p) for p, _ in train_pairs], torch.tensor([y for _, y in train_pairs]),
+        [str(p) for p, _ in test_pairs], torch.tensor([y for _, y in test_pairs]),
+        list(classes), CROP_PCT,
+        f"folder:{stat(train_pairs)}|{stat(test_pairs)}",
+    )
+
+
+def labelled_splits(data: str, *, label: SyntheticLabel = "shape", seed: int = 0, **kwargs: Any) -> LabelledSplits:
+    """``"synthetic"`` (the built-in shapes, labelled by ``label``) or a folder with class subfolders."""
+    if data == SYNTHETIC:
+        return synthetic_splits(label, seed=seed, **kwargs)
+    if not Path(data).is_dir():
+        raise FileNotFoundError(f"no image folder at {data!r}: pass a folder with one subfolder per class, or 'synthetic'")
+    return folder_splits(data, seed=seed, **kwargs)
