@@ -1,0 +1,67 @@
+"""The scripts in examples/ run as a user would run them, on tiny models and the loopback Hub."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import ijepa_hub
+from conftest import REPO_ROOT, TINY_TRAIN_ARGS
+from test_eval_cli import write_colour_classes
+
+
+def run_example(name, *args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / name), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory, tiny_model):
+    return ijepa_hub.save_pretrained(tiny_model, tmp_path_factory.mktemp("model"))
+
+
+def test_extract_features_example(model_dir, tmp_path, images):
+    from PIL import Image
+
+    paths = []
+    for i, pixels in enumerate(images[:2]):
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(pixels).save(paths[-1])
+    out = run_example("extract_features.py", "--model", model_dir, *paths, "--out", tmp_path / "f.pt", cwd=tmp_path)
+    assert "pooled (2, 192)" in out and "cosine similarity" in out
+    saved = torch.load(tmp_path / "f.pt", weights_only=True)
+    expected = ijepa_hub.from_pretrained(model_dir).extract_features([str(p) for p in paths]).pooled
+    torch.testing.assert_close(saved["pooled"], expected)
+
+
+def test_linear_head_example(model_dir, tmp_path):
+    write_colour_classes(tmp_path / "data", per_class=8)
+    out = run_example("linear_head.py", "--model", model_dir, "--data", tmp_path / "data", "--layers", "1",
+                      "--save-head", tmp_path / "head.pt", cwd=tmp_path)
+    assert "linear probe top-1 100.0 %" in out
+    head = torch.load(tmp_path / "head.pt", weights_only=True)
+    assert head["classes"] == ["blue", "red"] and head["head"]["weight"].shape == (2, 192)
+
+
+def test_train_on_folder_example_then_publish(tmp_path, hub_server):
+    write_colour_classes(tmp_path / "data", per_class=8, size=48)
+    # The tiny test settings, as --set overrides of the example's recipe.
+    pairs = zip(TINY_TRAIN_ARGS[::2], TINY_TRAIN_ARGS[1::2])
+    sets = [f"{k[2:]}={v}" for k, v in pairs if not k.startswith("--data.num_samples") and "source_size" not in k]
+    args = [a for s in sets + ["train.max_steps=2", "model.img_size=32", "optim.epochs=1"] for a in ("--set", s)]
+    out = run_example("train_on_folder.py", tmp_path / "data", "--out", tmp_path / "run", *args, cwd=tmp_path)
+    assert "trained steps 0 -> 2" in out and (tmp_path / "run" / "model" / "model.safetensors").is_file()
+
+    out = run_example("publish_to_hub.py", tmp_path / "run" / "model", "tester/example-push", cwd=tmp_path)
+    assert "pushed:" in out and "reloaded tester/example-push: ViT-tiny/8 at 32 px" in out
+
+
+def test_train_on_folder_names_a_bad_override(tmp_path):
+    write_colour_classes(tmp_path / "data", per_class=2)
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "train_on_folder.py"), str(tmp_path / "data"),
+                           "--set", "optim.learning_rate=1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "learning_rate" in proc.stderr
