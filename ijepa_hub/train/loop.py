@@ -3,11 +3,16 @@
 Follow an image: dataset -> ``TrainingSamples`` (seeded crop) -> ``MaskedCollate`` (masks, in the
 workers) -> ``train_step`` (bf16 autocast on CUDA, gradient accumulation, optional clipping, AdamW)
 -> ``ema_update`` -> checkpoint -> export.
+
+Faults: unreadable images are skipped and counted (the run stops past ``data.max_broken_fraction``,
+after a checkpoint); a NaN or infinite loss, or non-finite weights at a checkpoint, stop the run without
+writing over the last good checkpoint; SIGTERM / SIGUSR1 checkpoint and return.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import signal
 import threading
 import time
@@ -25,7 +30,7 @@ from torch.utils.data import DataLoader
 from ..data import BatchPlan, MaskedCollate, MicroBatch, MicroBatchSampler, TrainingSamples, build_dataset
 from ..data.pipeline import load_rgb
 from ..data.transforms import min_crop_fraction, training_transform
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ImageReadError, TooManyBrokenImagesError, TrainingDivergedError
 from ..features import preprocess
 from ..masks import MaskCollator
 from ..models import IJepa
@@ -34,7 +39,8 @@ from ..recipe import Recipe
 from ..schedules import Schedules
 from ..state_dict import load_strict
 from .checkpoint import (
-    CHECKPOINT_NAME, check_resumable, load_checkpoint, resolve_resume, rng_state, save_checkpoint, set_rng_state,
+    CHECKPOINT_NAME, check_resumable, load_checkpoint, remove_partial_checkpoints, resolve_resume, rng_state,
+    save_checkpoint, set_rng_state,
 )
 from .distributed import DistEnv, all_reduce_mean, any_rank, ema_update, init_distributed, no_grad_sync, wrap_model
 from .export import export_model, push_model
@@ -43,6 +49,8 @@ from .monitor import CollapseMonitor, MetricsWriter, progress_bar
 __all__ = ["train", "train_step", "TrainResult"]
 
 logger = logging.getLogger("ijepa_hub.train")
+
+MIN_IMAGES_FOR_BROKEN_FRACTION = 1000  # data.max_broken_fraction counts at least this many images read
 
 
 @dataclass
@@ -165,9 +173,34 @@ def _gather(obj: Any, env: DistEnv) -> list[Any]:
 
 
 def _monitor_images(dataset, recipe: Recipe, img_size: int, min_fraction: float) -> torch.Tensor:
-    """The collapse monitor's fixed batch: the first images, preprocessed as for feature extraction."""
-    n = min(recipe.train.monitor_batch, len(dataset))
-    return torch.stack([preprocess(load_rgb(dataset[i][0], img_size, min_fraction), img_size) for i in range(n)])
+    """The collapse monitor's fixed batch: the first readable images, preprocessed as for feature extraction."""
+    n, images = min(recipe.train.monitor_batch, len(dataset)), []
+    for i in range(len(dataset)):
+        if len(images) == n:
+            break
+        try:
+            images.append(preprocess(load_rgb(dataset[i][0], img_size, min_fraction), img_size))
+        except ImageReadError as err:
+            logger.warning("collapse monitor: skipping unreadable image: %s", err)
+    if not images:
+        raise TooManyBrokenImagesError(f"no image of {recipe.data.path} can be decoded; check --data (data.path)")
+    return torch.stack(images)
+
+
+def _all_finite(state: dict[str, Any]) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if torch.is_tensor(v) and v.is_floating_point())
+
+
+def _diverged(step: int, what: str, last_good: Path | None, last_good_step: int) -> TrainingDivergedError:
+    kept = (
+        f"The last good checkpoint, {last_good} (step {last_good_step}), is intact."
+        if last_good is not None else "No checkpoint had been written yet."
+    )
+    return TrainingDivergedError(
+        f"step {step}: {what}; training stopped without writing a checkpoint. {kept} The run is deterministic, "
+        "so resuming with the same recipe repeats this step. Fix: start a new run (another --out) with a lower "
+        "--optim.lr, a longer --optim.warmup_epochs or --optim.clip_grad 1.0, and check the data."
+    )
 
 
 def _build_loader(
@@ -238,6 +271,8 @@ def train(
 
 
 def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> TrainResult:
+    if not 0.0 <= recipe.data.max_broken_fraction <= 1.0:
+        raise ValueError(f"data.max_broken_fraction must be in [0, 1], got {recipe.data.max_broken_fraction}")
     source = resolve_resume(resume, out_dir)
     state = None
     if source is not None:
@@ -297,6 +332,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     writer = None
     if env.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        for partial in remove_partial_checkpoints(out_dir):
+            logger.warning("removed %s, left by a checkpoint write that was interrupted", partial)
         (out_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         writer = MetricsWriter(out_dir, tensorboard=cfg.tensorboard, resume_step=start_step if state else None)
         logger.info(
@@ -308,6 +345,11 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
 
     result = TrainResult(out_dir, start_step, start_step, schedules.total_steps)
     checkpoint_path = out_dir / CHECKPOINT_NAME
+    last_good = source  # the newest checkpoint known to hold finite weights
+    # unreadable images skipped / images read (including those), over the whole run
+    broken_total = int(state["data"].get("broken_images", 0)) if state is not None else 0
+    read_total = int(state["data"].get("images_read", 0)) if state is not None else 0
+    broken_names: list[str] = []  # the first few on this rank, for the error message
 
     def measure(step: int) -> None:
         record = monitor.measure(core.target_encoder, step, device=env.device, autocast=autocast)
@@ -316,7 +358,10 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
             writer.write({"kind": "monitor", **record})
 
     def checkpoint(step: int) -> None:
+        nonlocal last_good
         model_state, optim_state = _model_state(core, optimizer, cfg.fsdp)
+        if any_rank(env.is_main and not _all_finite(model_state), env):
+            raise _diverged(step, "the weights hold NaN or infinite values", last_good, last_saved)
         rngs = _gather(rng_state(), env)
         if env.is_main:
             save_checkpoint(checkpoint_path, {
@@ -328,14 +373,15 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                 "schedules": dataclasses.asdict(schedules),
                 "rng": rngs,
                 "data": {"step": step, "epoch": step // max(1, steps_per_epoch), "images_seen": step * plan.global_batch,
-                         "num_samples": len(dataset), "micro_batches_per_step": plan.micro_batches_per_step},
+                         "num_samples": len(dataset), "micro_batches_per_step": plan.micro_batches_per_step,
+                         "broken_images": broken_total, "images_read": read_total},
                 "monitor": monitor.state_dict(),
                 "world_size": env.world_size,
                 "torch_version": str(torch.__version__),
             })
         if env.distributed:
             dist.barrier()
-        result.checkpoint = checkpoint_path
+        result.checkpoint = last_good = checkpoint_path
 
     if state is None and cfg.monitor_every > 0:
         measure(0)
@@ -344,59 +390,82 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     window: list[float] = []
     tick, window_images = time.perf_counter(), 0
     core.train()
-    with _StopSignal() as stop:
-        batches = iter(loader)
-        while step < end_step:
-            micro = [next(batches) for _ in range(plan.accumulation)]
-            lr, wd, momentum = schedules.lr(step), schedules.weight_decay(step), schedules.momentum(step)
-            set_hyperparams(optimizer, lr, wd)
-            loss = train_step(
-                forward, micro, optimizer, device=env.device, autocast=autocast,
-                clip_grad=recipe.optim.clip_grad, no_sync=no_sync,
-            )
-            ema_update(core, momentum)
-            step += 1
-            loss_value = float(all_reduce_mean(loss, env))
-            result.losses.append(loss_value)
-            window.append(loss_value)
-            window_images += plan.global_batch
-            broken = sum(mb.broken for mb in micro)
-            if env.is_main and (step % cfg.log_every == 0 or step == end_step or broken):
-                now = time.perf_counter()
-                record = {
-                    "step": step, "epoch": step / max(1, steps_per_epoch), "loss": sum(window) / len(window),
-                    "lr": lr, "weight_decay": wd, "momentum": momentum,
-                    "images_per_s": window_images / max(now - tick, 1e-9),
-                    "context_tokens": float(micro[0].context_masks[0].shape[1]),
-                    "target_tokens": float(micro[0].target_masks[0].shape[1]),
-                    "broken_images": broken,
-                }
-                writer.write(record)
-                bar.set_postfix(
-                    loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", mom=f"{momentum:.4f}",
-                    img_s=f"{record['images_per_s']:.0f}", ctx=int(record["context_tokens"]),
-                    tgt=int(record["target_tokens"]), refresh=False,
+    try:
+        with _StopSignal() as stop:
+            batches = iter(loader)
+            while step < end_step:
+                micro = [next(batches) for _ in range(plan.accumulation)]
+                lr, wd, momentum = schedules.lr(step), schedules.weight_decay(step), schedules.momentum(step)
+                set_hyperparams(optimizer, lr, wd)
+                loss = train_step(
+                    forward, micro, optimizer, device=env.device, autocast=autocast,
+                    clip_grad=recipe.optim.clip_grad, no_sync=no_sync,
                 )
-                if broken:
-                    logger.warning("step %d: %d unreadable image(s) skipped (see the warnings above)", step, broken)
-                window, tick, window_images = [], now, 0
-            bar.update(1)
-            if cfg.monitor_every > 0 and (step % cfg.monitor_every == 0 or step == end_step):
-                measure(step)
-            if step % cfg.checkpoint_every == 0 or step == end_step:
-                checkpoint(step)
-                last_saved = step
-            if any_rank(stop.received is not None, env):
-                if last_saved != step:
+                ema_update(core, momentum)
+                step += 1
+                local_broken = sum(mb.broken for mb in micro)
+                broken_names = (broken_names + [n for mb in micro for n in mb.broken_files])[:10]
+                stats = all_reduce_mean(torch.stack([loss.float(), loss.new_tensor(float(local_broken))]), env)
+                loss_value, broken = float(stats[0]), round(float(stats[1]) * env.world_size)
+                if not math.isfinite(loss_value):
+                    raise _diverged(step, f"the loss is {loss_value}", last_good, last_saved)
+                broken_total += broken
+                read_total += plan.global_batch + broken
+                result.losses.append(loss_value)
+                window.append(loss_value)
+                window_images += plan.global_batch
+                if env.is_main and (step % cfg.log_every == 0 or step == end_step or broken):
+                    now = time.perf_counter()
+                    record = {
+                        "step": step, "epoch": step / max(1, steps_per_epoch), "loss": sum(window) / len(window),
+                        "lr": lr, "weight_decay": wd, "momentum": momentum,
+                        "images_per_s": window_images / max(now - tick, 1e-9),
+                        "context_tokens": float(micro[0].context_masks[0].shape[1]),
+                        "target_tokens": float(micro[0].target_masks[0].shape[1]),
+                        "broken_images": broken,
+                        "broken_images_total": broken_total,
+                    }
+                    writer.write(record)
+                    bar.set_postfix(
+                        loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", mom=f"{momentum:.4f}",
+                        img_s=f"{record['images_per_s']:.0f}", ctx=int(record["context_tokens"]),
+                        tgt=int(record["target_tokens"]), refresh=False,
+                    )
+                    if broken:
+                        logger.warning("step %d: %d unreadable image(s) skipped (see the warnings above)", step, broken)
+                    window, tick, window_images = [], now, 0
+                bar.update(1)
+                if cfg.monitor_every > 0 and (step % cfg.monitor_every == 0 or step == end_step):
+                    measure(step)
+                if step % cfg.checkpoint_every == 0 or step == end_step:
                     checkpoint(step)
                     last_saved = step
-                result.preempted = True
-                logger.warning("step %d: stop signal received; checkpoint written, exiting", step)
-                break
-    bar.close()
+                allowed = recipe.data.max_broken_fraction * max(read_total, MIN_IMAGES_FOR_BROKEN_FRACTION)
+                if broken_total > allowed:
+                    if last_saved != step:
+                        checkpoint(step)
+                        last_saved = step
+                    raise TooManyBrokenImagesError(
+                        f"step {step}: {broken_total} of the {read_total} images read so far could not be decoded and "
+                        f"were skipped, more than data.max_broken_fraction = {recipe.data.max_broken_fraction} allows "
+                        f"(of at least {MIN_IMAGES_FOR_BROKEN_FRACTION} images). First ones: "
+                        f"{', '.join(broken_names) or 'on other ranks'} (the log names them all). A checkpoint of "
+                        f"step {step} was written to {checkpoint_path}. Fix: repair or replace the files (keep their "
+                        "number: the sample order depends on it) and run again with --resume auto, or raise "
+                        "--data.max_broken_fraction."
+                    )
+                if any_rank(stop.received is not None, env):
+                    if last_saved != step:
+                        checkpoint(step)
+                        last_saved = step
+                    result.preempted = True
+                    logger.warning("step %d: stop signal received; checkpoint written, exiting", step)
+                    break
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
     result.step = step
-    if writer is not None:
-        writer.close()
     if result.preempted:
         return result
 
