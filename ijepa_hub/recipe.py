@@ -57,7 +57,7 @@ class DataSection:
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     batch_size_per_device: int = 32  # the micro-batch: masks are drawn per micro-batch, as released
     # unreadable images are skipped and counted; the run stops once more than this fraction of the images
-    # read so far (counting at least 1000) were skipped
+    # read since it started or resumed (counting at least 1000) were skipped
     max_broken_fraction: float = 0.01
 
 

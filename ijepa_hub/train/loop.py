@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 from ..data import BatchPlan, MaskedCollate, MicroBatch, MicroBatchSampler, TrainingSamples, build_dataset
 from ..data.pipeline import load_rgb
 from ..data.transforms import min_crop_fraction, training_transform
-from ..errors import CheckpointError, ImageReadError, TooManyBrokenImagesError, TrainingDivergedError
+from ..errors import CheckpointError, ImageReadError, TooManyBrokenImagesError
 from ..features import preprocess
 from ..masks import MaskCollator
 from ..models import IJepa
@@ -44,13 +44,12 @@ from .checkpoint import (
 )
 from .distributed import DistEnv, all_reduce_mean, any_rank, ema_update, init_distributed, no_grad_sync, wrap_model
 from .export import export_model, push_model
+from .faults import BrokenImageCounter, all_finite, diverged
 from .monitor import CollapseMonitor, MetricsWriter, progress_bar
 
 __all__ = ["train", "train_step", "TrainResult"]
 
 logger = logging.getLogger("ijepa_hub.train")
-
-MIN_IMAGES_FOR_BROKEN_FRACTION = 1000  # data.max_broken_fraction counts at least this many images read
 
 
 @dataclass
@@ -187,22 +186,6 @@ def _monitor_images(dataset, recipe: Recipe, img_size: int, min_fraction: float)
     return torch.stack(images)
 
 
-def _all_finite(state: dict[str, Any]) -> bool:
-    return all(bool(torch.isfinite(v).all()) for v in state.values() if torch.is_tensor(v) and v.is_floating_point())
-
-
-def _diverged(step: int, what: str, last_good: Path | None, last_good_step: int) -> TrainingDivergedError:
-    kept = (
-        f"The last good checkpoint, {last_good} (step {last_good_step}), is intact."
-        if last_good is not None else "No checkpoint had been written yet."
-    )
-    return TrainingDivergedError(
-        f"step {step}: {what}; training stopped without writing a checkpoint. {kept} The run is deterministic, "
-        "so resuming with the same recipe repeats this step. Fix: start a new run (another --out) with a lower "
-        "--optim.lr, a longer --optim.warmup_epochs or --optim.clip_grad 1.0, and check the data."
-    )
-
-
 def _build_loader(
     recipe: Recipe, dataset, plan: BatchPlan, env: DistEnv, start_step: int, end_step: int, min_fraction: float
 ) -> DataLoader:
@@ -271,8 +254,7 @@ def train(
 
 
 def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> TrainResult:
-    if not 0.0 <= recipe.data.max_broken_fraction <= 1.0:
-        raise ValueError(f"data.max_broken_fraction must be in [0, 1], got {recipe.data.max_broken_fraction}")
+    broken = BrokenImageCounter(recipe.data.max_broken_fraction)
     source = resolve_resume(resume, out_dir)
     state = None
     if source is not None:
@@ -346,10 +328,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     result = TrainResult(out_dir, start_step, start_step, schedules.total_steps)
     checkpoint_path = out_dir / CHECKPOINT_NAME
     last_good = source  # the newest checkpoint known to hold finite weights
-    # unreadable images skipped / images read (including those), over the whole run
-    broken_total = int(state["data"].get("broken_images", 0)) if state is not None else 0
-    read_total = int(state["data"].get("images_read", 0)) if state is not None else 0
-    broken_names: list[str] = []  # the first few on this rank, for the error message
+    if state is not None:
+        broken.load_state_dict(state["data"])
 
     def measure(step: int) -> None:
         record = monitor.measure(core.target_encoder, step, device=env.device, autocast=autocast)
@@ -360,8 +340,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     def checkpoint(step: int) -> None:
         nonlocal last_good
         model_state, optim_state = _model_state(core, optimizer, cfg.fsdp)
-        if any_rank(env.is_main and not _all_finite(model_state), env):
-            raise _diverged(step, "the weights hold NaN or infinite values", last_good, last_saved)
+        if any_rank(env.is_main and not all_finite(model_state), env):
+            raise diverged(step, "the weights hold NaN or infinite values", last_good, last_saved)
         rngs = _gather(rng_state(), env)
         if env.is_main:
             save_checkpoint(checkpoint_path, {
@@ -374,7 +354,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                 "rng": rngs,
                 "data": {"step": step, "epoch": step // max(1, steps_per_epoch), "images_seen": step * plan.global_batch,
                          "num_samples": len(dataset), "micro_batches_per_step": plan.micro_batches_per_step,
-                         "broken_images": broken_total, "images_read": read_total},
+                         **broken.state_dict()},
                 "monitor": monitor.state_dict(),
                 "world_size": env.world_size,
                 "torch_version": str(torch.__version__),
@@ -403,18 +383,16 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                 )
                 ema_update(core, momentum)
                 step += 1
-                local_broken = sum(mb.broken for mb in micro)
-                broken_names = (broken_names + [n for mb in micro for n in mb.broken_files])[:10]
-                stats = all_reduce_mean(torch.stack([loss.float(), loss.new_tensor(float(local_broken))]), env)
-                loss_value, broken = float(stats[0]), round(float(stats[1]) * env.world_size)
+                skipped = sum(mb.broken for mb in micro)  # this process's; summed over processes below
+                stats = all_reduce_mean(torch.stack([loss.float(), loss.new_tensor(float(skipped))]), env)
+                loss_value, skipped = float(stats[0]), round(float(stats[1]) * env.world_size)
                 if not math.isfinite(loss_value):
-                    raise _diverged(step, f"the loss is {loss_value}", last_good, last_saved)
-                broken_total += broken
-                read_total += plan.global_batch + broken
+                    raise diverged(step, f"the loss is {loss_value}", last_good, last_saved)
+                broken.add(skipped, plan.global_batch, [name for mb in micro for name in mb.broken_files])
                 result.losses.append(loss_value)
                 window.append(loss_value)
                 window_images += plan.global_batch
-                if env.is_main and (step % cfg.log_every == 0 or step == end_step or broken):
+                if env.is_main and (step % cfg.log_every == 0 or step == end_step or skipped):
                     now = time.perf_counter()
                     record = {
                         "step": step, "epoch": step / max(1, steps_per_epoch), "loss": sum(window) / len(window),
@@ -422,8 +400,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                         "images_per_s": window_images / max(now - tick, 1e-9),
                         "context_tokens": float(micro[0].context_masks[0].shape[1]),
                         "target_tokens": float(micro[0].target_masks[0].shape[1]),
-                        "broken_images": broken,
-                        "broken_images_total": broken_total,
+                        "broken_images": skipped,
+                        "broken_images_total": broken.total,
                     }
                     writer.write(record)
                     bar.set_postfix(
@@ -431,8 +409,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                         img_s=f"{record['images_per_s']:.0f}", ctx=int(record["context_tokens"]),
                         tgt=int(record["target_tokens"]), refresh=False,
                     )
-                    if broken:
-                        logger.warning("step %d: %d unreadable image(s) skipped (see the warnings above)", step, broken)
+                    if skipped:
+                        logger.warning("step %d: %d unreadable image(s) skipped (see the warnings above)", step, skipped)
                     window, tick, window_images = [], now, 0
                 bar.update(1)
                 if cfg.monitor_every > 0 and (step % cfg.monitor_every == 0 or step == end_step):
@@ -440,20 +418,11 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                 if step % cfg.checkpoint_every == 0 or step == end_step:
                     checkpoint(step)
                     last_saved = step
-                allowed = recipe.data.max_broken_fraction * max(read_total, MIN_IMAGES_FOR_BROKEN_FRACTION)
-                if broken_total > allowed:
+                if broken.exceeded:
                     if last_saved != step:
                         checkpoint(step)
                         last_saved = step
-                    raise TooManyBrokenImagesError(
-                        f"step {step}: {broken_total} of the {read_total} images read so far could not be decoded and "
-                        f"were skipped, more than data.max_broken_fraction = {recipe.data.max_broken_fraction} allows "
-                        f"(of at least {MIN_IMAGES_FOR_BROKEN_FRACTION} images). First ones: "
-                        f"{', '.join(broken_names) or 'on other ranks'} (the log names them all). A checkpoint of "
-                        f"step {step} was written to {checkpoint_path}. Fix: repair or replace the files (keep their "
-                        "number: the sample order depends on it) and run again with --resume auto, or raise "
-                        "--data.max_broken_fraction."
-                    )
+                    raise broken.error(step, checkpoint_path)
                 if any_rank(stop.received is not None, env):
                     if last_saved != step:
                         checkpoint(step)
