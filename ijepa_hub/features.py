@@ -139,6 +139,9 @@ def open_image(source: str | os.PathLike | Any, *, prepare: Callable[[Image.Imag
         ) from err
 
 
+_PLAIN_MODES = ("L", "1", "CMYK", "YCbCr", "LAB", "HSV")  # no alpha, 8 bits: Pillow's conversion is exact
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """An upright image as 8-bit RGB with :func:`load_image`'s conventions (for the training transform).
 
@@ -148,7 +151,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """
     if image.mode == "RGB":
         return image
-    if image.mode in ("L", "1", "CMYK", "YCbCr", "LAB", "HSV") or (image.mode == "P" and "transparency" not in image.info):
+    if image.mode in _PLAIN_MODES or (image.mode == "P" and "transparency" not in image.info):
         return image.convert("RGB")
     pixels = load_image(image).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
     return Image.fromarray(pixels.permute(1, 2, 0).numpy())

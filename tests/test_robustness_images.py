@@ -172,7 +172,8 @@ def test_corrupt_member_of_a_shard_is_skipped_and_named(tmp_path):
     png = io.BytesIO()
     Image.fromarray(NOISE).save(png, format="PNG")
     _shard(tmp_path / "s.tar", {"k0.png": png.getvalue(), "k1.png": png.getvalue()[:200], "k2.png": png.getvalue()})
-    samples = TrainingSamples(TarShards(str(tmp_path / "s.tar")), training_transform(16), img_size=16, min_fraction=0.47)
+    shards = TarShards(str(tmp_path / "s.tar"))
+    samples = TrainingSamples(shards, training_transform(16), img_size=16, min_fraction=0.47)
     image, _, _, skipped = samples[(1, 3, 0)]
     assert skipped == (f"{tmp_path / 's.tar'}:k1.png",)
     assert torch.equal(image, samples[(2, 3, 0)][0])

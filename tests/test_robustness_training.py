@@ -213,8 +213,10 @@ sys.exit(main(sys.argv[2:]))
 
 def test_kill_during_a_checkpoint_write_resumes_from_the_previous_one(tiny_recipe, tmp_path):
     out, marker = tmp_path / "run", tmp_path / "writing"
-    args = [*TINY_TRAIN_ARGS, "--train.checkpoint_every", "3", "--train.max_steps", "9", "--out", str(out), "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
+    args = [*TINY_TRAIN_ARGS, "--train.checkpoint_every", "3", "--train.max_steps", "9", "--out", str(out),
+            "--no-progress"]
+    path = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     script = _KILLED_CHILD.format(half_then=inspect.getsource(_half_then))
     child = subprocess.Popen([sys.executable, "-c", script, str(marker), *args], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -272,7 +274,8 @@ def test_resume_with_a_different_recipe_is_refused_listing_every_difference(tmp_
                         "--train.log_every", "5"])
     assert rc == 2
     message = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
-    assert "optim.lr: checkpoint 0.0005, now 0.01" in message and "mask.mode: checkpoint 'corrected', now 'legacy'" in message
+    assert "optim.lr: checkpoint 0.0005, now 0.01" in message
+    assert "mask.mode: checkpoint 'corrected', now 'legacy'" in message
     assert "log_every" not in message and "Fix:" in message
     assert (out / CHECKPOINT_NAME).read_bytes() == before
 

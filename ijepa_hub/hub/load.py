@@ -103,7 +103,7 @@ class _HubFiles:
 def _offline_reason(kwargs: dict[str, Any]) -> str:
     if kwargs.get("local_files_only"):
         return "local_files_only=True"
-    if hf_constants.HF_HUB_OFFLINE:
+    if hf_constants.is_offline_mode():
         return "HF_HUB_OFFLINE=1"
     return f"{hf_constants.ENDPOINT} cannot be reached"
 
@@ -255,15 +255,21 @@ def cached_reference_folder(path_or_url: str, *, variant: str | None = None, loc
 
 
 def _download(url: str, local: Path, *, local_files_only: bool) -> None:
-    offline = "local_files_only=True" if local_files_only else "HF_HUB_OFFLINE=1" if hf_constants.HF_HUB_OFFLINE else None
+    """Fetch a released checkpoint into the torch hub cache, unless offline; errors say where to put it."""
     fix = f"Fix: download {url} yourself and pass the file's path, or place it at {local}"
+    offline = "local_files_only=True" if local_files_only else None
+    if offline is None and hf_constants.is_offline_mode():
+        offline = "HF_HUB_OFFLINE=1"
     if offline:
-        raise WeightsNotCachedError(f"{url} is not in the torch hub cache ({local}) and {offline} forbids downloading it. {fix}.")
+        raise WeightsNotCachedError(
+            f"{url} is not in the torch hub cache ({local}) and {offline} forbids downloading it. {fix}."
+        )
     local.parent.mkdir(parents=True, exist_ok=True)
     try:
         torch.hub.download_url_to_file(url, str(local), progress=True)
     except OSError as err:  # urllib's URLError / HTTPError, a full disk ...
-        raise WeightsNotCachedError(f"cannot download {url} into {local} ({err}). {fix}; or check the network.") from err
+        message = f"cannot download {url} into {local} ({err}). {fix}, or check the network."
+        raise WeightsNotCachedError(message) from err
 
 
 def from_pretrained(
@@ -283,8 +289,11 @@ def from_pretrained(
 
     ``encoder="target"`` (default) loads the EMA encoder the paper evaluates; ``"context"`` the
     context encoder; ``"both"`` both. ``with_predictor=True`` adds the predictor. Loading is strict:
-    missing or unexpected keys raise :class:`~ijepa_hub.StateDictMismatchError` listing them. Pickle
-    weights in a repo are refused unless ``allow_pickle=True``. The model is returned in eval mode.
+    missing or unexpected keys raise :class:`~ijepa_hub.StateDictMismatchError` listing them; NaN or
+    infinite weights are refused. Pickle weights in a repo are refused unless ``allow_pickle=True`` (and
+    even then only tensors are unpickled). ``local_files_only=True`` or ``HF_HUB_OFFLINE=1`` use only the
+    caches (Hugging Face's, and torch hub's for released checkpoints) and raise
+    :class:`~ijepa_hub.WeightsNotCachedError` for what is not there. The model is returned in eval mode.
     """
     s = os.fspath(name_or_path)
     opts = dict(encoder=encoder, with_predictor=with_predictor, allow_pickle=allow_pickle)

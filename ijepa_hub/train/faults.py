@@ -61,10 +61,10 @@ class BrokenImageCounter:
         return TooManyBrokenImagesError(
             f"step {step}: {self.now} of the {self.read_now} images read since this run started or resumed could "
             f"not be decoded and were skipped, more than data.max_broken_fraction = {self.max_fraction} allows (of "
-            f"at least {MIN_IMAGES_FOR_BROKEN_FRACTION} images). First ones: {', '.join(self.names) or 'on other ranks'} "
-            f"(the log names them all). A checkpoint of step {step} was written to {checkpoint}. Fix: repair or "
-            "replace the files (keep their number: the sample order depends on it) and run again with --resume auto, "
-            "or raise --data.max_broken_fraction."
+            f"at least {MIN_IMAGES_FOR_BROKEN_FRACTION} images). First ones: "
+            f"{', '.join(self.names) or 'on other ranks'} (the log names them all). A checkpoint of step {step} "
+            f"was written to {checkpoint}. Fix: repair or replace the files (keep their number: the sample order "
+            "depends on it) and run again with --resume auto, or raise --data.max_broken_fraction."
         )
 
 

@@ -410,7 +410,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                         tgt=int(record["target_tokens"]), refresh=False,
                     )
                     if skipped:
-                        logger.warning("step %d: %d unreadable image(s) skipped (see the warnings above)", step, skipped)
+                        logger.warning("step %d: %d unreadable image(s) skipped (named above)", step, skipped)
                     window, tick, window_images = [], now, 0
                 bar.update(1)
                 if cfg.monitor_every > 0 and (step % cfg.monitor_every == 0 or step == end_step):
