@@ -150,6 +150,14 @@ def test_extract_cli_names_the_broken_file_and_writes_nothing(tiny_model, tmp_pa
     assert not out.exists()
 
 
+def test_a_dataset_of_nothing_but_broken_files_is_an_error_not_a_loop(tmp_path):
+    for name, write, _ in BROKEN.values():
+        write(tmp_path / name)
+    samples = TrainingSamples(ImageFolder(tmp_path), training_transform(16), img_size=16, min_fraction=0.47)
+    with pytest.raises(DataError, match=r"4 images in a row cannot be decoded.*Fix: check --data"):
+        samples[(0, 0, 0)]
+
+
 def _shard(path: Path, members: dict[str, bytes]) -> None:
     with tarfile.open(path, "w") as tar:
         for name, data in members.items():

@@ -280,6 +280,16 @@ def test_resume_with_a_different_recipe_is_refused_listing_every_difference(tmp_
     assert (out / CHECKPOINT_NAME).read_bytes() == before
 
 
+def test_resume_after_the_image_folder_changed_size_is_refused(hostile_recipe, tmp_path):
+    recipe, _ = hostile_recipe
+    recipe.data.max_broken_fraction = 1.0
+    _run(recipe, tmp_path / "run", 1)
+    for i in range(8):
+        Image.fromarray(NOISE).save(Path(recipe.data.path) / f"new{i}.png")
+    with pytest.raises(CheckpointError, match="the dataset size changed"):
+        _run(recipe, tmp_path / "run", 4, resume="auto")
+
+
 class _Payload:
     """Unpickling this would create a file; a refused pickle never does."""
 
