@@ -16,7 +16,7 @@ import math
 import signal
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Sequence
@@ -370,70 +370,66 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     window: list[float] = []
     tick, window_images = time.perf_counter(), 0
     core.train()
-    try:
-        with _StopSignal() as stop:
-            batches = iter(loader)
-            while step < end_step:
-                micro = [next(batches) for _ in range(plan.accumulation)]
-                lr, wd, momentum = schedules.lr(step), schedules.weight_decay(step), schedules.momentum(step)
-                set_hyperparams(optimizer, lr, wd)
-                loss = train_step(
-                    forward, micro, optimizer, device=env.device, autocast=autocast,
-                    clip_grad=recipe.optim.clip_grad, no_sync=no_sync,
+    writer_closing = closing(writer) if writer is not None else nullcontext()
+    with _StopSignal() as stop, closing(bar), writer_closing:
+        batches = iter(loader)
+        while step < end_step:
+            micro = [next(batches) for _ in range(plan.accumulation)]
+            lr, wd, momentum = schedules.lr(step), schedules.weight_decay(step), schedules.momentum(step)
+            set_hyperparams(optimizer, lr, wd)
+            loss = train_step(
+                forward, micro, optimizer, device=env.device, autocast=autocast,
+                clip_grad=recipe.optim.clip_grad, no_sync=no_sync,
+            )
+            ema_update(core, momentum)
+            step += 1
+            skipped = sum(mb.broken for mb in micro)  # this process's; summed over processes below
+            stats = all_reduce_mean(torch.stack([loss.float(), loss.new_tensor(float(skipped))]), env)
+            loss_value, skipped = float(stats[0]), round(float(stats[1]) * env.world_size)
+            if not math.isfinite(loss_value):
+                raise diverged(step, f"the loss is {loss_value}", last_good, last_saved)
+            broken.add(skipped, plan.global_batch, [name for mb in micro for name in mb.broken_files])
+            result.losses.append(loss_value)
+            window.append(loss_value)
+            window_images += plan.global_batch
+            if env.is_main and (step % cfg.log_every == 0 or step == end_step or skipped):
+                now = time.perf_counter()
+                record = {
+                    "step": step, "epoch": step / max(1, steps_per_epoch), "loss": sum(window) / len(window),
+                    "lr": lr, "weight_decay": wd, "momentum": momentum,
+                    "images_per_s": window_images / max(now - tick, 1e-9),
+                    "context_tokens": float(micro[0].context_masks[0].shape[1]),
+                    "target_tokens": float(micro[0].target_masks[0].shape[1]),
+                    "broken_images": skipped,
+                    "broken_images_total": broken.total,
+                }
+                writer.write(record)
+                bar.set_postfix(
+                    loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", mom=f"{momentum:.4f}",
+                    img_s=f"{record['images_per_s']:.0f}", ctx=int(record["context_tokens"]),
+                    tgt=int(record["target_tokens"]), refresh=False,
                 )
-                ema_update(core, momentum)
-                step += 1
-                skipped = sum(mb.broken for mb in micro)  # this process's; summed over processes below
-                stats = all_reduce_mean(torch.stack([loss.float(), loss.new_tensor(float(skipped))]), env)
-                loss_value, skipped = float(stats[0]), round(float(stats[1]) * env.world_size)
-                if not math.isfinite(loss_value):
-                    raise diverged(step, f"the loss is {loss_value}", last_good, last_saved)
-                broken.add(skipped, plan.global_batch, [name for mb in micro for name in mb.broken_files])
-                result.losses.append(loss_value)
-                window.append(loss_value)
-                window_images += plan.global_batch
-                if env.is_main and (step % cfg.log_every == 0 or step == end_step or skipped):
-                    now = time.perf_counter()
-                    record = {
-                        "step": step, "epoch": step / max(1, steps_per_epoch), "loss": sum(window) / len(window),
-                        "lr": lr, "weight_decay": wd, "momentum": momentum,
-                        "images_per_s": window_images / max(now - tick, 1e-9),
-                        "context_tokens": float(micro[0].context_masks[0].shape[1]),
-                        "target_tokens": float(micro[0].target_masks[0].shape[1]),
-                        "broken_images": skipped,
-                        "broken_images_total": broken.total,
-                    }
-                    writer.write(record)
-                    bar.set_postfix(
-                        loss=f"{record['loss']:.4f}", lr=f"{lr:.2e}", mom=f"{momentum:.4f}",
-                        img_s=f"{record['images_per_s']:.0f}", ctx=int(record["context_tokens"]),
-                        tgt=int(record["target_tokens"]), refresh=False,
-                    )
-                    if skipped:
-                        logger.warning("step %d: %d unreadable image(s) skipped (named above)", step, skipped)
-                    window, tick, window_images = [], now, 0
-                bar.update(1)
-                if cfg.monitor_every > 0 and (step % cfg.monitor_every == 0 or step == end_step):
-                    measure(step)
-                if step % cfg.checkpoint_every == 0 or step == end_step:
+                if skipped:
+                    logger.warning("step %d: %d unreadable image(s) skipped (named above)", step, skipped)
+                window, tick, window_images = [], now, 0
+            bar.update(1)
+            if cfg.monitor_every > 0 and (step % cfg.monitor_every == 0 or step == end_step):
+                measure(step)
+            if step % cfg.checkpoint_every == 0 or step == end_step:
+                checkpoint(step)
+                last_saved = step
+            if broken.exceeded:
+                if last_saved != step:
                     checkpoint(step)
                     last_saved = step
-                if broken.exceeded:
-                    if last_saved != step:
-                        checkpoint(step)
-                        last_saved = step
-                    raise broken.error(step, checkpoint_path)
-                if any_rank(stop.received is not None, env):
-                    if last_saved != step:
-                        checkpoint(step)
-                        last_saved = step
-                    result.preempted = True
-                    logger.warning("step %d: stop signal received; checkpoint written, exiting", step)
-                    break
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
+                raise broken.error(step, checkpoint_path)
+            if any_rank(stop.received is not None, env):
+                if last_saved != step:
+                    checkpoint(step)
+                    last_saved = step
+                result.preempted = True
+                logger.warning("step %d: stop signal received; checkpoint written, exiting", step)
+                break
     result.step = step
     if result.preempted:
         return result
