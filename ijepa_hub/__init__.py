@@ -1,7 +1,10 @@
 """ijepa_hub: I-JEPA models, masking, training and Hugging Face Hub loading."""
 __version__ = "0.1.0"  # first: submodules (the Hub layout) record it
 
-from .errors import CheckpointError, HubLayoutError, IJepaError, PickleNotAllowedError, StateDictMismatchError
+from .errors import (
+    CheckpointError, CheckpointWriteError, DataError, HubLayoutError, IJepaError, ImageReadError, PickleNotAllowedError,
+    StateDictMismatchError, TooManyBrokenImagesError, TrainingDivergedError, WeightsNotCachedError,
+)
 from .features import Features, extract_features, preprocess
 from .models import IJepa, Predictor, VisionTransformerEncoder, create_model
 from .recipe import Recipe, list_recipes, load_recipe
@@ -42,4 +45,10 @@ __all__ = [
     "StateDictMismatchError",
     "PickleNotAllowedError",
     "HubLayoutError",
+    "WeightsNotCachedError",
+    "CheckpointWriteError",
+    "DataError",
+    "ImageReadError",
+    "TooManyBrokenImagesError",
+    "TrainingDivergedError",
 ]

@@ -1,7 +1,21 @@
 """Exceptions that tell the user which file or key is wrong and what to do."""
 from __future__ import annotations
 
-__all__ = ["IJepaError", "CheckpointError", "StateDictMismatchError", "PickleNotAllowedError", "HubLayoutError"]
+from huggingface_hub.errors import LocalEntryNotFoundError
+
+__all__ = [
+    "IJepaError",
+    "CheckpointError",
+    "CheckpointWriteError",
+    "StateDictMismatchError",
+    "PickleNotAllowedError",
+    "HubLayoutError",
+    "WeightsNotCachedError",
+    "DataError",
+    "ImageReadError",
+    "TooManyBrokenImagesError",
+    "TrainingDivergedError",
+]
 
 
 class IJepaError(Exception):
@@ -29,7 +43,7 @@ class StateDictMismatchError(CheckpointError):
         for title, keys in (
             ("missing keys", missing),
             ("unexpected keys", unexpected),
-            ("shape mismatches", self.mismatched),
+            ("shape or dtype mismatches", self.mismatched),
         ):
             if keys:
                 shown = ", ".join(keys[:20]) + (f", ... ({len(keys) - 20} more)" if len(keys) > 20 else "")
@@ -47,3 +61,34 @@ class PickleNotAllowedError(CheckpointError):
 
 class HubLayoutError(CheckpointError):
     """A folder or Hub repo is not in the ijepa_hub or transformers I-JEPA layout, or lacks a part."""
+
+
+class CheckpointWriteError(CheckpointError, OSError):
+    """A training checkpoint could not be written (disk full, permissions); the previous one is intact."""
+
+
+class WeightsNotCachedError(IJepaError, LocalEntryNotFoundError):
+    """Offline (``HF_HUB_OFFLINE=1``, ``local_files_only=True``) or unreachable, and the files are not cached."""
+
+
+class DataError(IJepaError, ValueError):
+    """Training or feature-extraction data cannot be used as given."""
+
+
+class ImageReadError(IJepaError, OSError):
+    """An image file cannot be decoded (damaged, truncated, not an image, over the decompression-bomb limit).
+
+    ``path`` names the file (or ``shard.tar:member``).
+    """
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class TooManyBrokenImagesError(DataError):
+    """More training images were unreadable than ``data.max_broken_fraction`` allows."""
+
+
+class TrainingDivergedError(IJepaError, FloatingPointError):
+    """The loss or the weights became NaN or infinite; the run stopped and kept its last good checkpoint."""

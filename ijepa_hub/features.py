@@ -1,7 +1,9 @@
 """Image features from an I-JEPA encoder: image loading, preprocessing, ``extract_features``.
 
-Follow an image: :func:`load_image` (any input -> float RGB tensor in [0, 1]) -> :func:`preprocess`
-(resize, centre crop, normalise) -> the encoder -> :class:`Features`.
+Follow an image: :func:`open_image` (a file, decoded, upright, errors naming it) -> :func:`load_image`
+(any input -> float RGB tensor in [0, 1]) -> :func:`preprocess` (resize, centre crop, normalise) -> the
+encoder -> :class:`Features`. The trainer decodes files with the same :func:`open_image` and converts
+them with :func:`to_rgb`, so training and feature extraction see the same pixels.
 
 Preprocessing is the standard ImageNet evaluation transform that timm's data config describes for the
 repos this package writes (``pretrained_cfg``: ``crop_pct`` 0.875, bicubic, ImageNet mean/std): resize
@@ -17,7 +19,7 @@ import math
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 import torch
@@ -27,9 +29,13 @@ from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from huggingface_hub.utils import tqdm  # honours HF_HUB_DISABLE_PROGRESS_BARS
 from torchvision.transforms import v2
 
+from .errors import ImageReadError
+
 __all__ = [
     "Features",
     "ImageInput",
+    "open_image",
+    "to_rgb",
     "CROP_PCT",
     "INTERPOLATION",
     "MEAN",
@@ -98,10 +104,64 @@ def _pil_to_array(image: Image.Image) -> np.ndarray:
     return np.asarray(image)
 
 
+def _describe(source: Any) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else str(getattr(source, "name", source))
+
+
+def open_image(source: str | os.PathLike | Any, *, prepare: Callable[[Image.Image], Any] | None = None) -> Image.Image:
+    """Decode an image file (path or binary file object) fully and turn it upright from its EXIF orientation.
+
+    ``prepare`` runs on the opened image before its pixels are decoded (JPEG draft mode). Every failure
+    (empty file, not an image, truncated or damaged data, more pixels than Pillow's decompression-bomb
+    limit ``PIL.Image.MAX_IMAGE_PIXELS``) is an :class:`~ijepa_hub.errors.ImageReadError` naming the file
+    and the fix. Animated images give their first frame.
+    """
+    name = _describe(source)
+    try:
+        with Image.open(source) as image:
+            if prepare is not None:
+                prepare(image)
+            image.load()
+            return ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as err:
+        raise ImageReadError(
+            f"{name}: refused to decode: {err} Fix: if you trust the file, raise PIL.Image.MAX_IMAGE_PIXELS "
+            f"(now {Image.MAX_IMAGE_PIXELS}), or downscale the image.",
+            path=name,
+        ) from err
+    except Exception as err:  # Pillow raises OSError, ValueError, SyntaxError, struct.error ... on bad data
+        empty = isinstance(source, (str, os.PathLike)) and os.path.isfile(source) and os.path.getsize(source) == 0
+        reason = "the file is empty (0 bytes)" if empty else f"{type(err).__name__}: {err}"
+        raise ImageReadError(
+            f"{name}: cannot decode the image ({reason}). Fix: the file is damaged, truncated or not an image; "
+            "download or re-encode it, or remove it from the input.",
+            path=name,
+        ) from err
+
+
+_PLAIN_MODES = ("L", "1", "CMYK", "YCbCr", "LAB", "HSV")  # no alpha, 8 bits: Pillow's conversion is exact
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """An upright image as 8-bit RGB with :func:`load_image`'s conventions (for the training transform).
+
+    Alpha (RGBA, LA, palettes with transparency) is composited onto white and 16-bit or float
+    greyscale is scaled from its full range, as :func:`load_image` does (rounded to 8 bits); Pillow's
+    plain ``convert("RGB")`` would drop the alpha and clip 16-bit values at 255.
+    """
+    if image.mode == "RGB":
+        return image
+    if image.mode in _PLAIN_MODES or (image.mode == "P" and "transparency" not in image.info):
+        return image.convert("RGB")
+    pixels = load_image(image).clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
+    return Image.fromarray(pixels.permute(1, 2, 0).numpy())
+
+
 def load_image(image: ImageInput) -> torch.Tensor:
     """Any supported input as a float32 RGB tensor [3, H, W] in [0, 1].
 
-    Paths and PIL images are turned upright from their EXIF orientation; greyscale is repeated to
+    Paths are read with :func:`open_image` (errors name the file). Paths and PIL images are turned
+    upright from their EXIF orientation; animated images give their first frame; greyscale is repeated to
     three channels; an alpha channel is composited onto white; uint8 is divided by 255 and uint16 by
     65535; float arrays and tensors are taken as already in [0, 1]. Arrays are HWC (or HW); tensors
     are CHW (or HW).
@@ -109,9 +169,7 @@ def load_image(image: ImageInput) -> torch.Tensor:
     source = type(image).__name__
     if isinstance(image, (str, os.PathLike)):
         source = os.fspath(image)
-        with Image.open(source) as opened:
-            opened.load()
-            array = _pil_to_array(opened)
+        array = _pil_to_array(open_image(source))
     elif isinstance(image, Image.Image):
         array = _pil_to_array(image)
     elif isinstance(image, np.ndarray):

@@ -56,6 +56,9 @@ class DataSection:
     crop_scale: tuple[float, float] = (0.3, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     batch_size_per_device: int = 32  # the micro-batch: masks are drawn per micro-batch, as released
+    # unreadable images are skipped and counted; the run stops once more than this fraction of the images
+    # read since it started or resumed (counting at least 1000) were skipped
+    max_broken_fraction: float = 0.01
 
 
 @dataclass

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from typing import Mapping
 
@@ -11,7 +10,7 @@ import torch
 from .errors import CheckpointError
 from .models.ijepa import IJepa
 from .registry import ModelConfig, arch_for_width
-from .state_dict import load_strict, strip_prefix
+from .state_dict import load_strict, read_torch_pickle, strip_prefix
 
 __all__ = ["read_reference_checkpoint", "infer_model_config", "load_reference_checkpoint"]
 
@@ -28,19 +27,7 @@ def read_reference_checkpoint(path: str | os.PathLike) -> dict[str, StateDict]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(
-            f"{path}: refused to unpickle: it holds objects other than tensors and plain containers "
-            f"(torch.load(weights_only=True) said: {str(err).splitlines()[0]}). ijepa_hub never executes "
-            "pickled code; re-save the checkpoint with only tensors, or convert it where you trust it."
-        ) from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(
-            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}). "
-            "The file may be truncated or not a checkpoint: download it again."
-        ) from err
+    blob = read_torch_pickle(path, fix="Download the checkpoint again.")
     if not isinstance(blob, Mapping) or any(k not in blob for k in _MODEL_KEYS):
         found = sorted(map(str, blob))[:12] if isinstance(blob, Mapping) else type(blob).__name__
         raise CheckpointError(

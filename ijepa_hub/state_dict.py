@@ -1,14 +1,51 @@
-"""State-dict helpers shared by every loader: prefix stripping and strict loading."""
+"""State-dict helpers shared by every loader: reading weight files, prefix stripping and strict loading."""
 from __future__ import annotations
 
-from typing import Mapping
+import os
+import pickle
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
-from .errors import StateDictMismatchError
+from .errors import CheckpointError, StateDictMismatchError
 
-__all__ = ["strip_prefix", "load_strict"]
+__all__ = ["strip_prefix", "load_strict", "read_safetensors", "read_torch_pickle"]
+
+
+def read_safetensors(path: str | os.PathLike, *, source: str | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, or a :class:`CheckpointError` naming it (truncated, not safetensors)."""
+    try:
+        return load_file(os.fspath(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(
+            f"{source or path}: {path} is not a readable safetensors file ({type(err).__name__}: {err}); it is "
+            "truncated or damaged. Fix: download it again (delete it from the cache first) or re-save the "
+            "model with ijepa_hub.save_pretrained."
+        ) from err
+
+
+def read_torch_pickle(path: str | os.PathLike, *, fix: str) -> Any:
+    """``torch.load(weights_only=True)`` on the CPU, with errors that say what went wrong.
+
+    A pickle that holds anything but tensors and plain containers is refused before any of its code
+    runs; a truncated or foreign file is reported as damaged. ``fix`` ends the damaged-file message.
+    """
+    try:
+        return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path}: refused to unpickle: it holds objects other than tensors and plain containers "
+            f"(torch.load(weights_only=True) said: {str(err).splitlines()[0]}). ijepa_hub never executes "
+            "pickled code; re-save the file with only tensors, or convert it where you trust it."
+        ) from err
+    except Exception as err:  # torch raises RuntimeError, EOFError, OSError, ... for truncated or foreign files
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            f"it is damaged or truncated. {fix}"
+        ) from err
 
 
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
@@ -20,18 +57,32 @@ def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str = "module."
 def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, what: str) -> None:
     """Load every tensor or fail with a :class:`StateDictMismatchError` that lists the differences.
 
+    Shapes must match, floating-point parameters must come as floating-point tensors, and every value
+    must be finite (NaN or inf weights, e.g. from a diverged run, are a :class:`CheckpointError`).
     ``source`` (a file or repo) and ``what`` (``"target encoder"``...) name the weights in the message.
     """
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
-    mismatched = sorted(
+    common = sorted(set(expected) & set(state_dict))
+    mismatched = [
         f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state_dict)
+        for k in common
         if tuple(expected[k].shape) != tuple(state_dict[k].shape)
-    )
+    ] + [
+        f"{k}: file dtype {state_dict[k].dtype} vs model {expected[k].dtype}"
+        for k in common
+        if expected[k].is_floating_point() and not state_dict[k].is_floating_point()
+    ]
     if missing or unexpected or mismatched:
         raise StateDictMismatchError(source, what, missing, unexpected, mismatched)
+    bad = [k for k in common if state_dict[k].is_floating_point() and not bool(torch.isfinite(state_dict[k]).all())]
+    if bad:
+        raise CheckpointError(
+            f"{source}: the {what} weights hold NaN or infinite values in {len(bad)} tensor(s): "
+            f"{', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}. They come from a diverged or damaged run. "
+            "Fix: use an earlier checkpoint or re-download the weights."
+        )
     module.load_state_dict(state_dict, strict=True, assign=_is_meta(module))
 
 

@@ -114,8 +114,8 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path):
     (tmp_path / "b.png").write_bytes(b"not a png")
     samples = TrainingSamples(ImageFolder(tmp_path), training_transform(16), img_size=16, min_fraction=0.47)
     image, label, _, broken = samples[(1, 0, 0)]
-    assert broken == 1 and image.shape == (3, 16, 16)
-    assert samples[(0, 0, 0)][3] == 0
+    assert broken == (str(tmp_path / "b.png"),) and image.shape == (3, 16, 16)
+    assert samples[(0, 0, 0)][3] == ()
 
 
 def test_micro_batches_do_not_depend_on_the_world_size():

@@ -10,7 +10,8 @@ the number of workers or a resume, so 2 GPUs x 1 micro-batch == 1 GPU x 2 micro-
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -18,6 +19,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Sampler, default_collate
 
+from ..errors import DataError, ImageReadError
+from ..features import open_image, to_rgb
 from .transforms import draft_for_crop
 
 __all__ = ["BatchPlan", "MicroBatchSampler", "TrainingSamples", "MaskedCollate", "MicroBatch", "load_rgb"]
@@ -25,6 +28,7 @@ __all__ = ["BatchPlan", "MicroBatchSampler", "TrainingSamples", "MaskedCollate",
 logger = logging.getLogger(__name__)
 
 Key = tuple[int, int, int]  # (dataset index, sample seed, mask step)
+MAX_CONSECUTIVE_BROKEN = 100  # unreadable images in a row before a sample gives up: the data is damaged
 
 
 @dataclass(frozen=True)
@@ -106,19 +110,25 @@ def _sample_seed(seed: int, position: int) -> int:
 
 
 def load_rgb(item: Any, img_size: int, min_fraction: float) -> Image.Image:
-    """A dataset item's image (PIL image, path or file object) as RGB, JPEGs decoded in draft mode."""
+    """A dataset item's image (PIL image, path or file object) as 8-bit RGB, JPEGs decoded in draft mode.
+
+    Files are decoded by :func:`ijepa_hub.features.open_image` (upright from EXIF, errors naming the
+    file) and converted by :func:`~ijepa_hub.features.to_rgb` (alpha onto white, 16-bit scaled), as for
+    feature extraction.
+    """
     if isinstance(item, Image.Image):
-        return item.convert("RGB")
-    image = Image.open(item)
-    draft_for_crop(image, img_size, min_fraction)
-    return image.convert("RGB")
+        return to_rgb(item)
+    return to_rgb(open_image(item, prepare=partial(draft_for_crop, img_size=img_size, min_fraction=min_fraction)))
 
 
 class TrainingSamples(Dataset):
     """Wraps a dataset of ``(image, label)`` items; indexed by :data:`Key`, returns the cropped tensor.
 
     The crop is drawn from a generator seeded by the key, so it does not depend on which worker runs
-    it. An image that cannot be decoded is logged, counted and replaced by the next readable one.
+    it. An image that cannot be decoded is logged, named in the sample and replaced by the next
+    readable one; after :data:`MAX_CONSECUTIVE_BROKEN` unreadable images in a row it is a
+    :class:`~ijepa_hub.errors.DataError`. The training loop counts the skips and stops the run past
+    ``data.max_broken_fraction``.
     """
 
     def __init__(self, dataset: Dataset, transform: Callable, *, img_size: int, min_fraction: float) -> None:
@@ -128,23 +138,28 @@ class TrainingSamples(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    def __getitem__(self, key: Key) -> tuple[torch.Tensor, torch.Tensor, int, tuple[str, ...]]:
+        """``(image, label, mask step, names of the unreadable files skipped to get it)``."""
         index, seed, mask_step = key
-        broken = 0
-        for offset in range(len(self.dataset)):
-            item, label = self.dataset[(index + offset) % len(self.dataset)]
+        broken: list[str] = []
+        n = len(self.dataset)
+        for offset in range(min(n, MAX_CONSECUTIVE_BROKEN)):
             try:
+                item, label = self.dataset[(index + offset) % n]
                 image = load_rgb(item, self.img_size, self.min_fraction)
                 break
-            except (OSError, ValueError, Image.DecompressionBombError) as err:
-                broken += 1
-                logger.warning("skipping unreadable image %s: %s", getattr(item, "name", item), err)
+            except ImageReadError as err:
+                broken.append(err.path or str(err))
+                logger.warning("skipping unreadable image: %s", err)
         else:
-            raise RuntimeError("no image of the dataset could be decoded")
+            raise DataError(
+                f"{len(broken)} images in a row cannot be decoded ({', '.join(broken[:3])}, ...); the data is "
+                "damaged or is not images. Fix: check --data (data.path)."
+            )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             tensor = self.transform(image)
-        return tensor, torch.as_tensor(label, dtype=torch.long).reshape(-1), mask_step, broken
+        return tensor, torch.as_tensor(label, dtype=torch.long).reshape(-1), mask_step, tuple(broken)
 
 
 @dataclass
@@ -156,11 +171,12 @@ class MicroBatch:
     context_masks: list[torch.Tensor]  # 1 x [B, K_ctx]
     target_masks: list[torch.Tensor]  # num_targets x [B, K_tgt]
     broken: int  # unreadable images skipped while building it
+    broken_files: list[str] = field(default_factory=list)  # their names
 
     def pin_memory(self) -> "MicroBatch":
         return MicroBatch(
             self.images.pin_memory(), self.labels.pin_memory(), [m.pin_memory() for m in self.context_masks],
-            [m.pin_memory() for m in self.target_masks], self.broken,
+            [m.pin_memory() for m in self.target_masks], self.broken, self.broken_files,
         )
 
 
@@ -176,7 +192,7 @@ class MaskedCollate:
     def __init__(self, collator: Any, *, seed: int = 0) -> None:
         self.collator, self.seed = collator, seed
 
-    def __call__(self, samples: list[tuple[torch.Tensor, torch.Tensor, int, int]]) -> MicroBatch:
+    def __call__(self, samples: list[tuple[torch.Tensor, torch.Tensor, int, tuple[str, ...]]]) -> MicroBatch:
         steps = {s[2] for s in samples}
         if len(steps) != 1:
             raise RuntimeError(f"a micro-batch mixes mask steps {sorted(steps)}; use MicroBatchSampler")
@@ -185,4 +201,5 @@ class MaskedCollate:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(_sample_seed(self.seed + 1, step))
             context_masks, target_masks = self.collator.sample(len(samples), step)
-        return MicroBatch(images, labels, list(context_masks), list(target_masks), sum(s[3] for s in samples))
+        broken = [name for s in samples for name in s[3]]
+        return MicroBatch(images, labels, list(context_masks), list(target_masks), len(broken), broken)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from ..errors import DataError, ImageReadError
 from .folder import IMAGE_EXTENSIONS
 
 __all__ = ["TarShards", "expand_braces", "is_shard_spec"]
@@ -48,7 +49,10 @@ class TarShards(Dataset):
 
     ``spec`` is a path, a brace pattern (``/data/in1k-{0000..1023}.tar``), a glob, or several joined by
     ``::``. Samples are grouped by key (the member name up to the first dot of its basename); the image
-    is the member with an image extension, the label the integer in a ``cls`` member (else -1).
+    is the member with an image extension, the label the integer in a ``cls`` member (else -1). A shard
+    that cannot be indexed is a :class:`~ijepa_hub.errors.DataError`; an item whose bytes are cut short
+    an :class:`~ijepa_hub.errors.ImageReadError` (skipped and counted by the trainer). Items are
+    ``BytesIO`` objects named ``shard.tar:member``.
     """
 
     def __init__(self, spec: str) -> None:
@@ -60,8 +64,8 @@ class TarShards(Dataset):
         missing = [str(p) for p in self.shards if not p.is_file()]
         if not self.shards or missing:
             raise FileNotFoundError(f"WebDataset shards not found: {missing or spec}")
-        # (shard index, image offset, image size, label)
-        self.samples: list[tuple[int, int, int, int]] = []
+        # (shard index, image offset, image size, label, member name)
+        self.samples: list[tuple[int, int, int, int, str]] = []
         for shard_index, path in enumerate(self.shards):
             self.samples.extend((shard_index, *entry) for entry in _index_shard(path))
         if not self.samples:
@@ -71,34 +75,50 @@ class TarShards(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[io.BytesIO, int]:
-        shard, offset, size, label = self.samples[index]
+        shard, offset, size, label, member = self.samples[index]
+        name = f"{self.shards[shard]}:{member}"
         with open(self.shards[shard], "rb") as f:
             f.seek(offset)
             data = f.read(size)
         if len(data) != size:
-            raise OSError(f"{self.shards[shard]}: truncated member at offset {offset}")
-        return io.BytesIO(data), label
+            raise ImageReadError(
+                f"{name}: truncated ({len(data)} of {size} bytes; the shard changed after it was indexed). "
+                "Fix: restore the shard.", path=name,
+            )
+        buffer = io.BytesIO(data)
+        buffer.name = name
+        return buffer, label
 
 
-def _index_shard(path: Path) -> list[tuple[int, int, int]]:
+def _index_shard(path: Path) -> list[tuple[int, int, int, str]]:
+    """``(offset, size, label, member name)`` of every image in a shard, read from the tar headers."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            return _index_members(path, tar)
+    except (tarfile.TarError, EOFError) as err:
+        raise DataError(
+            f"{path}: not a readable tar shard ({type(err).__name__}: {err}); it is truncated or damaged. "
+            "Fix: copy or rebuild the shard, or leave it out of --data."
+        ) from err
+
+
+def _index_members(path: Path, tar: tarfile.TarFile) -> list[tuple[int, int, int, str]]:
     groups: dict[str, dict[str, tarfile.TarInfo]] = {}
-    with tarfile.open(path, "r:") as tar:
-        members = [m for m in tar.getmembers() if m.isfile()]
-        labels: dict[str, int] = {}
-        for member in members:
-            base = os.path.basename(member.name)
-            key = os.path.join(os.path.dirname(member.name), base.split(".", 1)[0])
-            ext = "." + base.split(".", 1)[1].lower() if "." in base else ""
-            groups.setdefault(key, {})[ext] = member
-            if ext in (".cls", ".label"):
-                raw = tar.extractfile(member).read().decode().strip()
-                try:
-                    labels[key] = int(raw)
-                except ValueError:
-                    raise ValueError(f"{path}: {member.name} holds {raw!r}, not an integer class") from None
+    labels: dict[str, int] = {}
+    for member in (m for m in tar.getmembers() if m.isfile()):
+        base = os.path.basename(member.name)
+        key = os.path.join(os.path.dirname(member.name), base.split(".", 1)[0])
+        ext = "." + base.split(".", 1)[1].lower() if "." in base else ""
+        groups.setdefault(key, {})[ext] = member
+        if ext in (".cls", ".label"):
+            raw = tar.extractfile(member).read().decode().strip()
+            try:
+                labels[key] = int(raw)
+            except ValueError:
+                raise DataError(f"{path}: {member.name} holds {raw!r}, not an integer class") from None
     entries = []
     for key, files in groups.items():
         image = next((files[e] for e in IMAGE_EXTENSIONS if e in files), None)
         if image is not None:
-            entries.append((image.offset_data, image.size, labels.get(key, -1)))
+            entries.append((image.offset_data, image.size, labels.get(key, -1), image.name))
     return entries

@@ -13,7 +13,9 @@ The same repo loads in ``timm.create_model("hf-hub:<repo>")``: timm reads the to
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import string
 from dataclasses import dataclass, field
 from importlib import resources
@@ -53,6 +55,14 @@ LIBRARY_NAME = "ijepa_hub"
 
 EncoderName = Literal["target", "context"]
 PART_OF_ENCODER = {"target": "target_encoder", "context": "context_encoder"}
+PARTS = ("target_encoder", "context_encoder", "predictor")
+# the "ijepa" section's fields; others are ignored with a warning (metadata from another version)
+KNOWN_FIELDS = (
+    "format_version", "library_version", "model", "encoder", "files", "preprocessing", "variant", "source_url",
+    "recipe", "metrics", "license",
+)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -160,8 +170,32 @@ def build_config(
     return {**_timm_fields(config, released), "ijepa": ijepa}
 
 
+def _model_config(model: Any, *, source: str) -> ModelConfig:
+    """``ijepa.model`` as a :class:`ModelConfig`: every field present, none unknown, integers where expected."""
+    if not isinstance(model, Mapping):
+        raise HubLayoutError(f"{source}: config.json 'ijepa.model' is a {type(model).__name__}, not an object")
+    fields = [f.name for f in dataclasses.fields(ModelConfig)]
+    unknown, missing = sorted(set(model) - set(fields)), [f for f in fields if f not in model]
+    wrong = [
+        f"{k}={model[k]!r}" for k in fields if k in model
+        and not (isinstance(model[k], str) if k == "arch" else type(model[k]) is int)
+    ]
+    problems = [f"{title} {', '.join(keys)}" for title, keys in
+                (("unknown", unknown), ("missing", missing), ("wrongly typed", wrong)) if keys]
+    if problems:
+        raise HubLayoutError(
+            f"{source}: config.json 'ijepa.model' has {'; '.join(problems)} (fields: {', '.join(fields)}; arch is a "
+            "string, the others integers). Fix: re-save the model with ijepa_hub.save_pretrained, or upgrade "
+            "ijepa_hub if a newer version wrote it."
+        )
+    try:
+        return ModelConfig(**model)
+    except ValueError as err:
+        raise HubLayoutError(f"{source}: config.json 'ijepa.model' is invalid: {err}") from None
+
+
 def parse_config(data: Mapping[str, Any], *, source: str) -> RepoConfig:
-    """Read an ijepa_hub ``config.json``; errors name ``source`` and the offending field."""
+    """Read an ijepa_hub ``config.json``; errors name ``source``, the offending field and the fix."""
     ijepa = data.get("ijepa")
     if not isinstance(ijepa, Mapping):
         raise HubLayoutError(f"{source}: config.json has no 'ijepa' section; not an ijepa_hub repo")
@@ -171,12 +205,23 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> RepoConfig:
             f"{source}: config.json format_version {version!r} is not {FORMAT_VERSION}; "
             "upgrade ijepa_hub (pip install -U ijepa-hub)"
         )
-    try:
-        model = ModelConfig(**ijepa["model"])
-        encoder = ijepa["encoder"]
-        files = dict(ijepa["files"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise HubLayoutError(f"{source}: config.json 'ijepa' section is invalid ({err})") from None
+    missing = [k for k in ("model", "encoder", "files") if k not in ijepa]
+    if missing:
+        raise HubLayoutError(
+            f"{source}: config.json lacks {', '.join(f'ijepa.{k}' for k in missing)}. Fix: re-save the model "
+            "with ijepa_hub.save_pretrained."
+        )
+    unknown = sorted(set(ijepa) - set(KNOWN_FIELDS))
+    if unknown:
+        logger.warning("%s: config.json fields %s are unknown to ijepa_hub %s and ignored", source,
+                       ", ".join(f"ijepa.{k}" for k in unknown), __version__)
+    model = _model_config(ijepa["model"], source=source)
+    encoder, files = ijepa["encoder"], ijepa["files"]
+    if not isinstance(files, Mapping) or set(files) - set(PARTS) or not all(isinstance(v, str) for v in files.values()):
+        raise HubLayoutError(
+            f"{source}: config.json 'ijepa.files' is {files!r}; it maps parts ({', '.join(PARTS)}) to file names"
+        )
+    files = dict(files)
     if encoder not in PART_OF_ENCODER or files.get(PART_OF_ENCODER[encoder]) != WEIGHTS_NAME:
         raise HubLayoutError(
             f"{source}: config.json says encoder={encoder!r} but files={files}; "

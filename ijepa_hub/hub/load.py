@@ -10,6 +10,10 @@ Resolution order for ``name_or_path``:
    ``facebook/ijepa_*`` mirror (context encoder only);
 4. a Hub repo id (``owner/name``), through ``hf_hub_download`` (``revision``, ``cache_dir``, ``token``,
    ``local_files_only`` and ``HF_HUB_OFFLINE`` honoured).
+
+Every failure names the repo, file or URL and the fix: a repo or revision that does not exist keeps
+huggingface_hub's exception type with a clearer message; offline with nothing cached is a
+:class:`~ijepa_hub.errors.WeightsNotCachedError`; damaged files are :class:`~ijepa_hub.CheckpointError`.
 """
 from __future__ import annotations
 
@@ -25,15 +29,17 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
+from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import RemoteEntryNotFoundError
-from safetensors.torch import load_file
+from huggingface_hub.errors import (
+    GatedRepoError, LocalEntryNotFoundError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+)
 
 from .. import __version__
-from ..errors import HubLayoutError, PickleNotAllowedError
+from ..errors import HubLayoutError, PickleNotAllowedError, WeightsNotCachedError
 from ..reference import load_reference_checkpoint
 from ..registry import VARIANTS, ModelConfig, PretrainedVariant
-from ..state_dict import load_strict, strip_prefix
+from ..state_dict import load_strict, read_safetensors, read_torch_pickle, strip_prefix
 from .convert import is_transformers_config, model_config_from_transformers, transformers_to_timm
 from .layout import CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, parse_config
 from .model import EncoderChoice, PretrainedIJepa
@@ -70,6 +76,36 @@ class _HubFiles:
             )
         except RemoteEntryNotFoundError:
             return None  # the repo exists but has no such file: the caller decides what that means
+        except GatedRepoError:
+            raise  # its own message says how to ask for access
+        except RepositoryNotFoundError as err:
+            raise type(err)(
+                f"{self.repo_id}: no such repo on {hf_constants.ENDPOINT}, or it is private. Fix: check the repo id "
+                "(owner/name), or pass token= (or run `hf auth login`) if it is private.",
+                response=err.response, server_message=err.server_message,
+            ) from err
+        except RevisionNotFoundError as err:
+            raise type(err)(
+                f"{self.repo_id}: no revision {self.kwargs.get('revision')!r} (branch, tag or commit). Fix: check "
+                "revision=, or leave it out for the default branch.",
+                response=err.response, server_message=err.server_message,
+            ) from err
+        except LocalEntryNotFoundError as err:
+            cache = self.kwargs.get("cache_dir") or hf_constants.HF_HUB_CACHE
+            raise WeightsNotCachedError(
+                f"{self.source}: {filename} is not in the Hugging Face cache ({cache}) and cannot be downloaded "
+                f"({_offline_reason(self.kwargs)}). Fix: load "
+                "it once online to fill the cache, point cache_dir= / HF_HOME at the cache that holds it, or "
+                "unset HF_HUB_OFFLINE / local_files_only."
+            ) from err
+
+
+def _offline_reason(kwargs: dict[str, Any]) -> str:
+    if kwargs.get("local_files_only"):
+        return "local_files_only=True"
+    if hf_constants.is_offline_mode():
+        return "HF_HUB_OFFLINE=1"
+    return f"{hf_constants.ENDPOINT} cannot be reached"
 
 
 def _read_weights(files, filename: str, *, allow_pickle: bool) -> StateDict:
@@ -82,14 +118,14 @@ def _read_weights(files, filename: str, *, allow_pickle: bool) -> StateDict:
     if path is None:
         raise HubLayoutError(f"{files.source}: {filename} is listed in config.json but missing; re-upload the repo")
     if filename.endswith(".safetensors"):
-        return load_file(path)
-    return strip_prefix(torch.load(path, map_location="cpu", weights_only=True))
+        return read_safetensors(path, source=files.source)
+    return strip_prefix(read_torch_pickle(path, fix="Download it again, or ask the owner for safetensors weights."))
 
 
 def _read_transformers_weights(files, *, allow_pickle: bool) -> StateDict:
     path = files.get(WEIGHTS_NAME)
     if path is not None:
-        return transformers_to_timm(load_file(path), source=files.source)
+        return transformers_to_timm(read_safetensors(path, source=files.source), source=files.source)
     if not allow_pickle:
         raise PickleNotAllowedError(
             f"{files.source} has no {WEIGHTS_NAME}; its weights, if any, are in {_TRANSFORMERS_PICKLE} (pickle), "
@@ -104,8 +140,17 @@ def _read_json(files, *, what: str) -> dict[str, Any]:
     path = files.get(CONFIG_NAME)
     if path is None:
         raise HubLayoutError(f"{files.source} has no {CONFIG_NAME}: it is not an {what}")
-    with open(path) as f:
-        return json.load(f)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise HubLayoutError(
+            f"{files.source}: {CONFIG_NAME} is not valid JSON ({err}); it is truncated or was edited by hand. "
+            "Fix: download it again, or re-save the model with ijepa_hub.save_pretrained."
+        ) from err
+    if not isinstance(data, dict):
+        raise HubLayoutError(f"{files.source}: {CONFIG_NAME} holds a {type(data).__name__}, not a JSON object")
+    return data
 
 
 def _assemble(
@@ -169,11 +214,13 @@ def _variant_for_file(name: str) -> PretrainedVariant | None:
     return next((v for v in VARIANTS.values() if v.filename == base), None)
 
 
-def cached_reference_folder(path_or_url: str, *, variant: str | None = None) -> Path:
+def cached_reference_folder(path_or_url: str, *, variant: str | None = None, local_files_only: bool = False) -> Path:
     """The safetensors folder of a released ``.pth.tar`` (file or URL), converted once in the torch hub cache.
 
-    URLs are downloaded to ``<torch hub dir>/checkpoints/``; folders live in ``<torch hub dir>/ijepa_hub/``,
-    keyed by the URL, or by a local file's path, size and modification time.
+    URLs are downloaded to ``<torch hub dir>/checkpoints/`` (through a temporary file, so an interrupted
+    download leaves nothing behind), unless ``local_files_only`` or ``HF_HUB_OFFLINE=1``; folders live in
+    ``<torch hub dir>/ijepa_hub/``, keyed by the URL, or by a local file's path, size and modification time.
+    Two processes converting the same file at once both end with the same folder.
     """
     hub_dir = Path(torch.hub.get_dir())
     if _is_url(path_or_url):
@@ -181,8 +228,7 @@ def cached_reference_folder(path_or_url: str, *, variant: str | None = None) -> 
         local = hub_dir / "checkpoints" / filename
         key = path_or_url
         if not local.is_file():
-            local.parent.mkdir(parents=True, exist_ok=True)
-            torch.hub.download_url_to_file(path_or_url, str(local), progress=True)
+            _download(path_or_url, local, local_files_only=local_files_only)
     else:
         local = Path(path_or_url).resolve()
         if not local.is_file():
@@ -208,6 +254,24 @@ def cached_reference_folder(path_or_url: str, *, variant: str | None = None) -> 
     return folder
 
 
+def _download(url: str, local: Path, *, local_files_only: bool) -> None:
+    """Fetch a released checkpoint into the torch hub cache, unless offline; errors say where to put it."""
+    fix = f"Fix: download {url} yourself and pass the file's path, or place it at {local}"
+    offline = "local_files_only=True" if local_files_only else None
+    if offline is None and hf_constants.is_offline_mode():
+        offline = "HF_HUB_OFFLINE=1"
+    if offline:
+        raise WeightsNotCachedError(
+            f"{url} is not in the torch hub cache ({local}) and {offline} forbids downloading it. {fix}."
+        )
+    local.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(local), progress=True)
+    except OSError as err:  # urllib's URLError / HTTPError, a full disk ...
+        message = f"cannot download {url} into {local} ({err}). {fix}, or check the network."
+        raise WeightsNotCachedError(message) from err
+
+
 def from_pretrained(
     name_or_path: str | os.PathLike,
     *,
@@ -225,8 +289,11 @@ def from_pretrained(
 
     ``encoder="target"`` (default) loads the EMA encoder the paper evaluates; ``"context"`` the
     context encoder; ``"both"`` both. ``with_predictor=True`` adds the predictor. Loading is strict:
-    missing or unexpected keys raise :class:`~ijepa_hub.StateDictMismatchError` listing them. Pickle
-    weights in a repo are refused unless ``allow_pickle=True``. The model is returned in eval mode.
+    missing or unexpected keys raise :class:`~ijepa_hub.StateDictMismatchError` listing them; NaN or
+    infinite weights are refused. Pickle weights in a repo are refused unless ``allow_pickle=True`` (and
+    even then only tensors are unpickled). ``local_files_only=True`` or ``HF_HUB_OFFLINE=1`` use only the
+    caches (Hugging Face's, and torch hub's for released checkpoints) and raise
+    :class:`~ijepa_hub.WeightsNotCachedError` for what is not there. The model is returned in eval mode.
     """
     s = os.fspath(name_or_path)
     opts = dict(encoder=encoder, with_predictor=with_predictor, allow_pickle=allow_pickle)
@@ -236,11 +303,12 @@ def from_pretrained(
     elif os.path.isfile(s) or _is_url(s):
         released = _variant_for_file(s)
         variant = released.name if released else None
-        model = _load_files(_LocalFiles(cached_reference_folder(s, variant=variant)), **opts, variant=variant)
+        folder = cached_reference_folder(s, variant=variant, local_files_only=local_files_only)
+        model = _load_files(_LocalFiles(folder), **opts, variant=variant)
     elif s in VARIANTS or _variant_for_file(s) is not None:
         released = VARIANTS.get(s) or _variant_for_file(s)
         if weights == "reference":
-            folder = cached_reference_folder(released.url, variant=released.name)
+            folder = cached_reference_folder(released.url, variant=released.name, local_files_only=local_files_only)
             model = _load_files(_LocalFiles(folder), **opts, variant=released.name)
         elif weights == "transformers":
             files = _HubFiles(released.hf_transformers_repo, **hub)

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, CheckpointWriteError
+from ..state_dict import read_torch_pickle
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -24,6 +25,7 @@ __all__ = [
     "load_checkpoint",
     "resolve_resume",
     "check_resumable",
+    "remove_partial_checkpoints",
     "rng_state",
     "set_rng_state",
 ]
@@ -35,26 +37,38 @@ _REQUIRED = ("format", "step", "recipe", "model", "optimizer", "schedules", "rng
 _RUNTIME_KEYS = {
     "name", "description", "data.path", "train.max_steps", "train.checkpoint_every", "train.log_every",
     "train.monitor_every", "train.num_workers", "train.device", "train.compile", "train.grad_checkpointing",
-    "train.fsdp", "train.tensorboard",
+    "train.fsdp", "train.tensorboard", "data.max_broken_fraction",
 }
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """Write ``state`` to ``path`` atomically: a temporary file in the same folder, fsync, rename.
 
     A crash at any moment leaves either the previous checkpoint or the new one, never a partial file.
+    A failed write (disk full, permissions) removes the temporary file and raises
+    :class:`CheckpointWriteError`; the previous checkpoint is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, **state}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            kept = "the previous checkpoint there is intact" if path.exists() else "no earlier checkpoint exists"
+            raise CheckpointWriteError(
+                f"cannot write checkpoint {path} ({err}); {kept} and the partial file was removed. Fix: free "
+                "disk space on that file system (or choose another --out), then run again with --resume auto."
+            ) from err
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
@@ -64,19 +78,27 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return path
 
 
+def remove_partial_checkpoints(folder: str | os.PathLike, name: str = CHECKPOINT_NAME) -> list[Path]:
+    """Delete the temporary files a killed checkpoint write left in ``folder``; return what was deleted.
+
+    Call it only from the process that owns the run folder, before it writes (never while writing).
+    """
+    stale = sorted(Path(folder).glob(f"{_temp_prefix(Path(name))}*.tmp"))
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a training checkpoint (``weights_only``) or raise :class:`CheckpointError` saying why."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for truncated / foreign files
-        raise CheckpointError(
-            f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); it is damaged or not an "
-            "ijepa_hub training checkpoint. Fix: resume from an intact copy, or delete it (and pass no "
-            "--resume) to deliberately start again from step 0."
-        ) from err
+    state = read_torch_pickle(
+        path,
+        fix="It is not an ijepa_hub training checkpoint, or it was damaged after it was written. Fix: resume "
+        "from an intact copy, or delete it (and pass no --resume) to deliberately start again from step 0.",
+    )
     missing = [k for k in _REQUIRED if not isinstance(state, dict) or k not in state]
     if missing or state.get("format") != FORMAT:
         raise CheckpointError(

@@ -3,15 +3,20 @@
 Follow an image: dataset -> ``TrainingSamples`` (seeded crop) -> ``MaskedCollate`` (masks, in the
 workers) -> ``train_step`` (bf16 autocast on CUDA, gradient accumulation, optional clipping, AdamW)
 -> ``ema_update`` -> checkpoint -> export.
+
+Faults: unreadable images are skipped and counted (the run stops past ``data.max_broken_fraction``,
+after a checkpoint); a NaN or infinite loss, or non-finite weights at a checkpoint, stop the run without
+writing over the last good checkpoint; SIGTERM / SIGUSR1 checkpoint and return.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import signal
 import threading
 import time
-from contextlib import nullcontext
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Sequence
@@ -25,7 +30,7 @@ from torch.utils.data import DataLoader
 from ..data import BatchPlan, MaskedCollate, MicroBatch, MicroBatchSampler, TrainingSamples, build_dataset
 from ..data.pipeline import load_rgb
 from ..data.transforms import min_crop_fraction, training_transform
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ImageReadError, TooManyBrokenImagesError
 from ..features import preprocess
 from ..masks import MaskCollator
 from ..models import IJepa
@@ -34,10 +39,12 @@ from ..recipe import Recipe
 from ..schedules import Schedules
 from ..state_dict import load_strict
 from .checkpoint import (
-    CHECKPOINT_NAME, check_resumable, load_checkpoint, resolve_resume, rng_state, save_checkpoint, set_rng_state,
+    CHECKPOINT_NAME, check_resumable, load_checkpoint, remove_partial_checkpoints, resolve_resume, rng_state,
+    save_checkpoint, set_rng_state,
 )
 from .distributed import DistEnv, all_reduce_mean, any_rank, ema_update, init_distributed, no_grad_sync, wrap_model
 from .export import export_model, push_model
+from .faults import BrokenImageCounter, all_finite, diverged
 from .monitor import CollapseMonitor, MetricsWriter, progress_bar
 
 __all__ = ["train", "train_step", "TrainResult"]
@@ -165,9 +172,18 @@ def _gather(obj: Any, env: DistEnv) -> list[Any]:
 
 
 def _monitor_images(dataset, recipe: Recipe, img_size: int, min_fraction: float) -> torch.Tensor:
-    """The collapse monitor's fixed batch: the first images, preprocessed as for feature extraction."""
-    n = min(recipe.train.monitor_batch, len(dataset))
-    return torch.stack([preprocess(load_rgb(dataset[i][0], img_size, min_fraction), img_size) for i in range(n)])
+    """The collapse monitor's fixed batch: the first readable images, preprocessed as for feature extraction."""
+    n, images = min(recipe.train.monitor_batch, len(dataset)), []
+    for i in range(len(dataset)):
+        if len(images) == n:
+            break
+        try:
+            images.append(preprocess(load_rgb(dataset[i][0], img_size, min_fraction), img_size))
+        except ImageReadError as err:
+            logger.warning("collapse monitor: skipping unreadable image: %s", err)
+    if not images:
+        raise TooManyBrokenImagesError(f"no image of {recipe.data.path} can be decoded; check --data (data.path)")
+    return torch.stack(images)
 
 
 def _build_loader(
@@ -238,6 +254,7 @@ def train(
 
 
 def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> TrainResult:
+    broken = BrokenImageCounter(recipe.data.max_broken_fraction)
     source = resolve_resume(resume, out_dir)
     state = None
     if source is not None:
@@ -297,6 +314,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     writer = None
     if env.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        for partial in remove_partial_checkpoints(out_dir):
+            logger.warning("removed %s, left by a checkpoint write that was interrupted", partial)
         (out_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
         writer = MetricsWriter(out_dir, tensorboard=cfg.tensorboard, resume_step=start_step if state else None)
         logger.info(
@@ -308,6 +327,9 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
 
     result = TrainResult(out_dir, start_step, start_step, schedules.total_steps)
     checkpoint_path = out_dir / CHECKPOINT_NAME
+    last_good = source  # the newest checkpoint known to hold finite weights
+    if state is not None:
+        broken.load_state_dict(state["data"])
 
     def measure(step: int) -> None:
         record = monitor.measure(core.target_encoder, step, device=env.device, autocast=autocast)
@@ -316,7 +338,10 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
             writer.write({"kind": "monitor", **record})
 
     def checkpoint(step: int) -> None:
+        nonlocal last_good
         model_state, optim_state = _model_state(core, optimizer, cfg.fsdp)
+        if any_rank(env.is_main and not all_finite(model_state), env):
+            raise diverged(step, "the weights hold NaN or infinite values", last_good, last_saved)
         rngs = _gather(rng_state(), env)
         if env.is_main:
             save_checkpoint(checkpoint_path, {
@@ -328,14 +353,15 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                 "schedules": dataclasses.asdict(schedules),
                 "rng": rngs,
                 "data": {"step": step, "epoch": step // max(1, steps_per_epoch), "images_seen": step * plan.global_batch,
-                         "num_samples": len(dataset), "micro_batches_per_step": plan.micro_batches_per_step},
+                         "num_samples": len(dataset), "micro_batches_per_step": plan.micro_batches_per_step,
+                         **broken.state_dict()},
                 "monitor": monitor.state_dict(),
                 "world_size": env.world_size,
                 "torch_version": str(torch.__version__),
             })
         if env.distributed:
             dist.barrier()
-        result.checkpoint = checkpoint_path
+        result.checkpoint = last_good = checkpoint_path
 
     if state is None and cfg.monitor_every > 0:
         measure(0)
@@ -344,7 +370,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     window: list[float] = []
     tick, window_images = time.perf_counter(), 0
     core.train()
-    with _StopSignal() as stop:
+    writer_closing = closing(writer) if writer is not None else nullcontext()
+    with _StopSignal() as stop, closing(bar), writer_closing:
         batches = iter(loader)
         while step < end_step:
             micro = [next(batches) for _ in range(plan.accumulation)]
@@ -356,12 +383,16 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
             )
             ema_update(core, momentum)
             step += 1
-            loss_value = float(all_reduce_mean(loss, env))
+            skipped = sum(mb.broken for mb in micro)  # this process's; summed over processes below
+            stats = all_reduce_mean(torch.stack([loss.float(), loss.new_tensor(float(skipped))]), env)
+            loss_value, skipped = float(stats[0]), round(float(stats[1]) * env.world_size)
+            if not math.isfinite(loss_value):
+                raise diverged(step, f"the loss is {loss_value}", last_good, last_saved)
+            broken.add(skipped, plan.global_batch, [name for mb in micro for name in mb.broken_files])
             result.losses.append(loss_value)
             window.append(loss_value)
             window_images += plan.global_batch
-            broken = sum(mb.broken for mb in micro)
-            if env.is_main and (step % cfg.log_every == 0 or step == end_step or broken):
+            if env.is_main and (step % cfg.log_every == 0 or step == end_step or skipped):
                 now = time.perf_counter()
                 record = {
                     "step": step, "epoch": step / max(1, steps_per_epoch), "loss": sum(window) / len(window),
@@ -369,7 +400,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                     "images_per_s": window_images / max(now - tick, 1e-9),
                     "context_tokens": float(micro[0].context_masks[0].shape[1]),
                     "target_tokens": float(micro[0].target_masks[0].shape[1]),
-                    "broken_images": broken,
+                    "broken_images": skipped,
+                    "broken_images_total": broken.total,
                 }
                 writer.write(record)
                 bar.set_postfix(
@@ -377,8 +409,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                     img_s=f"{record['images_per_s']:.0f}", ctx=int(record["context_tokens"]),
                     tgt=int(record["target_tokens"]), refresh=False,
                 )
-                if broken:
-                    logger.warning("step %d: %d unreadable image(s) skipped (see the warnings above)", step, broken)
+                if skipped:
+                    logger.warning("step %d: %d unreadable image(s) skipped (named above)", step, skipped)
                 window, tick, window_images = [], now, 0
             bar.update(1)
             if cfg.monitor_every > 0 and (step % cfg.monitor_every == 0 or step == end_step):
@@ -386,6 +418,11 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
             if step % cfg.checkpoint_every == 0 or step == end_step:
                 checkpoint(step)
                 last_saved = step
+            if broken.exceeded:
+                if last_saved != step:
+                    checkpoint(step)
+                    last_saved = step
+                raise broken.error(step, checkpoint_path)
             if any_rank(stop.received is not None, env):
                 if last_saved != step:
                     checkpoint(step)
@@ -393,10 +430,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                 result.preempted = True
                 logger.warning("step %d: stop signal received; checkpoint written, exiting", step)
                 break
-    bar.close()
     result.step = step
-    if writer is not None:
-        writer.close()
     if result.preempted:
         return result
 

@@ -1,0 +1,86 @@
+"""What the training loop does when the data or the numbers go wrong.
+
+* Unreadable images are skipped by :class:`~ijepa_hub.data.TrainingSamples` and counted here; past
+  ``data.max_broken_fraction`` of the images read since the run started or resumed (counting at least
+  :data:`MIN_IMAGES_FOR_BROKEN_FRACTION`) the run checkpoints and stops with
+  :class:`~ijepa_hub.errors.TooManyBrokenImagesError`.
+* A NaN or infinite loss, or non-finite weights about to be checkpointed, stop the run with
+  :class:`~ijepa_hub.errors.TrainingDivergedError` before anything overwrites the last good checkpoint.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import TooManyBrokenImagesError, TrainingDivergedError
+
+__all__ = ["MIN_IMAGES_FOR_BROKEN_FRACTION", "BrokenImageCounter", "all_finite", "diverged"]
+
+MIN_IMAGES_FOR_BROKEN_FRACTION = 1000
+
+
+@dataclass
+class BrokenImageCounter:
+    """Skipped images over the run (saved in checkpoints) and since this start (what the limit applies to).
+
+    Counting from the start or resume means that a run resumed after the files were repaired is not
+    stopped again by the old count.
+    """
+
+    max_fraction: float
+    total: int = 0  # over the run
+    read_total: int = 0  # images read, the skipped ones included
+    now: int = 0  # since this start or resume
+    read_now: int = 0
+    names: list[str] = field(default_factory=list)  # the first few seen by this process
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_fraction <= 1.0:
+            raise ValueError(f"data.max_broken_fraction must be in [0, 1], got {self.max_fraction}")
+
+    def add(self, broken: int, used: int, names: list[str]) -> None:
+        """``broken`` skipped images (all processes) while ``used`` images were trained on; ``names``: ours."""
+        self.total, self.now = self.total + broken, self.now + broken
+        self.read_total, self.read_now = self.read_total + used + broken, self.read_now + used + broken
+        self.names = (self.names + names)[:10]
+
+    @property
+    def exceeded(self) -> bool:
+        return self.now > self.max_fraction * max(self.read_now, MIN_IMAGES_FOR_BROKEN_FRACTION)
+
+    def state_dict(self) -> dict[str, int]:
+        return {"broken_images": self.total, "images_read": self.read_total}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.total, self.read_total = int(state.get("broken_images", 0)), int(state.get("images_read", 0))
+
+    def error(self, step: int, checkpoint: Path) -> TooManyBrokenImagesError:
+        return TooManyBrokenImagesError(
+            f"step {step}: {self.now} of the {self.read_now} images read since this run started or resumed could "
+            f"not be decoded and were skipped, more than data.max_broken_fraction = {self.max_fraction} allows (of "
+            f"at least {MIN_IMAGES_FOR_BROKEN_FRACTION} images). First ones: "
+            f"{', '.join(self.names) or 'on other ranks'} (the log names them all). A checkpoint of step {step} "
+            f"was written to {checkpoint}. Fix: repair or replace the files (keep their number: the sample order "
+            "depends on it) and run again with --resume auto, or raise --data.max_broken_fraction."
+        )
+
+
+def all_finite(state: dict[str, Any]) -> bool:
+    """True when every floating-point tensor of a state dict is finite."""
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if torch.is_tensor(v) and v.is_floating_point())
+
+
+def diverged(step: int, what: str, last_good: Path | None, last_good_step: int) -> TrainingDivergedError:
+    """The error for a NaN / inf at ``step``, naming the checkpoint that is kept and what to change."""
+    kept = (
+        f"The last good checkpoint, {last_good} (step {last_good_step}), is intact."
+        if last_good is not None else "No checkpoint had been written yet."
+    )
+    return TrainingDivergedError(
+        f"step {step}: {what}; training stopped without writing a checkpoint. {kept} The run is deterministic, "
+        "so resuming with the same recipe repeats this step. Fix: start a new run (another --out) with a lower "
+        "--optim.lr, a longer --optim.warmup_epochs or --optim.clip_grad 1.0, and check the data."
+    )
