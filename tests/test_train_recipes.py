@@ -24,7 +24,7 @@ def test_default_recipe_is_a_small_cpu_run():
     r = ijepa_hub.load_recipe("default")
     config = r.model_config()
     assert (config.arch, config.img_size, config.patch_size, r.data.dataset, r.data.path) == ("tiny", 64, 8, "synthetic", None)
-    assert r.data.num_samples // r.optim.batch_size * r.optim.epochs == 200  # optimiser steps
+    assert r.data.num_samples // r.optim.batch_size * r.optim.epochs == 300  # optimiser steps
     assert r.mask.mode == "corrected" and r.optim.warmup_epochs > 0
 
 

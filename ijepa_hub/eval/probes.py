@@ -79,19 +79,20 @@ def synthetic_probe(
     on it and ``margin`` gives encoder minus baseline, in points: the evidence that training taught
     something a random network does not already give.
     """
-    rows: dict[str, Any] = {}
-    for label in labels:
-        splits = synthetic_splits(label, num_train=num_train, num_test=num_test, seed=seed)
-        row = {}
-        for who, net in (("model", encoder), ("random_init", baseline)):
-            if net is None:
-                continue
-            lin = evaluate_linear(net, splits, layers=layers, seed=seed, **feature_kwargs)
-            knn = evaluate_knn(net, splits, layers=layers, **feature_kwargs)
-            row[who] = {"linear_top1": lin["top1"], "knn_top1": knn["top1"]}
-        if baseline is not None:
+    splits = {label: synthetic_splits(label, num_train=num_train, num_test=num_test, seed=seed) for label in labels}
+    first = splits[labels[0]]  # every label describes the same images: extract once per encoder
+    rows: dict[str, Any] = {label: {} for label in labels}
+    for who, net in (("model", encoder), ("random_init", baseline)):
+        if net is None:
+            continue
+        train, test = split_features(net, first, layers=layers, **feature_kwargs)
+        for label, s in splits.items():
+            lin = linear_probe(train, s.train_labels, test, s.test_labels, seed=seed)
+            knn = knn_classify(train, s.train_labels, test, s.test_labels, num_classes=len(s.classes))
+            rows[label][who] = {"linear_top1": lin.top1, "knn_top1": knn.top1}
+    if baseline is not None:
+        for row in rows.values():
             row["margin"] = {m: row["model"][m] - row["random_init"][m] for m in ("linear_top1", "knn_top1")}
-        rows[label] = row
     return {"data": "synthetic", "layers": layers, "num_train": num_train, "num_test": num_test, "labels": rows}
 
 

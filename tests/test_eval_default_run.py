@@ -1,0 +1,38 @@
+"""The built-in default run learns something a random network does not give: the issue's acceptance check.
+
+It trains the `default` recipe exactly as `ijepa-train` does (a few CPU minutes), then probes the pooled
+target-encoder features on held-out synthetic shapes for shape kind and object count (the Clevr/Count-like
+low-level probe), against the same architecture at the released random initialisation. A falling loss
+alone is no evidence: the first recipe tried here lowered the loss 20x and did not beat random init.
+"""
+import json
+
+import torch
+
+import ijepa_hub
+from ijepa_hub.eval import random_init_encoder, synthetic_probe
+
+MIN_MARGIN = 2.0  # points of linear-probe top-1; measured margins are in README.md (Evaluation)
+
+
+def test_default_run_beats_random_init_on_shape_and_count(tmp_path):
+    recipe = ijepa_hub.load_recipe("default")
+    result = ijepa_hub.train.train(recipe, out_dir=tmp_path / "run", progress=False)
+    assert result.step == result.total_steps and result.losses[-1] < result.losses[0]
+
+    model = ijepa_hub.from_pretrained(result.export_dir)
+    baseline = random_init_encoder(model.config, seed=recipe.train.seed)
+    report = synthetic_probe(model.encoder, baseline=baseline, cache_dir="")
+    (tmp_path / "probe.json").write_text(json.dumps(report, indent=2))
+    margins = {label: row["margin"]["linear_top1"] for label, row in report["labels"].items()}
+    assert margins["shape"] >= MIN_MARGIN and margins["count"] >= MIN_MARGIN, json.dumps(report["labels"], indent=1)
+
+
+def test_random_init_baseline_is_the_runs_starting_point():
+    """The baseline is the network the default run starts from, not merely one of the same shape."""
+    recipe = ijepa_hub.load_recipe("default")
+    torch.manual_seed(recipe.train.seed)
+    start = ijepa_hub.IJepa(recipe.model_config(), loss=recipe.optim.loss).target_encoder
+    baseline = random_init_encoder(recipe.model_config(), seed=recipe.train.seed)
+    for (name, a), b in zip(start.state_dict().items(), baseline.state_dict().values()):
+        assert torch.equal(a, b), name
