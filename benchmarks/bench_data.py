@@ -10,6 +10,7 @@ are interleaved; medians reported. Prints whether ``--workers`` such workers kee
 ``--target`` images/s, and saves ``results/data_<cpu>.json``.
 
     python benchmarks/bench_data.py                   # ViT-H/14 recipe (224 px crops), 16 workers vs 745 img/s
+    python benchmarks/bench_data.py --loader-workers 16 --out data_cuda    # and a real 16-worker DataLoader
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import math
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,27 @@ def pipeline(dataset, recipe, *, batch: int, batches: int):
     return run
 
 
+def loader_rate(dataset, recipe, *, batch: int, workers: int, batches: int) -> float:
+    """Images/s of a real DataLoader with ``workers`` processes (as ``ijepa-train`` builds it), after warm-up."""
+    cfg = recipe.model_config()
+    min_fraction = min_crop_fraction(recipe.data.crop_scale, recipe.data.crop_ratio)
+    samples = TrainingSamples(
+        dataset, training_transform(cfg.img_size, crop_scale=recipe.data.crop_scale, crop_ratio=recipe.data.crop_ratio),
+        img_size=cfg.img_size, min_fraction=min_fraction,
+    )
+    sampler = MicroBatchSampler(len(dataset), BatchPlan(batch, batch), end_step=2 * workers + batches)
+    collate = MaskedCollate(MaskCollator(recipe.mask, img_size=cfg.img_size, patch_size=cfg.patch_size))
+    loader = torch.utils.data.DataLoader(samples, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                                         prefetch_factor=4)
+    it = iter(loader)
+    for _ in range(2 * workers):  # every worker started and its first batches out
+        next(it)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * batch / (time.perf_counter() - t0)
+
+
 def draft_scale(size: tuple[int, int], img_size: int, min_fraction: float) -> float:
     """The decode scale ``draft_for_crop`` asks Pillow for (1 when it leaves the image alone)."""
     factor = img_size / min_fraction / math.sqrt(size[0] * size[1])
@@ -101,6 +124,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--workers", type=int, default=16)
     p.add_argument("--target", type=float, default=745.0, help="training rate to keep up with (images/s)")
+    p.add_argument("--loader-workers", type=int, default=0,
+                   help="also time a real DataLoader with this many worker processes (draft mode on)")
     p.add_argument("--out", default="data_cpu")
     args = p.parse_args()
     torch.set_num_threads(1)  # a DataLoader worker runs with one torch thread
@@ -124,6 +149,10 @@ def main() -> None:
             }
             times = interleaved(variants, repeats=args.repeats, device=torch.device("cpu"))
             bytes_mean = statistics.mean(f.stat().st_size for f in Path(tmp).glob("*.jpg"))
+            loader = None
+            if args.loader_workers:
+                loader = loader_rate(folder, recipe, batch=args.batch, workers=args.loader_workers,
+                                     batches=max(4, 2 * args.loader_workers))
         per_worker = {n: batches * args.batch / statistics.median(t) for n, t in times.items()}
         scales = [draft_scale(s, cfg.img_size, min_fraction) for s in sizes]
         row = {
@@ -133,6 +162,7 @@ def main() -> None:
             "images_per_s_per_worker": per_worker,
             "images_per_s_with_workers": {n: v * args.workers for n, v in per_worker.items()},
             "keeps_up": {n: v * args.workers >= args.target for n, v in per_worker.items()},
+            "dataloader": None if loader is None else {"workers": args.loader_workers, "images_per_s": loader},
             "seconds_all": times,
         }
         result["sets"].append(row)
@@ -141,6 +171,8 @@ def main() -> None:
         for n, v in per_worker.items():
             print(f"  {n:9s} {v:7.1f} img/s per worker -> {v * args.workers:7.0f} with {args.workers} workers "
                   f"({'keeps up with' if row['keeps_up'][n] else 'falls short of'} {args.target:.0f} img/s)")
+        if loader is not None:
+            print(f"  DataLoader with {args.loader_workers} workers: {loader:.1f} img/s")
     save_result(result, args.out)
 
 

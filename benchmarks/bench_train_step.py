@@ -109,6 +109,7 @@ def measure(name: str, args, batch: int, device: torch.device, peak: float, *, c
 
 def fits(name: str, args, batch: int, device: torch.device, *, compiled: bool, checkpointing: bool) -> bool:
     """Whether two steps at ``batch`` run without running out of device memory."""
+    step = None
     try:
         step, *_ = make_step(name, args, batch, device, compiled=compiled, checkpointing=checkpointing)
         step()
@@ -117,6 +118,7 @@ def fits(name: str, args, batch: int, device: torch.device, *, compiled: bool, c
     except torch.OutOfMemoryError:
         return False
     finally:
+        del step  # the model, optimiser and activations of this try, before the next one allocates
         gc.collect()
         torch.cuda.empty_cache()
 
