@@ -1,9 +1,9 @@
 """The trainer's step (``ijepa_hub.train.train_step`` + ``ema_update``): images/s, MFU, peak memory.
 
 For each model of ``--models`` and each combination of ``--compile`` and ``--checkpointing``: one
-process, micro-batches of ``--batch`` random images with the masks of ``--mask-recipe`` (drawn fresh for
-every step, so mask lengths vary as in training), fused AdamW and bf16 autocast on CUDA (fp32 on CPU),
-the EMA update included, exactly as ``ijepa-train`` runs them. MFU is computed from each timed step's
+process, micro-batches of ``--batch`` random images with the masks of ``--mask-recipe`` (a fresh draw
+for every step, made before the clock starts, so mask lengths vary as in training), fused AdamW and
+bf16 autocast on CUDA (fp32 on CPU), the EMA update included, exactly as ``ijepa-train`` runs them. MFU is computed from each timed step's
 actual mask sizes with the formula in ``common.FLOP_FORMULA``, against the device's dense bf16 peak on
 GPUs and a measured fp32 matmul ceiling on CPUs. ``--max-batch`` (GPU) also searches the largest
 micro-batch that fits and times it. Prints a table and saves ``results/train_step_<device>.json``.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gc
+import itertools
 import statistics
 import sys
 import time
@@ -41,8 +42,10 @@ from ijepa_hub.train.loop import _autocast_factory, effective_precision, train_s
 CHOICES = {"off": [False], "on": [True], "both": [False, True]}
 
 
-def make_step(name: str, args, batch: int, device: torch.device, *, compiled: bool, checkpointing: bool):
-    """A closure running one trainer step on pre-drawn masks, and the list of masks it uses."""
+def make_step(name: str, args, batch: int, device: torch.device, *, steps: int, compiled: bool, checkpointing: bool):
+    """A closure running one trainer step per call, on ``steps`` mask draws made up front (in training
+    the DataLoader workers draw them, off the step's clock); also the model config, the number of target
+    blocks and the precision."""
     torch.manual_seed(0)
     model = ijepa_hub.create_model(name, img_size=args.img_size, patch_size=args.patch_size).to(device)
     model.set_grad_checkpointing(checkpointing)
@@ -54,18 +57,19 @@ def make_step(name: str, args, batch: int, device: torch.device, *, compiled: bo
     collator = MaskCollator(mask, img_size=cfg.img_size, patch_size=cfg.patch_size)
     images = torch.randn(batch, 3, cfg.img_size, cfg.img_size, device=device)
     labels = torch.zeros(batch, 1, dtype=torch.long)
+    draws = []
+    for i in range(steps):
+        context, targets = collator.sample(batch, i)
+        draws.append(MicroBatch(images, labels, [m.to(device) for m in context], [m.to(device) for m in targets], 0))
     autocast = _autocast_factory(recipe, device)  # bf16 on CUDA, fp32 on CPU, as the trainer
-    counter = iter(range(10**9))
+    position = itertools.count()
 
     def step() -> tuple[int, int]:
-        context, targets = collator.sample(batch, next(counter))
-        context = [m.to(device) for m in context]
-        targets = [m.to(device) for m in targets]
-        loss = train_step(forward, [MicroBatch(images, labels, context, targets, 0)], optimizer, device=device,
-                          autocast=autocast)
+        micro = draws[next(position) % steps]
+        loss = train_step(forward, [micro], optimizer, device=device, autocast=autocast)
         ema_update(model, 0.996)
         float(loss)  # waits for the device
-        return context[0].shape[1], targets[0].shape[1]
+        return micro.context_masks[0].shape[1], micro.target_masks[0].shape[1]
 
     return step, cfg, mask.num_targets, effective_precision(recipe, device)
 
@@ -75,7 +79,9 @@ def measure(name: str, args, batch: int, device: torch.device, peak: float, *, c
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     frames_before = dynamo_utils.counters["frames"]["ok"]
-    step, cfg, num_targets, precision = make_step(name, args, batch, device, compiled=compiled, checkpointing=checkpointing)
+    step, cfg, num_targets, precision = make_step(
+        name, args, batch, device, steps=args.warmup + args.repeats, compiled=compiled, checkpointing=checkpointing
+    )
     t0 = time.perf_counter()
     for _ in range(args.warmup):
         step()
@@ -101,9 +107,10 @@ def measure(name: str, args, batch: int, device: torch.device, peak: float, *, c
         "warmup_s": warmup_s, "dynamo_frames_compiled": dynamo_utils.counters["frames"]["ok"] - frames_before,
         "repeats": args.repeats, "step_times_s": times,
     }
+    memory = "n/a" if row["peak_memory_gib"] is None else f"{row['peak_memory_gib']:.1f} GiB"
     print(f"{name:20s} b={batch:<4d} compile={int(compiled)} ckpt={int(checkpointing)}  {row['images_per_s']:9.1f} img/s  "
           f"MFU {100 * row['mfu']:5.1f} %  ctx {row['mean_context_tokens']:.0f} tgt {row['mean_target_tokens']:.0f}  "
-          f"peak {row['peak_memory_gib'] or 0:.1f} GiB  (warm-up {warmup_s:.0f} s)", flush=True)
+          f"peak {memory}  (warm-up {warmup_s:.0f} s)", flush=True)
     return row
 
 
@@ -111,7 +118,7 @@ def fits(name: str, args, batch: int, device: torch.device, *, compiled: bool, c
     """Whether two steps at ``batch`` run without running out of device memory."""
     step = None
     try:
-        step, *_ = make_step(name, args, batch, device, compiled=compiled, checkpointing=checkpointing)
+        step, *_ = make_step(name, args, batch, device, steps=2, compiled=compiled, checkpointing=checkpointing)
         step()
         step()
         return True
@@ -130,6 +137,8 @@ def largest_batch(name: str, args, device: torch.device, *, compiled: bool, chec
         lo, hi = hi, hi * 2
     while hi - lo > 8:
         mid = (lo + hi) // 2 // 8 * 8
+        if mid <= lo:
+            break
         if fits(name, args, mid, device, compiled=compiled, checkpointing=checkpointing):
             lo = mid
         else:
@@ -170,6 +179,8 @@ def main() -> None:
                     print(f"{name} b={args.batch} compile={int(compiled)} ckpt={int(checkpointing)}: out of memory")
                     result["rows"].append({"model": name, "batch_size": args.batch, **kw, "out_of_memory": True})
                 gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
                 if args.max_batch:
                     best = largest_batch(name, args, device, **kw)
                     if best:
@@ -177,6 +188,12 @@ def main() -> None:
                         result["rows"].append({**row, "largest_batch": True})
                     gc.collect()
                     torch.cuda.empty_cache()
+    final = max(peak, peak_flops(device)[0])  # the ceiling again, after the runs; keep the larger
+    if final > peak:
+        result["peak_flops"] = final
+        for row in result["rows"]:
+            if "mfu" in row:
+                row["mfu"] = row["tflops_per_s"] * 1e12 / final
     save_result(result, args.out or f"train_step_{device.type}")
 
 

@@ -62,6 +62,31 @@ def runner(fn, batches, per_call: int):
     return run
 
 
+GEMM_OPS = ("aten::mm", "aten::addmm")  # the linear layers (attention's matmuls not included)
+
+
+def op_profile(run, device: torch.device, steps: int, top: int = 12) -> dict:
+    """Self time per step of the ``top`` most expensive operators of ``run`` and the share of the linear
+    layers' matmuls in the operators' total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        run()
+    cuda = device.type == "cuda"
+    averages = prof.key_averages()
+    # self time per operator (on CUDA: per kernel); a matmul's time is its aten op's (device) time
+    events = [(e.key, (e.self_device_time_total if cuda else e.self_cpu_time_total) / 1e3 / steps) for e in averages]
+    gemm = sum((e.device_time_total if cuda else e.self_cpu_time_total) for e in averages if e.key in GEMM_OPS)
+    total = sum(ms for _, ms in events)
+    events.sort(key=lambda e: -e[1])
+    return {
+        "ms_per_step_total": total,
+        "linear_matmul_share": gemm / 1e3 / steps / total,
+        "top_ops_ms_per_step": {k: ms for k, ms in events[:top]},
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="vit_tiny_patch16")
@@ -74,6 +99,7 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also time ijepa_hub with torch.compile")
     p.add_argument("--masks", type=int, default=10, help="distinct batches (mask draws) cycled through")
     p.add_argument("--steps", type=int, default=2, help="steps per variant per round")
+    p.add_argument("--profile", action="store_true", help="also record each variant's per-operator profile")
     add_run_args(p, repeats=15, default_out="vs_reference_<device type>")
     args = p.parse_args()
     device = start(args)
@@ -124,11 +150,16 @@ def main() -> None:
         "mfu": {n: flops_per_step / t / peak for n, t in med.items()},
         "speedup_vs_reference": speedups(times, "reference_style"),
     }
+    if args.profile:
+        result["profile"] = {name: op_profile(run, device, args.steps) for name, run in runs.items()}
     print(f"{result['device']}, torch {result['torch']}, {result['threads']} threads, batch {args.batch}, "
           f"{flops_per_step / 1e9:.1f} GFLOP/step; MFU against {peak / 1e12:.3f} TFLOP/s ({peak_source})")
     for name in variants:
         print(f"{name:20s} {images_per_s[name]:9.1f} img/s  ({med[name] * 1e3:.1f} ms/step, "
               f"MFU {100 * result['mfu'][name]:.1f} %)")
+    for name, prof in result.get("profile", {}).items():
+        print(f"{name:20s} profile: {100 * prof['linear_matmul_share']:.0f} % of operator time in linear layers; top: "
+              + ", ".join(f"{k} {v:.0f} ms" for k, v in list(prof["top_ops_ms_per_step"].items())[:4]))
     for name, r in result["speedup_vs_reference"].items():
         print(f"{name} / reference_style: {r['median_of_paired']:.2f}x (median of paired rounds; "
               f"{r['ratio_of_medians']:.2f}x ratio of medians)")

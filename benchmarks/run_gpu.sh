@@ -20,7 +20,7 @@ $PY $B/bench_train_step.py --device cuda \
     --batch 64 --compile both --checkpointing off --out train_step_cuda
 
 # 2. against the reference-style baseline, same masks and batch: ViT-H/14 bf16, and the CPU case on the GPU
-$PY $B/bench_vs_reference.py --device cuda --model vit_huge_patch14 --img-size 224 --patch-size 14 \
+$PY $B/bench_vs_reference.py --device cuda --model vit_huge_patch14 --img-size 224 --patch-size 14 --profile \
     --pred-depth 12 --pred-dim 384 --batch 128 --bf16 --compile --repeats 10 --out vs_reference_vith14_cuda
 $PY $B/bench_vs_reference.py --device cuda --compile --out vs_reference_cuda
 
