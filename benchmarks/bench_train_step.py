@@ -162,6 +162,9 @@ def main() -> None:
     add_run_args(p, repeats=5, default_out="train_step_<device type>")
     args = p.parse_args()
     device = start(args)
+    # every configuration and largest-batch try builds a new model: let each keep its own compiled graph
+    # instead of falling back to eager once dynamo's default limit of 8 recompiles is reached
+    torch._dynamo.config.recompile_limit = 256
     if args.max_batch and device.type != "cuda":
         p.error("--max-batch needs --device cuda (on a CPU the limit is host memory, not a useful figure)")
     peak, peak_source = peak_flops(device)
