@@ -10,15 +10,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-import ijepa_hub
-from ijepa_hub.masks import MaskCollator, mask_statistics
+sys.path.insert(0, str(Path(__file__).parent))
+
+import ijepa_hub  # noqa: E402
+from common import environment  # noqa: E402
+from ijepa_hub.masks import MaskCollator, mask_statistics  # noqa: E402
 
 
 def main() -> None:
@@ -30,8 +33,7 @@ def main() -> None:
     torch.set_num_threads(1)
     recipe = ijepa_hub.load_recipe("in1k_vith14")
     cfg = recipe.model_config()
-    results = {"device": platform.processor() or platform.machine(), "torch": torch.__version__,
-               "batch_size": args.batch_size, "grid": cfg.grid_size, "modes": {}}
+    results = {**environment(torch.device("cpu")), "batch_size": args.batch_size, "grid": cfg.grid_size, "modes": {}}
     for mode in ("legacy", "corrected"):
         col = MaskCollator(dataclasses.replace(recipe.mask, mode=mode), img_size=cfg.img_size, patch_size=cfg.patch_size)
         samples = [torch.zeros(1)] * args.batch_size

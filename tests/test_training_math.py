@@ -102,6 +102,30 @@ def test_param_groups_exclude_biases_norms_and_frozen_tables(tiny_ijepa):
     assert [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.0]
 
 
+def test_cpu_optimizer_is_fused_and_steps_like_the_reference_adamw(tiny_ijepa):
+    """The fused kernel (default on CPU as on CUDA) takes the same step as the per-parameter loop."""
+    optim = OptimSection(start_lr=1e-2, weight_decay=0.05)
+    fused = build_optimizer(tiny_ijepa, optim)
+    assert fused.defaults["fused"] is True
+    plain = build_optimizer(tiny_ijepa, optim, fused=False)
+    params = [p for g in fused.param_groups for p in g["params"]]
+    start = [p.detach().clone() for p in params]
+    grads = [torch.randn_like(p) for p in params]
+    after = {}
+    for name, opt in (("fused", fused), ("plain", plain)):
+        with torch.no_grad():
+            for p, s in zip(params, start):
+                p.copy_(s)
+        for _ in range(3):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+            opt.step()
+        after[name] = [p.detach().clone() for p in params]
+    for a, b, s in zip(after["fused"], after["plain"], start):
+        assert not torch.equal(a, s)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_twenty_step_cpu_loop_lowers_the_loss_and_never_trains_the_target():
     torch.manual_seed(0)
     model = ijepa_hub.create_model("vit_tiny_patch16", img_size=32, patch_size=8, pred_depth=2)

@@ -12,7 +12,7 @@ from ..registry import ModelConfig
 from .encoder import MaskArg, VisionTransformerEncoder, apply_masks
 from .predictor import Predictor
 
-__all__ = ["IJepa", "jepa_loss", "LossKind"]
+__all__ = ["IJepa", "jepa_loss", "ema_", "LossKind"]
 
 LossKind = Literal["smooth_l1", "l2"]
 
@@ -28,6 +28,18 @@ def jepa_loss(prediction: torch.Tensor, target: torch.Tensor, kind: LossKind = "
     if kind == "l2":
         return F.mse_loss(prediction, target)
     raise ValueError(f"unknown loss {kind!r}; use 'smooth_l1' or 'l2'")
+
+
+@torch.no_grad()
+def ema_(target: list[torch.Tensor], online: list[torch.Tensor], momentum: float) -> None:
+    """In place, ``target = m * target + (1 - m) * online`` for lists of tensors.
+
+    One fused ``lerp`` pass (``target + (1 - m) * (online - target)``): equal to the two-op form up to
+    float rounding, exact at ``m`` = 0 and 1, and reads and writes less memory than a multiply then an add.
+    """
+    if not 0.0 <= momentum <= 1.0:
+        raise ValueError(f"EMA momentum must be in [0, 1], got {momentum}")
+    torch._foreach_lerp_(target, online, 1.0 - momentum)
 
 
 class IJepa(nn.Module):
@@ -92,12 +104,8 @@ class IJepa(nn.Module):
 
     @torch.no_grad()
     def update_target(self, momentum: float) -> None:
-        """EMA step ``target = m * target + (1 - m) * context`` over all parameters in two fused ops."""
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"EMA momentum must be in [0, 1], got {momentum}")
-        target, online = self._ema_pairs()
-        torch._foreach_mul_(target, momentum)
-        torch._foreach_add_(target, online, alpha=1.0 - momentum)
+        """EMA step ``target = m * target + (1 - m) * context`` over all parameters (:func:`ema_`)."""
+        ema_(*self._ema_pairs(), momentum)
 
     @torch.no_grad()
     def copy_context_to_target(self) -> None:

@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from ..models import IJepa
+from ..models.ijepa import ema_
 
 __all__ = ["DistEnv", "init_distributed", "wrap_model", "no_grad_sync", "all_reduce_mean", "any_rank", "ema_update"]
 
@@ -130,5 +131,4 @@ def ema_update(model: IJepa, momentum: float) -> None:
     online = [p.detach().to_local() for p in model.context_encoder.parameters()]
     if [t.shape for t in target] != [o.shape for o in online]:
         raise RuntimeError("target and context encoders are sharded differently; the EMA needs equal shards")
-    torch._foreach_mul_(target, momentum)
-    torch._foreach_add_(target, online, alpha=1.0 - momentum)
+    ema_(target, online, momentum)
