@@ -50,3 +50,13 @@ def test_monitor_warns_when_the_rank_falls(caplog):
     restored = CollapseMonitor(monitor.images)
     restored.load_state_dict(monitor.state_dict())
     assert restored.history == monitor.history
+
+
+def test_centred_rankme_separates_a_shrinking_spread_from_a_flattened_one():
+    monitor = CollapseMonitor(torch.randn(64, 3, 2, 2))  # one chunk: _Scaled centres on the whole batch
+    encoder, cpu = _Scaled(), torch.device("cpu")
+    first = monitor.measure(encoder, 0, device=cpu, autocast=torch.autograd.grad_mode.no_grad)
+    encoder.gain = 1e-3  # a shared component dominates; the image-dependent part keeps its directions
+    second = monitor.measure(encoder, 10, device=cpu, autocast=torch.autograd.grad_mode.no_grad)
+    assert second["rankme"] < 0.5 * first["rankme"] and second["collapse_warning"]
+    assert second["rankme_centered"] == pytest.approx(first["rankme_centered"], rel=1e-2) and first["rankme_centered"] > 4

@@ -127,7 +127,7 @@ def plot_training_curves(
     metrics: str | os.PathLike | list[dict],
     path: str | os.PathLike,
     *,
-    keys: Sequence[str] = ("loss", "lr", "momentum", "rankme"),
+    keys: Sequence[str] = ("loss", "lr", "momentum", "rankme", "rankme_centered"),
 ) -> Path:
     """One panel per metric against the step, from a run's ``metrics.jsonl`` (missing metrics skipped)."""
     plt = _pyplot()

@@ -42,7 +42,9 @@ def feature_std(features: torch.Tensor) -> float:
 class CollapseMonitor:
     """Tracks std and RankMe of pooled target-encoder features on a fixed batch.
 
-    Warns when either falls below ``warn_fraction`` of its maximum so far. ``history`` is saved in the
+    Warns when either falls below ``warn_fraction`` of its maximum so far. Also logs ``rankme_centered``
+    (RankMe after removing the batch mean), which tells a shrinking image-dependent part (std and RankMe
+    fall, centred RankMe holds) from features that all become alike in every direction (all three fall). ``history`` is saved in the
     checkpoint, so a resumed run warns against the same peaks.
     """
 
@@ -61,7 +63,14 @@ class CollapseMonitor:
                 pooled.append(encoder(chunk.to(device, non_blocking=True)).float().mean(dim=1).cpu())
         encoder.train(was_training)
         features = torch.cat(pooled)
-        record: dict[str, Any] = {"step": step, "rankme": effective_rank(features), "feature_std": feature_std(features)}
+        record: dict[str, Any] = {
+            "step": step,
+            "rankme": effective_rank(features),
+            "feature_std": feature_std(features),
+            # The spread between images alone: a shared component can dominate the two above while the
+            # image-dependent part, which a standardised probe reads, still carries information.
+            "rankme_centered": effective_rank(features - features.mean(0)),
+        }
         warnings = [
             f"{key} {record[key]:.3g} < {self.warn_fraction:.0%} of its peak {peak:.3g}"
             for key in ("rankme", "feature_std")
