@@ -19,6 +19,8 @@ __all__ = ["effective_rank", "feature_std", "CollapseMonitor", "MetricsWriter", 
 
 logger = logging.getLogger(__name__)
 
+MIN_FEATURE_STD = 1e-3  # below this, pooled features differ between images by float noise only
+
 
 def effective_rank(features: torch.Tensor, eps: float = 1e-7) -> float:
     """RankMe (Garrido et al., 2023): exp of the entropy of the normalised singular values of [N, D].
@@ -42,9 +44,12 @@ def feature_std(features: torch.Tensor) -> float:
 class CollapseMonitor:
     """Tracks std and RankMe of pooled target-encoder features on a fixed batch.
 
-    Warns when either falls below ``warn_fraction`` of its maximum so far. Also logs ``rankme_centered``
-    (RankMe after removing the batch mean), which tells a shrinking image-dependent part (std and RankMe
-    fall, centred RankMe holds) from features that all become alike in every direction (all three fall). ``history`` is saved in the
+    Logs RankMe and feature std of the raw pooled features and ``rankme_centered``, the RankMe of the
+    spread between images (batch mean removed). Warns on collapse: the centred RankMe falls below
+    ``warn_fraction`` of its peak (fewer directions tell images apart), or the feature std falls below
+    ``MIN_FEATURE_STD`` (every image maps to nearly one vector). A falling raw RankMe / std with a steady
+    centred RankMe is a growing shared component, not collapse: the built-in default run shows it while
+    its probes rise above random initialisation (README, Evaluation). ``history`` is saved in the
     checkpoint, so a resumed run warns against the same peaks.
     """
 
@@ -71,15 +76,17 @@ class CollapseMonitor:
             # image-dependent part, which a standardised probe reads, still carries information.
             "rankme_centered": effective_rank(features - features.mean(0)),
         }
-        warnings = [
-            f"{key} {record[key]:.3g} < {self.warn_fraction:.0%} of its peak {peak:.3g}"
-            for key in ("rankme", "feature_std")
-            if self.history and record[key] < self.warn_fraction * (peak := max(h[key] for h in self.history))
-        ]
+        warnings = []
+        if self.history and record["rankme_centered"] < self.warn_fraction * (
+            peak := max(h.get("rankme_centered", 0.0) for h in self.history)
+        ):
+            warnings.append(f"rankme_centered {record['rankme_centered']:.3g} < {self.warn_fraction:.0%} of its peak {peak:.3g}")
+        if record["feature_std"] < MIN_FEATURE_STD:
+            warnings.append(f"feature_std {record['feature_std']:.3g} < {MIN_FEATURE_STD:g}: images map to nearly one vector")
         record["collapse_warning"] = "; ".join(warnings)
         if warnings:
             logger.warning("step %d: possible representation collapse: %s", step, record["collapse_warning"])
-        self.history.append({k: record[k] for k in ("step", "rankme", "feature_std")})
+        self.history.append({k: record[k] for k in ("step", "rankme", "feature_std", "rankme_centered")})
         return record
 
     def state_dict(self) -> dict[str, Any]:
