@@ -21,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+import ijepa_hub
 import ijepa_hub.train.loop as loop
 from conftest import REPO_ROOT, TINY_TRAIN_ARGS
 from ijepa_hub.errors import (
@@ -274,7 +275,7 @@ def test_resume_with_a_different_recipe_is_refused_listing_every_difference(tmp_
                         "--train.log_every", "5"])
     assert rc == 2
     message = "\n".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
-    assert "optim.lr: checkpoint 0.0005, now 0.01" in message
+    assert f"optim.lr: checkpoint {ijepa_hub.load_recipe('default').optim.lr}, now 0.01" in message
     assert "mask.mode: checkpoint 'corrected', now 'legacy'" in message
     assert "log_every" not in message and "Fix:" in message
     assert (out / CHECKPOINT_NAME).read_bytes() == before
