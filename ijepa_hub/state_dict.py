@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from .errors import CheckpointError, StateDictMismatchError
 
-__all__ = ["strip_prefix", "load_strict", "read_safetensors", "read_torch_pickle"]
+__all__ = ["strip_prefix", "load_strict", "nonfinite_keys", "read_safetensors", "read_torch_pickle"]
 
 
 def read_safetensors(path: str | os.PathLike, *, source: str | None = None) -> dict[str, torch.Tensor]:
@@ -48,6 +48,14 @@ def read_torch_pickle(path: str | os.PathLike, *, fix: str) -> Any:
         ) from err
 
 
+def nonfinite_keys(state_dict: Mapping[str, Any]) -> list[str]:
+    """Keys of the floating-point tensors that hold a NaN or an infinity."""
+    return [
+        k for k, v in state_dict.items()
+        if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())
+    ]
+
+
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
     """Remove ``prefix`` (DDP's ``module.`` by default) from every key that has it."""
     n = len(prefix)
@@ -76,7 +84,7 @@ def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, so
     ]
     if missing or unexpected or mismatched:
         raise StateDictMismatchError(source, what, missing, unexpected, mismatched)
-    bad = [k for k in common if state_dict[k].is_floating_point() and not bool(torch.isfinite(state_dict[k]).all())]
+    bad = nonfinite_keys(state_dict)
     if bad:
         raise CheckpointError(
             f"{source}: the {what} weights hold NaN or infinite values in {len(bad)} tensor(s): "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 
@@ -12,7 +12,7 @@ from ..data.folder import ImageFolder
 from ..features import CROP_PCT
 from ..data.synthetic import MAX_COUNT, SHAPES, SyntheticShapes
 
-__all__ = ["LabelledSplits", "labelled_splits", "synthetic_splits", "folder_splits", "SYNTHETIC"]
+__all__ = ["LabelledSplits", "labelled_splits", "synthetic_splits", "synthetic_splits_by_label", "folder_splits", "SYNTHETIC"]
 
 SYNTHETIC = "synthetic"
 SyntheticLabel = Literal["shape", "count"]
@@ -42,32 +42,43 @@ class LabelledSplits:
             raise ValueError(f"{self.name}: the train and test splits both need images")
 
 
-def synthetic_splits(
-    label: SyntheticLabel = "shape", *, num_train: int = 2000, num_test: int = 1000, size: int = 96, seed: int = 0
-) -> LabelledSplits:
-    """Held-out synthetic shapes (seeds distinct from the training set's), labelled by shape or count.
+def synthetic_splits_by_label(
+    labels: Sequence[SyntheticLabel] = ("shape", "count"), *, num_train: int = 2000, num_test: int = 1000,
+    size: int = 96, seed: int = 0,
+) -> dict[str, LabelledSplits]:
+    """Held-out synthetic shapes (seeds distinct from the training set's), one split per label, the images
+    drawn once and shared.
 
     ``count`` is the low-level probe in the spirit of the paper's Clevr/Count: how many objects (1..4).
     """
-    if label not in ("shape", "count"):
-        raise ValueError(f"synthetic label must be 'shape' or 'count', got {label!r}")
-    column = 0 if label == "shape" else 1
-    classes = list(SHAPES) if label == "shape" else [str(c) for c in range(1, MAX_COUNT + 1)]
+    unknown = [label for label in labels if label not in ("shape", "count")]
+    if unknown:
+        raise ValueError(f"synthetic labels are 'shape' and 'count', got {unknown}")
     # Seeds 1000+ never collide with a training run's seed (the recipe seed, a small integer).
-    train = SyntheticShapes(num_train, size=size, seed=1000 + 2 * seed)
-    test = SyntheticShapes(num_test, size=size, seed=1001 + 2 * seed)
+    drawn = {}
+    for split, n, split_seed in (("train", num_train, 1000 + 2 * seed), ("test", num_test, 1001 + 2 * seed)):
+        ds = SyntheticShapes(n, size=size, seed=split_seed)
+        items = [ds[i] for i in range(n)]
+        drawn[split] = ([img for img, _ in items], torch.tensor([lab for _, lab in items]))  # [N, (shape, count)]
+    fingerprint = f"synthetic:{num_train}:{num_test}:{size}:{seed}"  # the label does not change the images
+    out = {}
+    for label in labels:
+        column = 0 if label == "shape" else 1
+        classes = list(SHAPES) if label == "shape" else [str(c) for c in range(1, MAX_COUNT + 1)]
+        (train_images, train), (test_images, test) = drawn["train"], drawn["test"]
+        # count 1..4 -> class 0..3
+        out[label] = LabelledSplits(
+            f"synthetic-{label}", train_images, train[:, column] - column, test_images, test[:, column] - column,
+            classes, 1.0, fingerprint,
+        )
+    return out
 
-    def take(ds: SyntheticShapes) -> tuple[list[Any], torch.Tensor]:
-        items = [ds[i] for i in range(len(ds))]
-        labels = torch.tensor([lab[column] - (column == 1) for _, lab in items])  # count 1..4 -> class 0..3
-        return [img for img, _ in items], labels
 
-    train_images, train_labels = take(train)
-    test_images, test_labels = take(test)
-    return LabelledSplits(
-        f"synthetic-{label}", train_images, train_labels, test_images, test_labels, classes, 1.0,
-        f"synthetic:{num_train}:{num_test}:{size}:{seed}",  # the label does not change the images
-    )
+def synthetic_splits(
+    label: SyntheticLabel = "shape", *, num_train: int = 2000, num_test: int = 1000, size: int = 96, seed: int = 0
+) -> LabelledSplits:
+    """Held-out synthetic shapes labelled by ``label`` (see :func:`synthetic_splits_by_label`)."""
+    return synthetic_splits_by_label((label,), num_train=num_train, num_test=num_test, size=size, seed=seed)[label]
 
 
 def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: int = 0) -> LabelledSplits:
@@ -103,7 +114,7 @@ def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: 
         classes = folder.classes
 
     def stat(pairs) -> str:
-        return ";".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}:{y}" for p, y in pairs)
+        return ";".join(f"{p}:{st.st_size}:{st.st_mtime_ns}:{y}" for p, y in pairs for st in (p.stat(),))
 
     return LabelledSplits(
         str(root),

@@ -12,8 +12,8 @@ import torch.nn as nn
 
 from ..models import IJepa
 from ..registry import ModelConfig
-from .cache import cached_features
-from .data import LabelledSplits, synthetic_splits
+from .cache import cached_features, weights_digest
+from .data import LabelledSplits, synthetic_splits_by_label
 from .knn import knn_classify
 from .linear import linear_probe
 
@@ -26,7 +26,7 @@ def split_features(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features of the train and test images (cached, see :func:`~ijepa_hub.eval.cache.cached_features`)."""
     common = dict(layers=layers, crop_pct=splits.crop_pct, cache_dir=cache_dir, batch_size=batch_size, device=device,
-                  progress=progress)
+                  progress=progress, weights_key=weights_digest(encoder) if cache_dir != "" else "uncached")
     train = cached_features(encoder, splits.train_images, fingerprint=splits.fingerprint + ":train", **common)
     test = cached_features(encoder, splits.test_images, fingerprint=splits.fingerprint + ":test", **common)
     return train, test
@@ -79,7 +79,7 @@ def synthetic_probe(
     on it and ``margin`` gives encoder minus baseline, in points: the evidence that training taught
     something a random network does not already give.
     """
-    splits = {label: synthetic_splits(label, num_train=num_train, num_test=num_test, seed=seed) for label in labels}
+    splits = synthetic_splits_by_label(labels, num_train=num_train, num_test=num_test, seed=seed)
     first = splits[labels[0]]  # every label describes the same images: extract once per encoder
     rows: dict[str, Any] = {label: {} for label in labels}
     for who, net in (("model", encoder), ("random_init", baseline)):

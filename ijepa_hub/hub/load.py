@@ -78,34 +78,30 @@ class _HubFiles:
             return None  # the repo exists but has no such file: the caller decides what that means
         except GatedRepoError:
             raise  # its own message says how to ask for access
-        except RepositoryNotFoundError as err:
-            raise type(err)(
-                f"{self.repo_id}: no such repo on {hf_constants.ENDPOINT}, or it is private. Fix: check the repo id "
-                "(owner/name), or pass token= (or run `hf auth login`) if it is private.",
-                response=err.response, server_message=err.server_message,
-            ) from err
-        except RevisionNotFoundError as err:
-            raise type(err)(
-                f"{self.repo_id}: no revision {self.kwargs.get('revision')!r} (branch, tag or commit). Fix: check "
-                "revision=, or leave it out for the default branch.",
-                response=err.response, server_message=err.server_message,
-            ) from err
+        except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+            if isinstance(err, RevisionNotFoundError):
+                what = (f"no revision {self.kwargs.get('revision')!r} (branch, tag or commit). Fix: check revision=, "
+                        "or leave it out for the default branch.")
+            else:
+                what = (f"no such repo on {hf_constants.ENDPOINT}, or it is private. Fix: check the repo id "
+                        "(owner/name), or pass token= (or run `hf auth login`) if it is private.")
+            raise type(err)(f"{self.repo_id}: {what}", response=err.response, server_message=err.server_message) from err
         except LocalEntryNotFoundError as err:
             cache = self.kwargs.get("cache_dir") or hf_constants.HF_HUB_CACHE
+            why = _offline_reason(self.kwargs.get("local_files_only", False)) or f"{hf_constants.ENDPOINT} cannot be reached"
             raise WeightsNotCachedError(
                 f"{self.source}: {filename} is not in the Hugging Face cache ({cache}) and cannot be downloaded "
-                f"({_offline_reason(self.kwargs)}). Fix: load "
+                f"({why}). Fix: load "
                 "it once online to fill the cache, point cache_dir= / HF_HOME at the cache that holds it, or "
                 "unset HF_HUB_OFFLINE / local_files_only."
             ) from err
 
 
-def _offline_reason(kwargs: dict[str, Any]) -> str:
-    if kwargs.get("local_files_only"):
+def _offline_reason(local_files_only: bool) -> str | None:
+    """Why downloads are off (``local_files_only=True`` or ``HF_HUB_OFFLINE=1``), or None when they are allowed."""
+    if local_files_only:
         return "local_files_only=True"
-    if hf_constants.is_offline_mode():
-        return "HF_HUB_OFFLINE=1"
-    return f"{hf_constants.ENDPOINT} cannot be reached"
+    return "HF_HUB_OFFLINE=1" if hf_constants.is_offline_mode() else None
 
 
 def _read_weights(files, filename: str, *, allow_pickle: bool) -> StateDict:
@@ -257,9 +253,7 @@ def cached_reference_folder(path_or_url: str, *, variant: str | None = None, loc
 def _download(url: str, local: Path, *, local_files_only: bool) -> None:
     """Fetch a released checkpoint into the torch hub cache, unless offline; errors say where to put it."""
     fix = f"Fix: download {url} yourself and pass the file's path, or place it at {local}"
-    offline = "local_files_only=True" if local_files_only else None
-    if offline is None and hf_constants.is_offline_mode():
-        offline = "HF_HUB_OFFLINE=1"
+    offline = _offline_reason(local_files_only)
     if offline:
         raise WeightsNotCachedError(
             f"{url} is not in the torch hub cache ({local}) and {offline} forbids downloading it. {fix}."

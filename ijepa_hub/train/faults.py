@@ -17,7 +17,7 @@ import torch
 
 from ..errors import TooManyBrokenImagesError, TrainingDivergedError
 
-__all__ = ["MIN_IMAGES_FOR_BROKEN_FRACTION", "BrokenImageCounter", "all_finite", "diverged"]
+__all__ = ["MIN_IMAGES_FOR_BROKEN_FRACTION", "BrokenImageCounter", "diverged"]
 
 MIN_IMAGES_FOR_BROKEN_FRACTION = 1000
 
@@ -66,11 +66,6 @@ class BrokenImageCounter:
             f"was written to {checkpoint}. Fix: repair or replace the files (keep their number: the sample order "
             "depends on it) and run again with --resume auto, or raise --data.max_broken_fraction."
         )
-
-
-def all_finite(state: dict[str, Any]) -> bool:
-    """True when every floating-point tensor of a state dict is finite."""
-    return all(bool(torch.isfinite(v).all()) for v in state.values() if torch.is_tensor(v) and v.is_floating_point())
 
 
 def diverged(step: int, what: str, last_good: Path | None, last_good_step: int) -> TrainingDivergedError:

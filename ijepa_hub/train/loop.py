@@ -37,14 +37,14 @@ from ..models import IJepa
 from ..optim import build_optimizer, set_hyperparams
 from ..recipe import Recipe
 from ..schedules import Schedules
-from ..state_dict import load_strict
+from ..state_dict import load_strict, nonfinite_keys
 from .checkpoint import (
     CHECKPOINT_NAME, check_resumable, load_checkpoint, remove_partial_checkpoints, resolve_resume, rng_state,
     save_checkpoint, set_rng_state,
 )
 from .distributed import DistEnv, all_reduce_mean, any_rank, ema_update, init_distributed, no_grad_sync, wrap_model
 from .export import export_model, push_model
-from .faults import BrokenImageCounter, all_finite, diverged
+from .faults import BrokenImageCounter, diverged
 from .monitor import CollapseMonitor, MetricsWriter, progress_bar
 
 __all__ = ["train", "train_step", "TrainResult"]
@@ -340,7 +340,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     def checkpoint(step: int) -> None:
         nonlocal last_good
         model_state, optim_state = _model_state(core, optimizer, cfg.fsdp)
-        if any_rank(env.is_main and not all_finite(model_state), env):
+        if any_rank(env.is_main and bool(nonfinite_keys(model_state)), env):
             raise diverged(step, "the weights hold NaN or infinite values", last_good, last_saved)
         rngs = _gather(rng_state(), env)
         if env.is_main:
