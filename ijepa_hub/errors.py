@@ -15,6 +15,7 @@ __all__ = [
     "ImageReadError",
     "TooManyBrokenImagesError",
     "TrainingDivergedError",
+    "MissingExtraError",
 ]
 
 
@@ -96,3 +97,7 @@ class TooManyBrokenImagesError(DataError):
 
 class TrainingDivergedError(IJepaError, FloatingPointError):
     """The loss or the weights became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+
+class MissingExtraError(IJepaError, ImportError):
+    """An optional dependency is not installed; the message gives the ``pip install`` line of its extra."""

@@ -64,6 +64,11 @@ class DataSection:
     # unreadable images are skipped and counted; the run stops once more than this fraction of the images
     # read since it started or resumed (counting at least 1000) were skipped
     max_broken_fraction: float = 0.01
+    split: str = "train"  # hfds/ and hfids/ data: the split to train on
+    image_column: str | None = None  # hfds/, hfids/: the image column (None: the first Image feature)
+    label_column: str | None = None  # hfds/, hfids/: the label column (None: the first ClassLabel, if any)
+    stream_size: int | None = None  # hfids/: images per epoch when the dataset does not state it
+    shuffle_buffer: int = 10000  # hfids/: shuffle buffer, reseeded each pass (0: the stream's order)
 
 
 @dataclass

@@ -11,6 +11,7 @@ writing over the last good checkpoint; SIGTERM / SIGUSR1 checkpoint and return.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import signal
@@ -27,7 +28,10 @@ import torch.nn as nn
 import yaml
 from torch.utils.data import DataLoader
 
-from ..data import BatchPlan, MaskedCollate, MicroBatch, MicroBatchSampler, TrainingSamples, build_dataset
+from ..data import (
+    BatchPlan, HFImageStream, MaskedCollate, MicroBatch, MicroBatchSampler, StreamedMicroBatches, TrainingSamples,
+    build_dataset, dataset_items,
+)
 from ..data.pipeline import load_rgb
 from ..data.transforms import min_crop_fraction, training_transform
 from ..errors import CheckpointError, ImageReadError, TooManyBrokenImagesError
@@ -174,11 +178,11 @@ def _gather(obj: Any, env: DistEnv) -> list[Any]:
 def _monitor_images(dataset, recipe: Recipe, img_size: int, min_fraction: float) -> torch.Tensor:
     """The collapse monitor's fixed batch: the first readable images, preprocessed as for feature extraction."""
     n, images = min(recipe.train.monitor_batch, len(dataset)), []
-    for i in range(len(dataset)):
+    for item, _ in dataset_items(dataset):
         if len(images) == n:
             break
         try:
-            images.append(preprocess(load_rgb(dataset[i][0], img_size, min_fraction), img_size))
+            images.append(preprocess(load_rgb(item, img_size, min_fraction), img_size))
         except ImageReadError as err:
             logger.warning("collapse monitor: skipping unreadable image: %s", err)
     if not images:
@@ -191,19 +195,20 @@ def _build_loader(
 ) -> DataLoader:
     """This process's micro-batches for steps ``[start_step, end_step)``, masks drawn in the workers."""
     config, cfg = recipe.model_config(), recipe.train
-    samples = TrainingSamples(
-        dataset,
-        training_transform(config.img_size, crop_scale=recipe.data.crop_scale, crop_ratio=recipe.data.crop_ratio),
+    samples = functools.partial(
+        TrainingSamples,
+        transform=training_transform(config.img_size, crop_scale=recipe.data.crop_scale, crop_ratio=recipe.data.crop_ratio),
         img_size=config.img_size, min_fraction=min_fraction,
     )
     sampler = MicroBatchSampler(len(dataset), plan, rank=env.rank, seed=cfg.seed, start_step=start_step, end_step=end_step)
     collate = MaskedCollate(
         MaskCollator(recipe.mask, img_size=config.img_size, patch_size=config.patch_size, seed=cfg.seed), seed=cfg.seed
     )
-    return DataLoader(
-        samples, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
-        pin_memory=env.device.type == "cuda", prefetch_factor=4 if cfg.num_workers > 0 else None,
-    )
+    options = dict(num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda",
+                   prefetch_factor=4 if cfg.num_workers > 0 else None)
+    if isinstance(dataset, HFImageStream):  # hfids/: read in stream order, the sampler gives steps and keys
+        return DataLoader(StreamedMicroBatches(dataset, sampler, samples, collate), batch_size=None, **options)
+    return DataLoader(samples(dataset), batch_sampler=sampler, collate_fn=collate, **options)
 
 
 def _export(core, optimizer, recipe, env, out_dir, result, monitor, images_per_step, push_to_hub) -> None:
