@@ -12,20 +12,19 @@ import signal
 import subprocess
 import sys
 
+import datasets  # in the test extra
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_train_cli import _env, _logged_steps, _train_cmd, _wait_for_step
 
-datasets = pytest.importorskip("datasets")  # in the test extra; CI installs it
-
-from ijepa_hub.data import HFImages, HFImageStream, build_dataset  # noqa: E402
-from ijepa_hub.errors import DataError, MissingExtraError  # noqa: E402
-from ijepa_hub.eval.cli import main as eval_cli  # noqa: E402
-from ijepa_hub.train import load_checkpoint, train  # noqa: E402
-from ijepa_hub.train.checkpoint import CHECKPOINT_NAME  # noqa: E402
-from ijepa_hub.train.cli import parse_args  # noqa: E402
-from test_train_cli import _env, _logged_steps, _train_cmd, _wait_for_step  # noqa: E402
+from ijepa_hub.data import HFImages, HFImageStream, build_dataset
+from ijepa_hub.errors import DataError, MissingExtraError
+from ijepa_hub.eval.cli import main as eval_cli
+from ijepa_hub.train import load_checkpoint, train
+from ijepa_hub.train.checkpoint import CHECKPOINT_NAME
+from ijepa_hub.train.cli import parse_args
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -193,7 +192,11 @@ def test_resume_after_sigkill_is_bit_exact_for_a_map_style_dataset(hf_data, tiny
     assert _equal(_weights(tmp_path / "straight"), _weights(killed)) and _logged_steps(killed) == list(range(1, 9))
 
 
-def test_streaming_from_parquet_resumes_exactly_and_does_not_depend_on_the_workers(hf_data, tiny_recipe, tmp_path):
+def test_streaming_from_parquet_resumes_exactly_and_does_not_depend_on_the_workers(
+    hf_data, tiny_recipe, tmp_path, monkeypatch
+):
+    # datasets waits 5 s whenever a shuffled parquet stream stops (an Arrow shutdown workaround); a test stops many
+    monkeypatch.setattr(datasets.config, "SLEEP_TIME_ON_THREADS_SHUTDOWN", 0)
     fresh = tmp_path / "fresh"  # parquet files no loader has read yet: their row count is not known
     shutil.copytree(hf_data["parquet"], fresh)
     with pytest.raises(DataError, match="stream_size"):

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import io
 import itertools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
@@ -163,7 +164,7 @@ def _label(value: Any) -> int:
 def hf_dataset(
     spec: str, *, split: str = "train", image_column: str | None = None, label_column: str | None = None,
     stream_size: int | None = None, shuffle_buffer: int = 0, seed: int = 0,
-) -> "HFImages | HFImageStream":
+) -> HFImages | HFImageStream:
     """The training dataset ``spec`` names: :class:`HFImages` (``hfds/``) or :class:`HFImageStream` (``hfids/``).
 
     A stream's epoch length is ``stream_size``, else the number of rows its metadata states.
