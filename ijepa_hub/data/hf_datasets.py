@@ -42,6 +42,7 @@ PREFIXES = {"hfds/": False, "hfids/": True}  # prefix -> streaming
 INSTALL_HINT = "pip install 'ijepa-hub[datasets]' (from a clone: pip install -e '.[datasets]')"
 HELD_OUT_SPLITS = ("validation", "val", "valid", "test")  # evaluation's test split: the first present
 _READ_BATCH = 64  # stream rows fetched at a time
+SAVED_STREAM_SHARDS = 64  # hfids/ over a save_to_disk folder: shards of the stream
 
 
 def is_hf_spec(spec: Any) -> bool:
@@ -96,7 +97,8 @@ def _call(spec: str, load: Callable, *args: Any, split: str | None = None, **kwa
 
 
 def open_split(spec: str, split: str) -> Any:
-    """One split of ``spec``: a ``datasets.Dataset`` (``hfds/``) or ``datasets.IterableDataset`` (``hfids/``)."""
+    """One split of ``spec``: a ``datasets.IterableDataset`` for ``hfids/`` (unless a ``save_to_disk`` folder),
+    else a ``datasets.Dataset``."""
     datasets = import_datasets()
     name, streaming = _parse(spec)
     if not _is_saved(name):
@@ -104,7 +106,7 @@ def open_split(spec: str, split: str) -> Any:
     splits = _load_all(spec)
     if split not in splits:
         raise DataError(f"{spec}: no split {split!r}; it has {', '.join(sorted(splits))}. Fix: pass one with --data.split")
-    return splits[split].to_iterable_dataset() if streaming else splits[split]
+    return splits[split]
 
 
 def _columns(
@@ -174,6 +176,9 @@ def hf_dataset(
     name = f"{spec}[{split}]"
     if not _parse(spec)[1]:
         return HFImages(table, name=name, image_column=image, label_column=label)
+    if isinstance(table, import_datasets().Dataset):  # a save_to_disk folder: stream it in contiguous row ranges
+        stream_size = stream_size or len(table)
+        table = table.to_iterable_dataset(num_shards=max(1, min(len(table), SAVED_STREAM_SHARDS)))
     if stream_size is None:
         known = (table.info.splits or {}).get(split)
         stream_size = known.num_examples if known is not None else None
