@@ -168,8 +168,13 @@ def test_knn_from_saved_and_parquet_datasets_leaves_out_the_damaged_image(hf_dat
     splits = labelled_splits(f"hfds/{hf_data['disk']}", label_column="kind")
     assert (len(splits.train_images), len(splits.test_images), splits.classes) == (N_TRAIN - 1, N_TEST, ["dark", "bright"])
     assert splits.test_labels.tolist() == [i % 2 for i in range(N_TEST)]
-    held_out = labelled_splits(f"hfds/{hf_data['disk']}", seed=0, test_fraction=0.25)  # test split used, not held out
-    assert len(held_out.test_images) == N_TEST
+    assert len(labelled_splits(f"hfds/{hf_data['disk']}", test_fraction=0.25).test_images) == N_TEST  # not held out
+    datasets.load_from_disk(str(hf_data["disk"]))["train"].save_to_disk(str(tmp_path / "only_train"))
+    held_out = labelled_splits(f"hfds/{tmp_path / 'only_train'}", seed=0, test_fraction=0.25)
+    assert held_out.test_labels.tolist().count(0) == 2 and held_out.test_labels.tolist().count(1) == 2  # 7 + 8 readable
+    assert len(held_out.train_images) == N_TRAIN - 1 - 4
+    with pytest.raises(DataError, match="hfds/"):
+        labelled_splits(f"hfids/{hf_data['disk']}")
     assert eval_cli(["knn", str(model_dir), "--data", f"hfds/{hf_data['disk']}", "--data.label-column", "label"]) == 1
     assert "no column 'label'" in capsys.readouterr().err
 

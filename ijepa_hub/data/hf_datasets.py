@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from ..errors import DataError, ImageReadError, MissingExtraError
+from .pipeline import MicroBatchSampler
 
 __all__ = [
     "PREFIXES", "INSTALL_HINT", "is_hf_spec", "import_datasets", "open_split", "hf_dataset", "HFImages", "HFImageStream",
@@ -270,7 +271,7 @@ class StreamedMicroBatches(IterableDataset):
     the DataLoader returns them in order, so the result does not depend on ``W``.
     """
 
-    def __init__(self, stream: HFImageStream, sampler: Any, samples: Callable[[Sequence], Dataset],
+    def __init__(self, stream: HFImageStream, sampler: MicroBatchSampler, samples: Callable[[Sequence], Dataset],
                  collate: Callable) -> None:
         self.stream, self.sampler, self.samples, self.collate = stream, sampler, samples, collate
 
@@ -351,12 +352,15 @@ def labelled_images(
         raise DataError(f"{spec}: evaluation reads whole splits; use the map-style form hfds/{spec[len('hfids/'):]}")
     splits = _load_all(spec)
     if split not in splits:
-        raise DataError(f"{spec}: no split {split!r}; it has {', '.join(sorted(splits))}")
+        raise DataError(
+            f"{spec}: no split {split!r}; it has {', '.join(sorted(splits))}. Evaluation fits on {split!r} and tests "
+            f"on the first of {', '.join(HELD_OUT_SPLITS)} (else on a held-out share of {split!r})"
+        )
     held_out = next((s for s in HELD_OUT_SPLITS if s in splits and s != split), None)
     features = splits[split].features
     image, label = _columns(features, spec, image_column, label_column, need_label=True)
     names = [split] + ([held_out] if held_out else [])
-    values = {s: splits[s][label] for s in names}
+    values = {s: list(splits[s][label]) for s in names}
     if isinstance(features[label], datasets.ClassLabel):
         classes, index = list(features[label].names), None
     else:
