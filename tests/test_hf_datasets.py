@@ -230,3 +230,16 @@ def test_each_rank_reads_its_own_part_of_the_stream(hf_data):
 
 def _take(iterator, n):
     return [next(iterator) for _ in range(n)]
+
+
+@pytest.mark.slow
+def test_two_process_stream_resumes_exactly(hf_data, tiny_train_args, tmp_path):
+    """torchrun, 2 processes (gloo), each reading its own shards of a streamed save_to_disk folder."""
+    from test_train_distributed import _train
+
+    args = [*tiny_train_args, "--data", f"hfids/{hf_data['disk']}", "--data.max_broken_fraction", "0.5",
+            "--data.batch_size_per_device", "4", "--data.shuffle_buffer", "4"]
+    _train([*args, "--train.max_steps", "4"], tmp_path / "straight", nproc=2)
+    _train([*args, "--train.max_steps", "2"], tmp_path / "resumed", nproc=2)
+    _train([*args, "--train.max_steps", "4", "--resume", "auto"], tmp_path / "resumed", nproc=2)
+    assert _equal(_weights(tmp_path / "straight"), _weights(tmp_path / "resumed"))
