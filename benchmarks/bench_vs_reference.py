@@ -27,7 +27,7 @@ from common import (  # noqa: E402
     FLOP_FORMULA, add_run_args, environment, ijepa_step_flops, interleaved, peak_flops, save_result, speedups, start,
 )
 from ijepa_hub.masks import MaskCollator  # noqa: E402
-from ijepa_hub.optim import build_optimizer  # noqa: E402
+from ijepa_hub.train.optim import build_optimizer  # noqa: E402
 from ijepa_hub.recipe import MaskSection, OptimSection  # noqa: E402
 from reference_style import ReferenceStyleStep  # noqa: E402
 

@@ -34,9 +34,9 @@ from ..errors import CheckpointError, ImageReadError, TooManyBrokenImagesError
 from ..features import preprocess
 from ..masks import MaskCollator
 from ..models import IJepa
-from ..optim import build_optimizer, set_hyperparams
+from .optim import build_optimizer, set_hyperparams
 from ..recipe import Recipe
-from ..schedules import Schedules
+from .schedules import Schedules
 from ..state_dict import load_strict, nonfinite_keys
 from .checkpoint import (
     CHECKPOINT_NAME, check_resumable, load_checkpoint, remove_partial_checkpoints, resolve_resume, rng_state,

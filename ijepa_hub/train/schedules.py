@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .recipe import OptimSection
+from ..recipe import OptimSection
 
 __all__ = ["warmup_cosine", "cosine_increase", "linear_ramp", "Schedules"]
 
