@@ -36,7 +36,7 @@ from ..masks import MaskCollator
 from ..models import IJepa
 from .optim import build_optimizer, set_hyperparams
 from ..recipe import Recipe
-from .schedules import Schedules
+from .schedules import Hyperparams, Schedules
 from ..state_dict import load_strict, nonfinite_keys
 from .checkpoint import (
     CHECKPOINT_NAME, check_resumable, load_checkpoint, remove_partial_checkpoints, resolve_resume, rng_state,
@@ -47,7 +47,7 @@ from .export import export_model, push_model
 from .faults import BrokenImageCounter, diverged
 from .monitor import CollapseMonitor, MetricsWriter, progress_bar
 
-__all__ = ["train", "train_step", "TrainResult"]
+__all__ = ["train", "train_step", "train_iteration", "TrainResult"]
 
 logger = logging.getLogger("ijepa_hub.train")
 
@@ -100,6 +100,34 @@ def train_step(
         torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], clip_grad)
     optimizer.step()
     return total / k
+
+
+def train_iteration(
+    module: nn.Module,
+    core: IJepa,
+    micro_batches: Sequence[MicroBatch],
+    optimizer: torch.optim.Optimizer,
+    schedules: Schedules,
+    step: int,
+    *,
+    device: torch.device,
+    autocast: Callable[[], ContextManager] = nullcontext,
+    clip_grad: float | None = None,
+    no_sync: Callable[[], ContextManager] | None = None,
+) -> tuple[torch.Tensor, Hyperparams]:
+    """Iteration ``step`` (from 0) as released: lr and weight decay of ``step + 1``, :func:`train_step`,
+    then the EMA of ``core``'s target encoder with the momentum of ``step``.
+
+    ``module`` is what the loss is computed with (``core`` itself, or its DDP / compiled wrapper).
+    Returns the mean loss and the values used.
+    """
+    values = schedules.at_iteration(step)
+    set_hyperparams(optimizer, values.lr, values.weight_decay)
+    loss = train_step(
+        module, micro_batches, optimizer, device=device, autocast=autocast, clip_grad=clip_grad, no_sync=no_sync
+    )
+    ema_update(core, values.momentum)
+    return loss, values
 
 
 class _StopSignal:
@@ -375,13 +403,11 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
         batches = iter(loader)
         while step < end_step:
             micro = [next(batches) for _ in range(plan.accumulation)]
-            lr, wd, momentum = schedules.lr(step), schedules.weight_decay(step), schedules.momentum(step)
-            set_hyperparams(optimizer, lr, wd)
-            loss = train_step(
-                forward, micro, optimizer, device=env.device, autocast=autocast,
+            loss, used = train_iteration(
+                forward, core, micro, optimizer, schedules, step, device=env.device, autocast=autocast,
                 clip_grad=recipe.optim.clip_grad, no_sync=no_sync,
             )
-            ema_update(core, momentum)
+            lr, wd, momentum = used.lr, used.weight_decay, used.momentum
             step += 1
             skipped = sum(mb.broken for mb in micro)  # this process's; summed over processes below
             stats = all_reduce_mean(torch.stack([loss.float(), loss.new_tensor(float(skipped))]), env)
