@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import TooManyBrokenImagesError, TrainingDivergedError
 
 __all__ = ["MIN_IMAGES_FOR_BROKEN_FRACTION", "BrokenImageCounter", "diverged"]
