@@ -104,6 +104,7 @@ class TrainSection:
     monitor_every: int = 100  # steps between collapse checks (std and RankMe of target features)
     monitor_batch: int = 256  # images in the fixed batch of the collapse monitor
     num_workers: int = 8  # DataLoader workers per process (masks are drawn inside them)
+    threads: int | None = None  # CPU intra-op threads per process; None: the cores the workers leave, shared
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False  # torch.compile the model (dynamic shapes: mask lengths vary)

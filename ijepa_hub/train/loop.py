@@ -48,6 +48,7 @@ from .optim import build_optimizer, set_hyperparams
 from .resume import Resume
 from .run import Run
 from .schedules import Hyperparams, Schedules
+from .threads import set_training_threads
 
 __all__ = ["train", "train_step", "train_iteration", "TrainResult"]
 
@@ -271,9 +272,12 @@ def train(
     cfg, out_dir = recipe.train, Path(out_dir)
     env = init_distributed(cfg.device)
     created_group = env.distributed
+    previous_threads = set_training_threads(cfg.threads, workers=cfg.num_workers, cpu=env.device.type == "cpu")
     try:
         return _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export)
     finally:
+        if previous_threads is not None:
+            torch.set_num_threads(previous_threads)
         if created_group and dist.is_initialized():
             dist.destroy_process_group()
 
