@@ -250,7 +250,7 @@ def _export(core: IJepa, optimizer, run: Run, out_dir: Path, result: TrainResult
     result.export_dir = export_model(final, out_dir / "model", recipe=recipe, metrics=metrics)
     logger.info("exported the trained model to %s", result.export_dir)
     if push_to_hub:
-        result.hub_url = push_model(final, push_to_hub, recipe=recipe, metrics=metrics)
+        result.hub_url = push_model(result.export_dir, push_to_hub)
         logger.info("pushed to %s", result.hub_url)
 
 
