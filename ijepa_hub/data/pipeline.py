@@ -184,7 +184,7 @@ class MaskedCollate:
     """Collate function: stacks the samples and draws their masks with the mask collator.
 
     Runs inside the DataLoader workers. ``collator`` is an :class:`ijepa_hub.masks.MaskCollator`;
-    masks are drawn for the micro-batch's own mask step (not the collator's worker-order counter) with
+    masks are drawn for the micro-batch's own mask step with
     the torch RNG seeded from it (legacy mode draws positions from it), so they do not depend on the
     number of workers, the world size or a resume.
     """
