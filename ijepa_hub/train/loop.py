@@ -15,8 +15,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import signal
-import threading
 from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +27,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from ..data import MaskedCollate, MicroBatch, MicroBatchSampler, TrainingSamples, build_dataset
-from ..data.pipeline import load_rgb
 from ..data.transforms import min_crop_fraction, training_transform
-from ..errors import ImageReadError, TooManyBrokenImagesError
-from ..features import preprocess
 from ..masks import MaskCollator
 from ..models import IJepa
 from ..recipe import Recipe
@@ -42,8 +37,8 @@ from .distributed import (
     DistEnv, all_reduce_mean, any_rank, ema_update, full_state, init_distributed, no_grad_sync, wrap_model,
 )
 from .export import export_model, push_model
-from .faults import BrokenImageCounter
-from .monitor import CollapseMonitor, MetricsWriter, StepLogger, progress_bar
+from .faults import BrokenImageCounter, StopSignal
+from .monitor import CollapseMonitor, MetricsWriter, StepLogger, monitor_images, progress_bar
 from .optim import build_optimizer, set_hyperparams
 from .resume import Resume
 from .run import Run
@@ -133,29 +128,6 @@ def train_iteration(
     return loss, values
 
 
-class _StopSignal:
-    """SIGTERM / SIGUSR1 (preemption) set a flag; the loop checkpoints after the current step and exits."""
-
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> "_StopSignal":
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 def effective_precision(recipe: Recipe, device: torch.device) -> str:
     """``bf16`` or ``fp32``: ``train.precision``, with ``auto`` meaning bf16 on CUDA and fp32 on CPU."""
     precision = recipe.train.precision
@@ -168,21 +140,6 @@ def _autocast_factory(recipe: Recipe, device: torch.device) -> Callable[[], Cont
     if effective_precision(recipe, device) == "bf16":
         return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext
-
-
-def _monitor_images(dataset, recipe: Recipe, img_size: int, min_fraction: float) -> torch.Tensor:
-    """The collapse monitor's fixed batch: the first readable images, preprocessed as for feature extraction."""
-    n, images = min(recipe.train.monitor_batch, len(dataset)), []
-    for i in range(len(dataset)):
-        if len(images) == n:
-            break
-        try:
-            images.append(preprocess(load_rgb(dataset[i][0], img_size, min_fraction), img_size))
-        except ImageReadError as err:
-            logger.warning("collapse monitor: skipping unreadable image: %s", err)
-    if not images:
-        raise TooManyBrokenImagesError(f"no image of {recipe.data.path} can be decoded; check --data (data.path)")
-    return torch.stack(images)
 
 
 def _build_loader(run: Run, dataset, min_fraction: float) -> DataLoader:
@@ -310,7 +267,9 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
 
     min_fraction = min_crop_fraction(recipe.data.crop_scale, recipe.data.crop_ratio)
     loader = _build_loader(run, dataset, min_fraction)
-    monitor = CollapseMonitor(_monitor_images(dataset, recipe, config.img_size, min_fraction))
+    monitor = CollapseMonitor(
+        monitor_images(dataset, cfg.monitor_batch, config.img_size, min_fraction, source=recipe.data.path)
+    )
     broken = BrokenImageCounter(recipe.data.max_broken_fraction)
     if resumed:
         monitor.load_state_dict(resumed.state["monitor"])
@@ -324,7 +283,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
 
     core.train()
     step = run.start_step
-    with _StopSignal() as stop, closing(log):
+    with StopSignal() as stop, closing(log):
         batches = iter(loader)
         while step < run.end_step:
             micro = [next(batches) for _ in range(run.plan.accumulation)]

@@ -17,11 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..data.pipeline import load_rgb
+from ..errors import ImageReadError, TooManyBrokenImagesError
+from ..features import preprocess
+
 if TYPE_CHECKING:
     from ..data import MicroBatch
     from .schedules import Hyperparams
 
-__all__ = ["effective_rank", "feature_std", "CollapseMonitor", "MetricsWriter", "progress_bar", "StepLogger"]
+__all__ = [
+    "effective_rank", "feature_std", "CollapseMonitor", "monitor_images", "MetricsWriter", "progress_bar", "StepLogger",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +106,22 @@ class CollapseMonitor:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state["history"])
+
+
+def monitor_images(dataset: Any, count: int, img_size: int, min_fraction: float, *, source: Any) -> torch.Tensor:
+    """The collapse monitor's fixed batch: the first ``count`` readable images of ``dataset`` (``source``
+    names it in the error when none is), preprocessed as for feature extraction."""
+    n, images = min(count, len(dataset)), []
+    for i in range(len(dataset)):
+        if len(images) == n:
+            break
+        try:
+            images.append(preprocess(load_rgb(dataset[i][0], img_size, min_fraction), img_size))
+        except ImageReadError as err:
+            logger.warning("collapse monitor: skipping unreadable image: %s", err)
+    if not images:
+        raise TooManyBrokenImagesError(f"no image of {source} can be decoded; check --data (data.path)")
+    return torch.stack(images)
 
 
 class MetricsWriter:
@@ -193,9 +215,7 @@ class StepLogger:
             tgt=int(record["target_tokens"]), refresh=False,
         )
         if skipped:
-            logging.getLogger("ijepa_hub.train").warning(
-                "step %d: %d unreadable image(s) skipped (named above)", step, skipped
-            )
+            logger.warning("step %d: %d unreadable image(s) skipped (named above)", step, skipped)
         self._losses, self._tick, self._images = [], now, 0
 
     def monitor(self, record: dict[str, Any]) -> dict[str, Any]:
