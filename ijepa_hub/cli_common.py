@@ -64,10 +64,15 @@ def log_level(args: Any) -> int:
     return getattr(args, "log_level", logging.INFO)
 
 
-def setup_logging(args: Any, *, fmt: str = DEFAULT_LOG_FORMAT) -> int:
-    """Configure the root logger at :func:`log_level`; returns the level."""
-    level = log_level(args)
-    logging.basicConfig(level=level, format=fmt, force=True)
+def setup_logging(args: Any, *, fmt: str = DEFAULT_LOG_FORMAT, level: int | None = None) -> int:
+    """Send log records to stderr; ijepa_hub's at :func:`log_level` (or ``level``), other libraries' at WARNING.
+
+    Other libraries stay at WARNING so that ``-v`` does not bury ours under every HTTP request. A root
+    logger that already has handlers (an application, pytest) is left as it is. Returns the level.
+    """
+    level = log_level(args) if level is None else level
+    logging.basicConfig(level=logging.WARNING, format=fmt)
+    logging.getLogger("ijepa_hub").setLevel(level)
     return level
 
 
@@ -102,27 +107,30 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def _expected_errors() -> tuple[type[BaseException], ...]:
+def _errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     from .errors import IJepaError
+    from .recipe import RecipeError
 
+    usage = (argparse.ArgumentError, RecipeError)  # a bad option, recipe key or recipe name
     # our errors; missing files and Hub HTTP errors (OSError); bad values from the libraries we call
-    return IJepaError, OSError, ValueError
+    return usage, (IJepaError, OSError, ValueError)
 
 
-def run_cli(prog: str, command: Callable[[], Any], *, level: int = logging.INFO) -> int:
-    """Run ``command``; an expected error becomes one line ``<prog>: error: <message>`` and exit code 1.
+def run_cli(prog: str, command: Callable[[], Any]) -> int:
+    """Run ``command``; an expected error becomes one line ``<prog>: error: <message>`` on stderr.
 
-    Expected errors are ijepa_hub's own, ``OSError`` (missing files, Hub HTTP errors) and ``ValueError``;
-    anything else is a bug and keeps its traceback. Ctrl-C exits 130 with one line. At DEBUG ``level``
-    (``-v``) the traceback of an expected error is logged as well.
+    Exit codes: 0 done; 2 a usage error (a bad option, recipe key or recipe name, as argparse exits);
+    1 any other expected error: ijepa_hub's own, ``OSError`` (missing files, Hub HTTP errors) or
+    ``ValueError``; 130 Ctrl-C. Anything else is a bug and keeps its traceback. With ``-v`` the traceback
+    of an expected error is logged as well.
     """
+    usage, expected = _errors()
     try:
         command()
-    except _expected_errors() as err:
-        if level <= logging.DEBUG:
-            logging.getLogger("ijepa_hub").debug("traceback", exc_info=err)
+    except usage + expected as err:
+        logging.getLogger("ijepa_hub").debug("%s failed", prog, exc_info=err)
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(err, usage) else 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

@@ -237,8 +237,8 @@ _COMMANDS = {"extract": run_extract, "knn": _knn, "linear": _linear, "synthetic"
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ijepa-eval`` console script."""
     args = build_parser().parse_args(argv)
-    level = setup_logging(args)
-    return run_cli(f"ijepa-eval {args.command}", lambda: _COMMANDS[args.command](args), level=level)
+    setup_logging(args)
+    return run_cli(f"ijepa-eval {args.command}", lambda: _COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

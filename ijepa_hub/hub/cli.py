@@ -121,8 +121,8 @@ _COMMANDS = {"convert": _convert, "push": _push, "export": _export, "extract": r
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ijepa-hub`` console script."""
     args = build_parser().parse_args(argv)
-    level = setup_logging(args)
-    return run_cli(f"ijepa-hub {args.command}", lambda: _COMMANDS[args.command](args), level=level)
+    setup_logging(args)
+    return run_cli(f"ijepa-hub {args.command}", lambda: _COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":
