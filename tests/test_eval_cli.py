@@ -172,6 +172,8 @@ def test_extract_under_ijepa_eval_and_its_ijepa_hub_alias_write_the_same_file(mo
         with pytest.raises(SystemExit) as exit_:  # a usage error, before any work
             cli(["extract", *args[:2], str(tmp_path / "x.csv")])
         assert exit_.value.code == 2 and "must end in .safetensors or .npy" in capsys.readouterr().err
+    assert main(["extract", *args[:2], str(tmp_path / "x.npy"), "--patch-tokens"]) == 1
+    assert "patch tokens need a .safetensors output" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()
 
 
 def test_a_broken_image_in_the_eval_data_is_one_line_and_exit_1(model_dir, tmp_path, capsys):

@@ -36,8 +36,12 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _features_output(value: str) -> str:
-    if Path(value).suffix not in (".safetensors", ".npy"):
-        raise argparse.ArgumentTypeError(f"the output must end in .safetensors or .npy, got {value}")
+    from .extract import check_features_output
+
+    try:
+        check_features_output(value)
+    except ValueError as err:  # a usage error: argparse exits 2 before any work
+        raise argparse.ArgumentTypeError(str(err)) from None
     return value
 
 
@@ -50,15 +54,16 @@ def add_extract_command(sub: Any, *, help_suffix: str = "") -> argparse.Argument
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--layers", type=int, default=1, help="4: concatenated last four blocks (linear-probe feature)")
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
-    p.add_argument("--patch-tokens", action="store_true", help="also store patch tokens (safetensors only)")
+    p.add_argument("--patch-tokens", action="store_true", help="also store patch tokens (.safetensors only)")
     return p
 
 
 def run_extract(args: argparse.Namespace) -> None:
     """``extract``: features of every image under ``args.images`` written to ``args.output``."""
     from ..features import extract_folder
-    from .extract import write_features
+    from .extract import check_features_output, write_features
 
+    check_features_output(args.output, patch_tokens=args.patch_tokens)  # before the work, not after
     model = load_model(args, device=default_device(args.device))
     paths, feats = extract_folder(model.encoder, args.images, batch_size=args.batch_size, layers=args.layers,
                                   progress=True)

@@ -7,7 +7,19 @@ from pathlib import Path
 
 from ..features import Features
 
-__all__ = ["write_features"]
+__all__ = ["FEATURE_SUFFIXES", "check_features_output", "write_features"]
+
+FEATURE_SUFFIXES = (".safetensors", ".npy")
+
+
+def check_features_output(output: str | os.PathLike, *, patch_tokens: bool = False) -> Path:
+    """``output`` as a Path if :func:`write_features` can write it (check before extracting), else ValueError."""
+    out = Path(output)
+    if out.suffix not in FEATURE_SUFFIXES:
+        raise ValueError(f"{out}: the output must end in .safetensors or .npy")
+    if out.suffix == ".npy" and patch_tokens:
+        raise ValueError(f"{out}: patch tokens need a .safetensors output (.npy holds the pooled features only)")
+    return out
 
 
 def write_features(
@@ -24,11 +36,7 @@ def write_features(
     ``paths`` plus ``metadata``. ``.npy``: the pooled array, and the paths one per line in a ``.txt``
     beside it (``patch_tokens`` and ``metadata`` need safetensors).
     """
-    out = Path(output)
-    if out.suffix not in (".safetensors", ".npy"):
-        raise ValueError(f"{out}: features are written to a .safetensors or .npy file")
-    if out.suffix == ".npy" and patch_tokens:
-        raise ValueError(f"{out}: patch tokens need a .safetensors output")
+    out = check_features_output(output, patch_tokens=patch_tokens)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npy":
         import numpy as np
