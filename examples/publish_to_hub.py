@@ -31,8 +31,7 @@ def main() -> None:
     url = model.push_to_hub(args.repo_id, private=args.private, metrics=metrics)
     print(f"pushed: {url}")
     reloaded = ijepa_hub.from_pretrained(args.repo_id)  # check the upload by loading it back
-    c = reloaded.config
-    print(f"reloaded {args.repo_id}: ViT-{c.arch}/{c.patch_size} at {c.img_size} px")
+    print(f"reloaded {args.repo_id}: {reloaded.config.describe()}")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import jsonargparse
 
 import ijepa_hub
 from ijepa_hub.cli_common import one_line
-from ijepa_hub.recipe import RecipeError
+from ijepa_hub.errors import RecipeError
 from ijepa_hub.train.cli import next_steps, parse_args
 
 

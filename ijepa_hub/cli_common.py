@@ -108,8 +108,7 @@ def one_line(err: BaseException) -> str:
 
 
 def _errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    from .errors import IJepaError
-    from .recipe import RecipeError
+    from .errors import IJepaError, RecipeError
 
     usage = (argparse.ArgumentError, RecipeError)  # a bad option, recipe key or recipe name
     # our errors; missing files and Hub HTTP errors (OSError); bad values from the libraries we call

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 import yaml
 
-from .registry import ModelConfig, get_model_config
+from .errors import RecipeError
+from .registry import MODEL_FIELDS, ModelConfig, get_model_config
 
 __all__ = [
     "Recipe",
@@ -34,10 +35,6 @@ __all__ = [
 ]
 
 
-class RecipeError(ValueError):
-    """A recipe file or override is invalid; the message names the key."""
-
-
 def _key(default: Any, help: str) -> Any:
     """A recipe key's default and its one-line description (``ijepa-train --help`` shows it)."""
     return field(default=default, metadata={"help": help})
@@ -45,14 +42,20 @@ def _key(default: Any, help: str) -> Any:
 
 @dataclass
 class ModelSection:
-    """The network: a registry architecture and what a recipe changes about it."""
+    """The architecture: a named model, and overrides of any of its sizes (None: the named model's)."""
 
-    name: str = _key("vit_tiny_patch16", "registry name of the architecture (ijepa_hub.list_models())")
-    img_size: int | None = _key(None, "crop size in pixels; null: the model's default")
-    patch_size: int | None = _key(None, "patch side in pixels; null: the model name's")
-    pred_depth: int | None = _key(None, "predictor blocks; null: the model's default")
-    pred_embed_dim: int | None = _key(None, "predictor width; null: the model's default")
-    drop_path_rate: float = _key(0.0, "stochastic depth rate of the encoders")
+    name: str = _key("vit_tiny_patch16", "vit_<size>_patch<p> or a released variant; its patch size is <p>")
+    img_size: int | None = _key(None, "crop size in pixels; null: the named model's")
+    patch_size: int | None = _key(None, "patch side; must agree with the name's <p> when both are given")
+    embed_dim: int | None = _key(None, "encoder width; null: the named model's")
+    depth: int | None = _key(None, "encoder blocks; null: the named model's")
+    num_heads: int | None = _key(None, "encoder attention heads; null: the named model's")
+    mlp_ratio: float | None = _key(None, "encoder MLP hidden size / width; null: the named model's")
+    in_chans: int | None = _key(None, "input image channels; null: the named model's (3)")
+    pred_embed_dim: int | None = _key(None, "predictor width; null: the named model's")
+    pred_depth: int | None = _key(None, "predictor blocks; null: the named model's")
+    pred_num_heads: int | None = _key(None, "predictor heads; null: the encoder's, as released")
+    drop_path_rate: float = _key(0.0, "stochastic depth rate of the context encoder")
 
 
 @dataclass
@@ -141,11 +144,22 @@ class Recipe:
     train: TrainSection = field(default_factory=TrainSection)
 
     def model_config(self) -> ModelConfig:
+        """The :class:`ModelConfig` of ``model``: the named model with the section's sizes applied."""
         m = self.model
-        return get_model_config(
-            m.name, img_size=m.img_size, patch_size=m.patch_size, pred_depth=m.pred_depth,
-            pred_embed_dim=m.pred_embed_dim,
-        )
+        sizes = {k: getattr(m, k) for k in MODEL_FIELDS}
+        try:
+            base = get_model_config(m.name)
+        except KeyError as err:
+            raise RecipeError(f"model.name: {err.args[0]}") from None
+        if m.patch_size is not None and m.patch_size != base.patch_size:
+            raise RecipeError(
+                f"model.patch_size {m.patch_size} contradicts model.name {m.name!r} (patch {base.patch_size}); "
+                f"name the patch size once, e.g. model.name vit_{base.arch or 'tiny'}_patch{m.patch_size}"
+            )
+        try:
+            return base.replace(**sizes)
+        except ValueError as err:
+            raise RecipeError(f"model: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

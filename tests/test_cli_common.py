@@ -5,10 +5,9 @@ import logging
 import pytest
 
 from ijepa_hub.cli_common import log_level, run_cli, setup_logging
-from ijepa_hub.errors import CheckpointError
+from ijepa_hub.errors import CheckpointError, RecipeError
 from ijepa_hub.eval import cli as eval_cli
 from ijepa_hub.hub import cli as hub_cli
-from ijepa_hub.recipe import RecipeError
 from ijepa_hub.train import cli as train_cli
 
 MAINS = {"ijepa-train": train_cli.main, "ijepa-hub": hub_cli.main, "ijepa-eval": eval_cli.main}

@@ -64,7 +64,7 @@ def test_train_on_folder_example_then_publish(tmp_path, hub_server):
                      "--cache-dir", "", "--json", str(tmp_path / "linear.json")]) == 0
     out = run_example("publish_to_hub.py", tmp_path / "run" / "model", "tester/example-push",
                       "--metrics", tmp_path / "linear.json", cwd=tmp_path)
-    assert "pushed:" in out and "reloaded tester/example-push: ViT-tiny/8 at 32 px" in out
+    assert "pushed:" in out and "reloaded tester/example-push: vit_tiny_patch8 at 32 px (width 192" in out
     rows = json.loads((tmp_path / "linear.json").read_text())
     metrics = read_config("tester/example-push")["ijepa"]["metrics"]
     data = rows[0]["data"]
