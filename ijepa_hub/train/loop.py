@@ -137,9 +137,10 @@ def effective_precision(recipe: Recipe, device: torch.device) -> str:
 
 
 def _autocast_factory(recipe: Recipe, device: torch.device) -> Callable[[], ContextManager]:
-    if effective_precision(recipe, device) == "bf16":
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext
+    from ..precision import autocast_context  # the one autocast policy, shared with feature extraction
+
+    precision = effective_precision(recipe, device)
+    return lambda: autocast_context(device, precision)
 
 
 def _build_loader(run: Run, dataset, min_fraction: float) -> DataLoader:
