@@ -324,7 +324,7 @@ class LabelledImages:
 
 def _readable(images: HFImages) -> tuple[list[int], list[str]]:
     """Rows whose image decodes (JPEGs checked at 1/8 scale), and the names of the others."""
-    from ..features import open_image
+    from .images import open_image
 
     def quick(image):
         image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
