@@ -20,10 +20,10 @@ from PIL import Image
 from test_train_cli import _env, _logged_steps, _train_cmd, _wait_for_step
 
 from ijepa_hub.data import HFImages, HFImageStream, build_dataset
-from ijepa_hub.errors import DataError, MissingExtraError
+from ijepa_hub.errors import CheckpointError, DataError, MissingExtraError
 from ijepa_hub.eval.cli import main as eval_cli
 from ijepa_hub.train import load_checkpoint, train
-from ijepa_hub.train.checkpoint import CHECKPOINT_NAME
+from ijepa_hub.train.checkpoint import CHECKPOINT_NAME, check_resumable
 from ijepa_hub.train.cli import parse_args
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -230,6 +230,17 @@ def test_each_rank_reads_its_own_part_of_the_stream(hf_data):
 
 def _take(iterator, n):
     return [next(iterator) for _ in range(n)]
+
+
+def test_a_checkpoint_written_before_the_dataset_keys_existed_still_resumes(tiny_recipe):
+    old = tiny_recipe.to_dict()
+    for key in ("split", "image_column", "label_column", "stream_size", "shuffle_buffer"):
+        del old["data"][key]
+    check_resumable({"recipe": old}, tiny_recipe.to_dict(), source="old.pt")  # absent keys count as defaults
+    changed = copy.deepcopy(tiny_recipe)
+    changed.data.split = "validation"
+    with pytest.raises(CheckpointError, match="data.split: checkpoint 'train', now 'validation'"):
+        check_resumable({"recipe": old}, changed.to_dict(), source="old.pt")
 
 
 @pytest.mark.slow
