@@ -179,6 +179,22 @@ def test_knn_from_saved_and_parquet_datasets_leaves_out_the_damaged_image(hf_dat
     assert "no column 'label'" in capsys.readouterr().err
 
 
+def test_a_named_label_column_of_strings_gives_sorted_classes_shared_by_both_splits(tmp_path):
+    features = datasets.Features({"picture": datasets.Image(), "animal": datasets.Value("string")})
+    rows = _rows(0, 6)
+    labels = ["dog", "cat", "dog", "emu", "cat", "dog"]
+    train = datasets.Dataset.from_dict({"picture": rows["picture"], "animal": labels}, features=features)
+    test = datasets.Dataset.from_dict({"picture": rows["picture"][:2], "animal": ["emu", "ant"]}, features=features)
+    datasets.DatasetDict(train=train, validation=test).save_to_disk(str(tmp_path / "animals"))
+    from ijepa_hub.eval.data import labelled_splits
+
+    with pytest.raises(DataError, match="no ClassLabel column.*--data.label-column"):
+        labelled_splits(f"hfds/{tmp_path / 'animals'}")
+    splits = labelled_splits(f"hfds/{tmp_path / 'animals'}", label_column="animal")
+    assert splits.classes == ["ant", "cat", "dog", "emu"]
+    assert splits.train_labels.tolist() == [2, 1, 2, 3, 1, 2] and splits.test_labels.tolist() == [3, 0]
+
+
 def test_resume_after_sigkill_is_bit_exact_for_a_map_style_dataset(hf_data, tiny_train_args, tmp_path):
     """The run is killed in a subprocess; the uninterrupted run and the resume run here, on the same recipe."""
     args = [*tiny_train_args, "--data", f"hfds/{hf_data['disk']}", "--data.max_broken_fraction", "0.5",
