@@ -24,7 +24,7 @@ from typing import Any, Literal, Mapping
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from .. import __version__
+from ..version import __version__
 from ..errors import HubLayoutError
 from ..features import CROP_PCT, INTERPOLATION, MEAN, STD
 from ..registry import VARIANTS, ModelConfig, PretrainedVariant

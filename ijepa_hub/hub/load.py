@@ -35,7 +35,7 @@ from huggingface_hub.errors import (
     GatedRepoError, LocalEntryNotFoundError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
 )
 
-from .. import __version__
+from ..version import __version__
 from ..errors import HubLayoutError, PickleNotAllowedError, WeightsNotCachedError
 from ..reference import load_reference_checkpoint
 from ..registry import VARIANTS, ModelConfig, PretrainedVariant
