@@ -82,8 +82,17 @@ def infer_model_config(
     return config
 
 
-def load_reference_checkpoint(path: str | os.PathLike, **model_kwargs) -> IJepa:
-    """Build an :class:`IJepa` from a released ``.pth.tar`` and load all three networks strictly."""
+def load_reference_checkpoint(name_or_path: str | os.PathLike, *, local_files_only: bool = False, **model_kwargs) -> IJepa:
+    """Build an :class:`IJepa` from a released checkpoint and load all three networks strictly.
+
+    ``name_or_path``: a ``.pth.tar`` file, its URL, a released file name (``IN1K-vit.h.14-300e.pth.tar``),
+    a variant name (``ijepa_vith14_1k``) or alias; downloads go through the same torch hub cache as
+    :func:`ijepa_hub.from_pretrained` (``local_files_only=True`` or ``HF_HUB_OFFLINE=1``: cache only).
+    The model records ``variant`` when the file is a released one. ``model_kwargs`` go to :class:`IJepa`.
+    """
+    from .hub.released import reference_checkpoint_path  # lazily: the hub package imports this module
+
+    path, variant = reference_checkpoint_path(name_or_path, local_files_only=local_files_only)
     source = os.fspath(path)
     parts = read_reference_checkpoint(source)
     config = infer_model_config(parts["encoder"], parts["predictor"], source=source)
@@ -91,4 +100,5 @@ def load_reference_checkpoint(path: str | os.PathLike, **model_kwargs) -> IJepa:
     load_strict(model.context_encoder, parts["encoder"], source=source, what="encoder")
     load_strict(model.target_encoder, parts["target_encoder"], source=source, what="target_encoder")
     load_strict(model.predictor, parts["predictor"], source=source, what="predictor")
+    model.variant, model.source = (variant.name if variant else None), source
     return model

@@ -8,6 +8,11 @@ A repo (local folder or Hub) holds::
     predictor.safetensors         optional
     README.md                     model card rendered from MODEL_CARD.md
 
+The vocabulary, the same for loading and saving: ``encoder="target" | "context"`` names the *feature
+encoder*, the one in ``model.safetensors`` and the one ``extract_features`` runs (``model.encoder``);
+``with_context_encoder=`` / ``with_predictor=`` ask for the other networks beside it. :data:`PARTS`
+is the one table of the networks (``ijepa.files`` in config.json maps the same part names to files).
+
 The same repo loads in ``timm.create_model("hf-hub:<repo>")``: timm reads the top-level fields and
 ``model.safetensors`` and builds a VisionTransformer with per-token norm then average pooling.
 """
@@ -17,6 +22,7 @@ import dataclasses
 import json
 import logging
 import string
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,6 +43,10 @@ __all__ = [
     "PICKLE_SUFFIXES",
     "FORMAT_VERSION",
     "EncoderName",
+    "PARTS",
+    "ENCODER_PART",
+    "select_parts",
+    "renamed_options",
     "RepoConfig",
     "timm_architecture",
     "build_config",
@@ -54,8 +64,64 @@ FORMAT_VERSION = 1
 LIBRARY_NAME = "ijepa_hub"
 
 EncoderName = Literal["target", "context"]
-PART_OF_ENCODER = {"target": "target_encoder", "context": "context_encoder"}
-PARTS = ("target_encoder", "context_encoder", "predictor")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One network of an I-JEPA repo: the model attribute (= part name) that holds it, its file, its role."""
+
+    file: str  # its file when it is not the feature encoder (the feature encoder is always WEIGHTS_NAME)
+    meaning: str
+
+
+# The one table of the parts: part name (IJepa attribute, key of ijepa.files) -> file -> meaning.
+PARTS: dict[str, Part] = {
+    "target_encoder": Part(WEIGHTS_NAME, "EMA encoder: the paper's feature encoder (encoder='target', default)"),
+    "context_encoder": Part(
+        CONTEXT_WEIGHTS_NAME,
+        "encoder trained by gradient, what the facebook/ and timm mirrors hold; in model.safetensors when "
+        "encoder='context'",
+    ),
+    "predictor": Part(PREDICTOR_WEIGHTS_NAME, "predicts target features from context tokens; for training only"),
+}
+# encoder= value -> the part that is the feature encoder
+ENCODER_PART: dict[str, str] = {"target": "target_encoder", "context": "context_encoder"}
+_RENAMED_OPTIONS = {"include_context_encoder": "with_context_encoder", "include_predictor": "with_predictor"}
+
+
+def select_parts(encoder: str, *, with_context_encoder: bool, with_predictor: bool) -> dict[str, str]:
+    """Part -> file of a repo with feature encoder ``encoder`` and the extra networks asked for.
+
+    The context encoder is extra only beside the target encoder (as the feature encoder it is already in).
+    """
+    if encoder not in ENCODER_PART:
+        raise ValueError(f"encoder must be 'target' or 'context' (the feature encoder), got {encoder!r}")
+    files = {ENCODER_PART[encoder]: WEIGHTS_NAME}
+    if with_context_encoder and encoder == "target":
+        files["context_encoder"] = PARTS["context_encoder"].file
+    if with_predictor:
+        files["predictor"] = PARTS["predictor"].file
+    return files
+
+
+def renamed_options(options: dict[str, Any], old: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """``options`` with the old names in ``old`` applied, each with a DeprecationWarning (kept for one release).
+
+    ``include_context_encoder`` / ``include_predictor`` are now ``with_context_encoder`` / ``with_predictor``;
+    ``encoder="both"`` is now ``encoder="target", with_context_encoder=True``.
+    """
+    options = dict(options)
+    for name, value in old.items():
+        if name not in _RENAMED_OPTIONS:
+            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}")
+        new = _RENAMED_OPTIONS[name]
+        warnings.warn(f"{where}: {name}= is deprecated, use {new}= (same meaning)", DeprecationWarning, stacklevel=3)
+        options[new] = value
+    if options.get("encoder") == "both":
+        warnings.warn(f"{where}: encoder='both' is deprecated, use encoder='target', with_context_encoder=True",
+                      DeprecationWarning, stacklevel=3)
+        options.update(encoder="target", with_context_encoder=True)
+    return options
 # the "ijepa" section's fields; others are ignored with a warning (metadata from another version)
 KNOWN_FIELDS = (
     "format_version", "library_version", "model", "encoder", "files", "preprocessing", "variant", "source_url",
@@ -142,7 +208,7 @@ def build_config(
     metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The ``config.json`` dict: timm's fields at the top level, ijepa_hub's under ``"ijepa"``."""
-    if encoder not in PART_OF_ENCODER:
+    if encoder not in ENCODER_PART:
         raise ValueError(f"encoder must be 'target' or 'context', got {encoder!r}")
     released = VARIANTS.get(variant) if variant else None
     ijepa: dict[str, Any] = {
@@ -222,7 +288,7 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> RepoConfig:
             f"{source}: config.json 'ijepa.files' is {files!r}; it maps parts ({', '.join(PARTS)}) to file names"
         )
     files = dict(files)
-    if encoder not in PART_OF_ENCODER or files.get(PART_OF_ENCODER[encoder]) != WEIGHTS_NAME:
+    if encoder not in ENCODER_PART or files.get(ENCODER_PART[encoder]) != WEIGHTS_NAME:
         raise HubLayoutError(
             f"{source}: config.json says encoder={encoder!r} but files={files}; "
             f"{WEIGHTS_NAME} must hold the target or context encoder"

@@ -20,14 +20,15 @@ from ..recipe import Recipe
 from .convert import timm_to_transformers, transformers_config
 from .layout import (
     CONFIG_NAME,
-    CONTEXT_WEIGHTS_NAME,
-    PART_OF_ENCODER,
-    PREDICTOR_WEIGHTS_NAME,
+    ENCODER_PART,
+    PARTS,
     WEIGHTS_NAME,
     EncoderName,
     build_config,
     parse_config,
     render_model_card,
+    renamed_options,
+    select_parts,
     write_config,
 )
 
@@ -55,24 +56,30 @@ def save_pretrained(
     save_directory: str | os.PathLike,
     *,
     encoder: EncoderName = "target",
-    include_context_encoder: bool = True,
-    include_predictor: bool = True,
+    with_context_encoder: bool = True,
+    with_predictor: bool = True,
     recipe: Recipe | Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     variant: str | None = None,
     license: str | None = None,
+    **deprecated: Any,
 ) -> Path:
     """Write ``model`` as an ijepa_hub repo folder and return its path.
 
-    ``encoder`` goes to ``model.safetensors`` (the paper evaluates the target encoder). The context
-    encoder and predictor are added when asked for and present in ``model``. ``recipe`` and
-    ``metrics`` are recorded in ``config.json`` and the model card. ``variant`` (default: the model's
-    own, if it came from a released variant) and ``license`` fill the card's metadata.
+    ``encoder`` is the feature encoder, written to ``model.safetensors`` (the paper evaluates the
+    target encoder). ``with_context_encoder`` / ``with_predictor`` add those networks when ``model``
+    has them (``include_context_encoder`` / ``include_predictor`` are their deprecated names). ``recipe``
+    and ``metrics`` are recorded in ``config.json`` and the model card. ``variant`` (default: the
+    model's own, set when its weights came from a released checkpoint) and ``license`` fill the card.
     """
-    if encoder not in PART_OF_ENCODER:
+    options = renamed_options(
+        dict(encoder=encoder, with_context_encoder=with_context_encoder, with_predictor=with_predictor), deprecated,
+        where="save_pretrained",
+    )
+    encoder = options["encoder"]
+    if encoder not in ENCODER_PART:
         raise ValueError(f"encoder must be 'target' or 'context', got {encoder!r}")
-    main = _part(model, PART_OF_ENCODER[encoder])
-    if main is None:
+    if _part(model, ENCODER_PART[encoder]) is None:
         other = "context" if encoder == "target" else "target"
         raise HubLayoutError(
             f"this model has no {encoder} encoder (it was loaded with encoder={other!r}); "
@@ -80,21 +87,17 @@ def save_pretrained(
         )
     folder = Path(save_directory)
     folder.mkdir(parents=True, exist_ok=True)
-    modules = {PART_OF_ENCODER[encoder]: (main, WEIGHTS_NAME)}
-    if include_context_encoder and encoder == "target" and _part(model, "context_encoder") is not None:
-        modules["context_encoder"] = (model.context_encoder, CONTEXT_WEIGHTS_NAME)
-    if include_predictor and _part(model, "predictor") is not None:
-        modules["predictor"] = (model.predictor, PREDICTOR_WEIGHTS_NAME)
-    for stale in (CONTEXT_WEIGHTS_NAME, PREDICTOR_WEIGHTS_NAME):  # left by an earlier save here
-        if stale not in {name for _, name in modules.values()} and (folder / stale).exists():
-            (folder / stale).unlink()
-    for module, name in modules.values():
-        save_weights(module, folder / name)
+    files = {part: name for part, name in select_parts(**options).items() if _part(model, part) is not None}
+    for part, spec in PARTS.items():  # left by an earlier save here
+        if part not in files and spec.file != WEIGHTS_NAME and (folder / spec.file).exists():
+            (folder / spec.file).unlink()
+    for part, name in files.items():
+        save_weights(getattr(model, part), folder / name)
     recipe_dict = recipe.to_dict() if isinstance(recipe, Recipe) else recipe
     config = build_config(
         model.config,
         encoder=encoder,
-        files={part: name for part, (_, name) in modules.items()},
+        files=files,
         variant=variant if variant is not None else getattr(model, "variant", None),
         recipe=recipe_dict,
         metrics=metrics,
