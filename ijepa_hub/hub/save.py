@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn as nn
@@ -35,7 +38,9 @@ from .layout import (
 __all__ = ["save_pretrained", "push_to_hub", "push_folder", "export_transformers", "save_weights"]
 
 README_NAME = "README.md"
+_REPO_FILES = frozenset({CONFIG_NAME, README_NAME, *(spec.file for spec in PARTS.values())})  # what a save owns
 DEFAULT_COMMIT_MESSAGE = "Upload I-JEPA model with ijepa_hub"
+_PROCESSOR_NAME = "preprocessor_config.json"
 
 
 def save_weights(module: nn.Module, path: str | os.PathLike) -> None:
@@ -45,6 +50,58 @@ def save_weights(module: nn.Module, path: str | os.PathLike) -> None:
 
 def _cpu_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
+
+
+def _default_modes(folder: Path) -> tuple[int, int]:
+    """(file mode, folder mode) that ``open()`` / ``mkdir()`` give in ``folder``: 0o666 / 0o777 less the umask.
+
+    Read from a probe file and folder (no process-wide ``os.umask`` call, so it is safe with threads)."""
+    probe = folder / f".mode-probe-{uuid.uuid4().hex}"
+    os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    try:
+        file_mode = probe.stat().st_mode & 0o777
+    finally:
+        probe.unlink()
+    probe.mkdir(0o777)
+    try:
+        return file_mode, probe.stat().st_mode & 0o777
+    finally:
+        probe.rmdir()
+
+
+@contextmanager
+def _written_atomically(folder: Path, *, keep: frozenset[str] = frozenset()) -> Iterator[Path]:
+    """Yield an empty temporary sibling of ``folder`` to write into; when the block ends without error, it
+    becomes ``folder`` by a rename, so ``folder`` is never half-written and an old one is replaced only by a
+    complete new one. Entries of an old ``folder`` not named in ``keep`` (the files this writer owns) are
+    moved into the new one. Files get the usual mode (0o666 less the umask), not tempfile's 0o600."""
+    folder = Path(os.path.abspath(folder))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} exists and is not a folder; choose another output folder")
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        yield stage
+        file_mode, dir_mode = _default_modes(stage)
+        for path in stage.rglob("*"):
+            os.chmod(path, dir_mode if path.is_dir() else file_mode)
+        os.chmod(stage, dir_mode)
+        if not folder.exists():
+            os.rename(stage, folder)
+            return
+        old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(folder, old)
+        try:
+            os.rename(stage, folder)
+        except OSError:
+            os.rename(old, folder)
+            raise
+        for entry in old.iterdir():  # what the caller put there beside our files stays
+            if entry.name not in keep and not (folder / entry.name).exists():
+                os.replace(entry, folder / entry.name)
+        shutil.rmtree(old)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _part(model: IJepa, part: str) -> nn.Module | None:
@@ -85,14 +142,7 @@ def save_pretrained(
             f"this model has no {encoder} encoder (it was loaded with encoder={other!r}); "
             f"save it with encoder={other!r}"
         )
-    folder = Path(save_directory)
-    folder.mkdir(parents=True, exist_ok=True)
     files = {part: name for part, name in select_parts(**options).items() if _part(model, part) is not None}
-    for part, spec in PARTS.items():  # left by an earlier save here
-        if part not in files and spec.file != WEIGHTS_NAME and (folder / spec.file).exists():
-            (folder / spec.file).unlink()
-    for part, name in files.items():
-        save_weights(getattr(model, part), folder / name)
     recipe_dict = recipe.to_dict() if isinstance(recipe, Recipe) else recipe
     config = build_config(
         model.config,
@@ -104,8 +154,13 @@ def save_pretrained(
     )
     if license:
         config["ijepa"]["license"] = license
-    write_config(folder, config)
-    _card_for(config, repo_id=None, source=str(folder)).save(folder / README_NAME)
+    folder = Path(save_directory)
+    card = _card_for(config, repo_id=None, source=str(folder))
+    with _written_atomically(folder, keep=_REPO_FILES) as stage:  # files of an earlier save here are dropped
+        for part, name in files.items():
+            save_weights(getattr(model, part), stage / name)
+        write_config(stage, config)
+        card.save(stage / README_NAME)
     return folder
 
 
@@ -174,9 +229,9 @@ def push_to_hub(
     Returns the commit URL.
     """
     with tempfile.TemporaryDirectory(prefix="ijepa_hub-push-") as tmp:
-        save_pretrained(model, tmp, **save_kwargs)
+        folder = save_pretrained(model, Path(tmp) / "repo", **save_kwargs)
         return push_folder(
-            tmp, repo_id, token=token, private=private, revision=revision, commit_message=commit_message
+            folder, repo_id, token=token, private=private, revision=revision, commit_message=commit_message
         )
 
 
@@ -187,11 +242,18 @@ def export_transformers(encoder: nn.Module, config, save_directory: str | os.Pat
     ``model.safetensors`` and a ``preprocessor_config.json`` with the training statistics
     (ImageNet mean/std; transformers' processor resizes to the model size without cropping).
     """
-    folder = Path(save_directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(timm_to_transformers(_cpu_tensors(encoder)), os.fspath(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-    (folder / CONFIG_NAME).write_text(json.dumps(transformers_config(config), indent=2) + "\n")
-    processor = {
+    keep = frozenset({WEIGHTS_NAME, CONFIG_NAME, _PROCESSOR_NAME})
+    with _written_atomically(Path(save_directory), keep=keep) as stage:
+        weights = timm_to_transformers(_cpu_tensors(encoder))
+        save_file(weights, os.fspath(stage / WEIGHTS_NAME), metadata={"format": "pt"})
+        (stage / CONFIG_NAME).write_text(json.dumps(transformers_config(config), indent=2) + "\n")
+        (stage / _PROCESSOR_NAME).write_text(json.dumps(_processor_config(config), indent=2) + "\n")
+    return Path(save_directory)
+
+
+def _processor_config(config) -> dict[str, Any]:
+    """transformers' ``preprocessor_config.json``: the training statistics (no crop: transformers resizes)."""
+    return {
         "image_processor_type": "ViTImageProcessor",
         "do_resize": True,
         "size": {"height": config.img_size, "width": config.img_size},
@@ -202,5 +264,3 @@ def export_transformers(encoder: nn.Module, config, save_directory: str | os.Pat
         "image_mean": list(MEAN),
         "image_std": list(STD),
     }
-    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
-    return folder
