@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn as nn
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
 from ..errors import HubLayoutError
@@ -188,29 +188,39 @@ def push_folder(
     revision: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Upload an ijepa_hub folder to ``repo_id`` in one commit (the card names the repo); return the commit URL."""
+    """Upload an ijepa_hub folder to ``repo_id`` in one commit (``HfApi.upload_folder``); return the commit URL.
+
+    The README.md uploaded is the card generated for ``repo_id`` (the folder itself is not changed: the
+    upload reads a temporary folder of links to its files plus the card). Weight files of parts the folder
+    no longer has (a predictor pushed before, say) are deleted from the repo in the same commit.
+    """
     folder = Path(folder)
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
         raise HubLayoutError(f"{folder} has no {CONFIG_NAME}; write it with ijepa_hub.save_pretrained first")
-    config = json.loads(config_path.read_text())
-    card = _card_for(config, repo_id=repo_id, source=str(folder))
-    operations = [
-        CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != README_NAME and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    ]
-    operations.append(CommitOperationAdd(path_in_repo=README_NAME, path_or_fileobj=str(card).encode()))
+    card = _card_for(json.loads(config_path.read_text()), repo_id=repo_id, source=str(folder))
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision is not None:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    info = api.create_commit(
-        repo_id,
-        operations=operations,
-        commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
-        revision=revision,
-    )
+    with tempfile.TemporaryDirectory(prefix="ijepa_hub-push-") as tmp:
+        staging = Path(tmp)
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if path.is_file() and relative.as_posix() != README_NAME and not any(
+                part.startswith(".") for part in relative.parts
+            ):
+                (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+                (staging / relative).symlink_to(path.resolve())  # a link: the weights are not copied
+        card.save(staging / README_NAME)
+        stale = [spec.file for spec in PARTS.values() if not (staging / spec.file).exists()]
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=staging,
+            commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
+            revision=revision,
+            delete_patterns=stale or None,
+        )
     return info.commit_url
 
 
