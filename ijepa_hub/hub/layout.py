@@ -28,7 +28,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..version import __version__
 from ..errors import HubLayoutError
@@ -125,7 +125,7 @@ def renamed_options(options: dict[str, Any], old: Mapping[str, Any], *, where: s
 # the "ijepa" section's fields; others are ignored with a warning (metadata from another version)
 KNOWN_FIELDS = (
     "format_version", "library_version", "model", "encoder", "files", "preprocessing", "variant", "source_url",
-    "recipe", "metrics", "license",
+    "base_variant", "recipe", "metrics", "license",
 )
 
 logger = logging.getLogger(__name__)
@@ -138,8 +138,8 @@ class RepoConfig:
     model: ModelConfig
     encoder: EncoderName  # the encoder in model.safetensors
     files: dict[str, str]  # part ("target_encoder", "context_encoder", "predictor") -> file name
-    variant: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # recipe, metrics, ...
+    variant: str | None = None  # the released variant whose weights these are (not set for models trained here)
+    extra: dict[str, Any] = field(default_factory=dict)  # recipe, metrics, base_variant, license
 
 
 def timm_architecture(config: ModelConfig) -> str:
@@ -204,10 +204,14 @@ def build_config(
     encoder: EncoderName,
     files: Mapping[str, str],
     variant: str | None = None,
+    base_variant: str | None = None,
     recipe: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``config.json`` dict: timm's fields at the top level, ijepa_hub's under ``"ijepa"``."""
+    """The ``config.json`` dict: timm's fields at the top level, ijepa_hub's under ``"ijepa"``.
+
+    ``variant``: the weights are a released variant's; ``base_variant``: they were trained (``recipe``)
+    starting from one."""
     if encoder not in ENCODER_PART:
         raise ValueError(f"encoder must be 'target' or 'context', got {encoder!r}")
     released = VARIANTS.get(variant) if variant else None
@@ -229,6 +233,8 @@ def build_config(
         ijepa["variant"] = variant
     if released:
         ijepa["source_url"] = released.url
+    if base_variant:
+        ijepa["base_variant"] = base_variant
     if recipe:
         ijepa["recipe"] = dict(recipe)
     if metrics:
@@ -293,7 +299,7 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> RepoConfig:
             f"{source}: config.json says encoder={encoder!r} but files={files}; "
             f"{WEIGHTS_NAME} must hold the target or context encoder"
         )
-    extra = {k: ijepa[k] for k in ("recipe", "metrics") if k in ijepa}
+    extra = {k: ijepa[k] for k in ("recipe", "metrics", "base_variant", "license") if k in ijepa}
     return RepoConfig(model=model, encoder=encoder, files=files, variant=ijepa.get("variant"), extra=extra)
 
 
@@ -312,6 +318,36 @@ def _markdown_table(rows: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PAPER_URL = "https://arxiv.org/abs/2301.08243"
+_PAPER = f"[Assran et al., CVPR 2023]({PAPER_URL}), Table 1"
+
+
+def _paper_result(variant: PretrainedVariant) -> list[EvalResult]:
+    """The paper's ImageNet-1K linear-probe top-1 of a released variant, as model-index metadata."""
+    if variant.imagenet_linear_top1 is None:
+        return []
+    return [EvalResult(
+        task_type="image-classification", task_name="Image classification (linear probe on frozen features)",
+        dataset_type="imagenet-1k", dataset_name="ImageNet-1K", dataset_split="validation",
+        metric_type="accuracy", metric_name="Top-1 accuracy (linear probe, reported in the paper)",
+        metric_value=variant.imagenet_linear_top1, source_name="Assran et al., CVPR 2023 (Table 1)",
+        source_url=PAPER_URL,
+    )]
+
+
+def _training_facts(recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, str]:
+    data = recipe.get("data") or {}
+    where = data.get("path") or "built-in synthetic shapes"
+    amount = f", {data['num_samples']} images" if data.get("dataset") == "synthetic" and data.get("num_samples") else ""
+    steps = metrics.get("steps")
+    seen = f" ({metrics['images_seen']} images seen)" if metrics.get("images_seen") else ""
+    return {
+        "Recipe": f"`{recipe.get('name', 'custom')}`",
+        "Training data": f"{data.get('dataset', 'unknown')} ({where}{amount})",
+        "Training steps": f"{steps}{seen}" if steps is not None else "not recorded",
+    }
+
+
 def render_model_card(
     config: ModelConfig,
     *,
@@ -319,48 +355,84 @@ def render_model_card(
     encoder: EncoderName,
     files: Mapping[str, str],
     variant: str | None = None,
+    base_variant: str | None = None,
     license: str | None = None,
     metrics: Mapping[str, Any] | None = None,
-    recipe_name: str | None = None,
+    recipe: Mapping[str, Any] | None = None,
 ) -> ModelCard:
-    """The README.md of a repo: YAML metadata plus ``MODEL_CARD.md`` filled in."""
-    released = VARIANTS.get(variant) if variant else None
-    license = license or (released.license if released else "apache-2.0")
+    """The README.md of a repo: YAML metadata plus ``MODEL_CARD.md`` filled in.
+
+    Three kinds of weights, three kinds of card: a released variant's (``variant``: Meta's weights, CC
+    BY-NC 4.0, the paper's results); trained here (``recipe``: what it was trained on and for how long,
+    its own metrics, never the paper's numbers; ``base_variant`` when it started from released weights,
+    whose license it then inherits); neither (e.g. random initialisation: no training claimed).
+    """
+    trained = recipe is not None
+    released = VARIANTS.get(variant) if variant and not trained else None
+    base = VARIANTS.get(base_variant or variant or "") if trained else None
+    origin = released or base  # the release the weights come from, if they do
+    license = license or (origin.license if origin else "apache-2.0")
+    title = f"I-JEPA {config.name}" + (f" ({released.name})" if released else "")
     card_data = ModelCardData(
         license=license,
         library_name=LIBRARY_NAME,
         pipeline_tag="image-feature-extraction",
         tags=["ijepa", "i-jepa", "self-supervised", "vision-transformer", "timm", "image-feature-extraction"],
+        base_model=origin.hf_transformers_repo if origin else None,
         datasets=[released.dataset] if released else None,
+        model_name=title if released and released.imagenet_linear_top1 is not None else None,
+        eval_results=_paper_result(released) if released else None,
     )
-    repo = repo_id or "<this-repo>"
     facts = {
-        "Architecture": f"ViT-{config.arch} / {config.patch_size}, no class token",
+        "Architecture": f"ViT, patch {config.patch_size}, no class token",
         "Input size": f"{config.img_size} px",
         "Width / depth / heads": f"{config.embed_dim} / {config.depth} / {config.num_heads}",
         "`model.safetensors`": f"{encoder} encoder",
     }
     facts.update({f"`{name}`": part.replace("_", " ") for part, name in files.items() if name != WEIGHTS_NAME})
     if released:
+        facts["Weights"] = f"Meta's released checkpoint, converted: {released.url}"
         facts["Training data"] = f"{released.dataset}, {released.epochs} epochs"
-        facts["Released checkpoint"] = released.url
-        if released.imagenet_linear_top1 is not None:
-            facts["ImageNet-1K linear probe top-1 (paper)"] = f"{released.imagenet_linear_top1}%"
-    if recipe_name:
-        facts["Recipe"] = f"`{recipe_name}`"
-    metrics_md = _markdown_table({str(k): v for k, v in metrics.items()}) if metrics else "None reported."
+        training = (
+            f"These are the weights Meta released with the paper ({released.url}), converted to safetensors "
+            f"without change: trained on {released.dataset} for {released.epochs} epochs with the released recipe "
+            f"(`{released.recipe}` in ijepa_hub)."
+        )
+    elif trained:
+        facts.update(_training_facts(recipe, metrics or {}))
+        start = (f"starting from Meta's released `{base.name}` weights ({base.url})" if base
+                 else "from random initialisation")
+        training = (
+            f"Trained with ijepa_hub's trainer (`ijepa-train`), {start}; the recipe is recorded in `config.json` "
+            "under `ijepa.recipe`. These are not Meta's released weights: the paper's results do not apply to them."
+        )
+    else:
+        facts["Weights"] = "not trained by ijepa_hub and not a released checkpoint"
+        training = (
+            "No training is recorded for these weights: they are not a released I-JEPA checkpoint and were not "
+            "saved by ijepa_hub's trainer (a randomly initialised model, for example). No results apply to them."
+        )
+    if released and released.imagenet_linear_top1 is not None:
+        paper = {"ImageNet-1K linear probe top-1 (paper)": f"{released.imagenet_linear_top1}% ({_PAPER})"}
+        facts.update(paper)
+        metrics_md = _markdown_table(paper)
+    elif released:
+        metrics_md = f"The paper reports no ImageNet-1K linear-probe result for this checkpoint ({_PAPER})."
+    else:
+        metrics_md = _markdown_table({str(k): v for k, v in metrics.items()}) if metrics else "None reported."
     license_note = (
-        "The weights are released by Meta under CC BY-NC 4.0 (non-commercial use only)."
+        "The weights derive from Meta's I-JEPA release and are licensed CC BY-NC 4.0 (non-commercial use only)."
         if license == "cc-by-nc-4.0"
         else f"License of the weights: {license}."
     )
     body = string.Template(_template()).safe_substitute(
         card_data=card_data.to_yaml(),
-        title=f"I-JEPA {config.name}" + (f" ({variant})" if variant else ""),
-        repo_id=repo,
+        title=title,
+        repo_id=repo_id or "<this-repo>",
         encoder=encoder,
         img_size=config.img_size,
         facts=_markdown_table(facts),
+        training=training,
         metrics=metrics_md,
         license_note=license_note,
     )

@@ -127,7 +127,8 @@ def save_pretrained(
     target encoder). ``with_context_encoder`` / ``with_predictor`` add those networks when ``model``
     has them (``include_context_encoder`` / ``include_predictor`` are their deprecated names). ``recipe``
     and ``metrics`` are recorded in ``config.json`` and the model card. ``variant`` (default: the
-    model's own, set when its weights came from a released checkpoint) and ``license`` fill the card.
+    model's own, set when its weights came from a released checkpoint) and ``license`` fill the card;
+    with a ``recipe`` the weights count as trained here (a variant is then recorded as their base).
     """
     options = renamed_options(
         dict(encoder=encoder, with_context_encoder=with_context_encoder, with_predictor=with_predictor), deprecated,
@@ -144,11 +145,13 @@ def save_pretrained(
         )
     files = {part: name for part, name in select_parts(**options).items() if _part(model, part) is not None}
     recipe_dict = recipe.to_dict() if isinstance(recipe, Recipe) else recipe
-    config = build_config(
+    released = variant if variant is not None else getattr(model, "variant", None)
+    config = build_config(  # weights trained here (a recipe) are not the release, at most started from it
         model.config,
         encoder=encoder,
         files=files,
-        variant=variant if variant is not None else getattr(model, "variant", None),
+        variant=None if recipe_dict else released,
+        base_variant=released if recipe_dict else None,
         recipe=recipe_dict,
         metrics=metrics,
     )
@@ -166,16 +169,17 @@ def save_pretrained(
 
 def _card_for(config: Mapping[str, Any], *, repo_id: str | None, source: str):
     parsed = parse_config(config, source=source)
-    recipe = parsed.extra.get("recipe") or {}
+    recipe = parsed.extra.get("recipe")
     return render_model_card(
         parsed.model,
         repo_id=repo_id,
         encoder=parsed.encoder,
         files=parsed.files,
         variant=parsed.variant,
-        license=config["ijepa"].get("license"),
+        base_variant=parsed.extra.get("base_variant"),
+        license=parsed.extra.get("license"),
         metrics=parsed.extra.get("metrics"),
-        recipe_name=recipe.get("name") if isinstance(recipe, Mapping) else None,
+        recipe=recipe if isinstance(recipe, Mapping) else None,
     )
 
 

@@ -34,7 +34,7 @@ def _entrypoint(name: str, variant: PretrainedVariant) -> Callable[..., Pretrain
     config = variant.model_config
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__doc__ = (
-        f"I-JEPA ViT-{config.arch[0].upper()}/{config.patch_size} at {config.img_size} px, {variant.dataset}, "
+        f"I-JEPA {config.name} at {config.img_size} px, {variant.dataset}, "
         f"{variant.epochs} epochs (target encoder by default; pretrained=False: random weights)."
     )
     return entrypoint
