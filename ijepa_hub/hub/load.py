@@ -83,11 +83,9 @@ class _HubFiles:
                 what = (f"no revision {self.kwargs.get('revision')!r} (branch, tag or commit). Fix: check revision=, "
                         "or leave it out for the default branch.")
             else:
-                what = (f"no such repo on {hf_constants.ENDPOINT}, or it is private. Fix: check the repo id "
-                        "(owner/name), or pass token= (or run `hf auth login`) if it is private.")
-            if self.not_local and isinstance(err, RepositoryNotFoundError):
                 what = (f"no such repo on {hf_constants.ENDPOINT}, or it is private{self.not_local}. Fix: check the "
-                        "repo id (owner/name) or the local path; pass token= (or run `hf auth login`) if it is private.")
+                        f"repo id (owner/name){' or the local path' if self.not_local else ''}, or pass token= (or "
+                        "run `hf auth login`) if it is private.")
             raise type(err)(f"{self.repo_id}: {what}", response=err.response, server_message=err.server_message) from err
         except LocalEntryNotFoundError as err:
             cache = self.kwargs.get("cache_dir") or hf_constants.HF_HUB_CACHE
