@@ -66,6 +66,9 @@ def test_old_option_names_still_work_with_a_deprecation_warning(tiny_model, tmp_
     with pytest.warns(DeprecationWarning, match="encoder='both'"):
         built = ijepa_hub.PretrainedIJepa(tiny_model.config, encoder="both")
     assert built.context_encoder is not None and built.target_encoder is not None
+    with pytest.warns(DeprecationWarning, match="include_predictor") as rec:
+        tiny_model.save_pretrained(tmp_path / "method", include_predictor=False)  # through the method too
+    assert rec[0].filename == __file__
     with pytest.raises(TypeError, match="unexpected keyword argument 'include_target'"):
         ijepa_hub.save_pretrained(tiny_model, tmp_path / "x", include_target=True)
 

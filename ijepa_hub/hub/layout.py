@@ -21,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import string
+import sys
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
@@ -115,13 +117,21 @@ def renamed_options(options: dict[str, Any], old: Mapping[str, Any], *, where: s
         if name not in _RENAMED_OPTIONS:
             raise TypeError(f"{where}() got an unexpected keyword argument {name!r}")
         new = _RENAMED_OPTIONS[name]
-        warnings.warn(f"{where}: {name}= is deprecated, use {new}= (same meaning)", DeprecationWarning, stacklevel=3)
+        _deprecated(f"{where}: {name}= is deprecated, use {new}= (same meaning)")
         options[new] = value
     if options.get("encoder") == "both":
-        warnings.warn(f"{where}: encoder='both' is deprecated, use encoder='target', with_context_encoder=True",
-                      DeprecationWarning, stacklevel=3)
+        _deprecated(f"{where}: encoder='both' is deprecated, use encoder='target', with_context_encoder=True")
         options.update(encoder="target", with_context_encoder=True)
     return options
+
+
+def _deprecated(message: str) -> None:
+    """A DeprecationWarning pointing at the first caller outside ijepa_hub (the user's line, through methods)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(0), 1  # level 1: this function, as warnings.warn counts
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
 # the "ijepa" section's fields; others are ignored with a warning (metadata from another version)
 KNOWN_FIELDS = (
     "format_version", "library_version", "model", "encoder", "files", "preprocessing", "variant", "source_url",
