@@ -71,6 +71,10 @@ class WeightsNotCachedError(IJepaError, LocalEntryNotFoundError):
     """Offline (``HF_HUB_OFFLINE=1``, ``local_files_only=True``) or unreachable, and the files are not cached."""
 
 
+class RecipeError(IJepaError, ValueError):
+    """A recipe file or override is invalid; the message names the key."""
+
+
 class DataError(IJepaError, ValueError):
     """Training or feature-extraction data cannot be used as given."""
 

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 import yaml
 
-from .registry import ModelConfig, get_model_config
+from .errors import RecipeError
+from .registry import MODEL_FIELDS, ModelConfig, get_model_config
 
 __all__ = [
     "Recipe",
@@ -33,18 +34,22 @@ __all__ = [
 ]
 
 
-class RecipeError(ValueError):
-    """A recipe file or override is invalid; the message names the key."""
-
-
 @dataclass
 class ModelSection:
-    name: str = "vit_tiny_patch16"
-    img_size: int | None = None  # crop size; None: the model's default
-    patch_size: int | None = None
-    pred_depth: int | None = None
-    pred_embed_dim: int | None = None
-    drop_path_rate: float = 0.0
+    """The architecture: a named model, and overrides of any of its sizes (None: the named model's)."""
+
+    name: str = "vit_tiny_patch16"  # vit_<size>_patch<p> or a released variant; its patch size is <p>
+    img_size: int | None = None  # crop size
+    patch_size: int | None = None  # must agree with the name's <p> when both are given
+    embed_dim: int | None = None  # encoder width
+    depth: int | None = None  # encoder blocks
+    num_heads: int | None = None  # encoder attention heads
+    mlp_ratio: float | None = None  # encoder MLP hidden size / width
+    in_chans: int | None = None
+    pred_embed_dim: int | None = None  # predictor width
+    pred_depth: int | None = None  # predictor blocks
+    pred_num_heads: int | None = None  # predictor heads (default: the encoder's, as released)
+    drop_path_rate: float = 0.0  # stochastic depth of the context encoder
 
 
 @dataclass
@@ -123,11 +128,22 @@ class Recipe:
     train: TrainSection = field(default_factory=TrainSection)
 
     def model_config(self) -> ModelConfig:
+        """The :class:`ModelConfig` of ``model``: the named model with the section's sizes applied."""
         m = self.model
-        return get_model_config(
-            m.name, img_size=m.img_size, patch_size=m.patch_size, pred_depth=m.pred_depth,
-            pred_embed_dim=m.pred_embed_dim,
-        )
+        sizes = {k: getattr(m, k) for k in MODEL_FIELDS}
+        try:
+            base = get_model_config(m.name)
+        except KeyError as err:
+            raise RecipeError(f"model.name: {err.args[0]}") from None
+        if m.patch_size is not None and m.patch_size != base.patch_size:
+            raise RecipeError(
+                f"model.patch_size {m.patch_size} contradicts model.name {m.name!r} (patch {base.patch_size}); "
+                f"name the patch size once, e.g. model.name vit_{base.arch or 'tiny'}_patch{m.patch_size}"
+            )
+        try:
+            return base.replace(**sizes)
+        except ValueError as err:
+            raise RecipeError(f"model: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

@@ -9,7 +9,7 @@ import torch
 
 from .errors import CheckpointError
 from .models.ijepa import IJepa
-from .registry import ModelConfig, arch_for_width
+from .registry import ARCHITECTURES, ModelConfig, architecture_for_width, default_predictor, mlp_ratio_for
 from .state_dict import load_strict, read_torch_pickle, strip_prefix
 
 __all__ = ["read_reference_checkpoint", "infer_model_config", "load_reference_checkpoint"]
@@ -53,49 +53,76 @@ def infer_model_config(
     predictor: Mapping[str, torch.Tensor] | None = None,
     *,
     source: str = "checkpoint",
+    num_heads: int | None = None,
+    pred_num_heads: int | None = None,
 ) -> ModelConfig:
-    """Architecture from tensor shapes; head counts come from the width table of the registry."""
+    """The architecture of released-layout weights, read from their tensor shapes.
+
+    Widths, depths, MLP size, patch and image size are in the shapes; head counts are not. They come
+    from ``num_heads`` / ``pred_num_heads`` when given, else from the preset of the same width (the
+    predictor uses the encoder's count, as released); an unknown width without ``num_heads`` is an error.
+    """
     try:
         _, num_patches, width = encoder["pos_embed"].shape
         _, in_chans, patch, _ = encoder["patch_embed.proj.weight"].shape
+        mlp_hidden = encoder["blocks.0.mlp.fc1.weight"].shape[0]
     except KeyError as err:
         raise CheckpointError(f"{source}: encoder has no {err.args[0]!r}; is this an I-JEPA / ViT encoder?") from None
     grid = round(num_patches**0.5)
     if grid * grid != num_patches:
         raise CheckpointError(f"{source}: pos_embed has {num_patches} positions, not a square grid")
-    try:
-        arch = arch_for_width(width)
-    except ValueError as err:
-        raise CheckpointError(f"{source}: {err}") from None
-    depth = _block_count(encoder, "blocks")
-    config = ModelConfig(arch=arch, patch_size=patch, img_size=grid * patch, in_chans=in_chans)
-    if depth != config.depth:
-        raise CheckpointError(
-            f"{source}: encoder of width {width} has {depth} blocks; the registry's '{arch}' has {config.depth}"
-        )
+    if num_heads is None:
+        arch = architecture_for_width(width)
+        if arch is None:
+            raise CheckpointError(
+                f"{source}: an encoder of width {width} matches no preset ({', '.join(ARCHITECTURES)}), and head "
+                f"counts are not stored in the weights. Fix: pass num_heads= (a divisor of {width})."
+            )
+        num_heads = ARCHITECTURES[arch].num_heads
+    sizes: dict = dict(
+        embed_dim=width, depth=_block_count(encoder, "blocks"), num_heads=num_heads,
+        mlp_ratio=mlp_ratio_for(width, mlp_hidden), patch_size=patch, img_size=grid * patch, in_chans=in_chans,
+    )
     if predictor is not None:
         try:
-            pred_dim = predictor["predictor_embed.weight"].shape[0]
+            sizes["pred_embed_dim"] = predictor["predictor_embed.weight"].shape[0]
         except KeyError:
             raise CheckpointError(f"{source}: predictor has no 'predictor_embed.weight'") from None
-        config = config.replace(pred_embed_dim=pred_dim, pred_depth=_block_count(predictor, "predictor_blocks"))
-    return config
+        sizes["pred_depth"] = _block_count(predictor, "predictor_blocks")
+        sizes["pred_num_heads"] = pred_num_heads
+    else:
+        sizes["pred_embed_dim"], sizes["pred_depth"] = default_predictor(width, num_heads)
+    try:
+        return ModelConfig(**sizes)
+    except ValueError as err:
+        raise CheckpointError(f"{source}: {err}") from None
 
 
-def load_reference_checkpoint(name_or_path: str | os.PathLike, *, local_files_only: bool = False, **model_kwargs) -> IJepa:
-    """Build an :class:`IJepa` from a released checkpoint and load all three networks strictly.
+def load_reference_checkpoint(
+    name_or_path: str | os.PathLike,
+    *,
+    local_files_only: bool = False,
+    num_heads: int | None = None,
+    pred_num_heads: int | None = None,
+    **model_kwargs,
+) -> IJepa:
+    """Build an :class:`IJepa` from a released-layout checkpoint and load all three networks strictly.
 
     ``name_or_path``: a ``.pth.tar`` file, its URL, a released file name (``IN1K-vit.h.14-300e.pth.tar``),
     a variant name (``ijepa_vith14_1k``) or alias; downloads go through the same torch hub cache as
     :func:`ijepa_hub.from_pretrained` (``local_files_only=True`` or ``HF_HUB_OFFLINE=1``: cache only).
-    The model records ``variant`` when the file is a released one. ``model_kwargs`` go to :class:`IJepa`.
+    The model records ``variant`` when the file is a released one. ``num_heads`` / ``pred_num_heads``:
+    needed only for widths that match no preset (see :func:`infer_model_config`). ``model_kwargs`` go to
+    :class:`IJepa`.
     """
     from .hub.released import reference_checkpoint_path  # lazily: the hub package imports this module
 
     path, variant = reference_checkpoint_path(name_or_path, local_files_only=local_files_only)
     source = os.fspath(path)
     parts = read_reference_checkpoint(source)
-    config = infer_model_config(parts["encoder"], parts["predictor"], source=source)
+    config = infer_model_config(
+        parts["encoder"], parts["predictor"], source=source, num_heads=num_heads, pred_num_heads=pred_num_heads
+    )
     model = IJepa(config, **model_kwargs)
     load_strict(model.context_encoder, parts["encoder"], source=source, what="encoder")
     load_strict(model.target_encoder, parts["target_encoder"], source=source, what="target_encoder")

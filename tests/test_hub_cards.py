@@ -64,7 +64,7 @@ def test_card_of_a_model_trained_from_released_weights(released_model, tiny_reci
 
 def test_card_of_torch_hub_random_weights_claims_nothing(tmp_path):
     model = torch.hub.load(str(REPO_ROOT), "ijepa_vith14", source="local", pretrained=False,
-                           arch="tiny", img_size=28, pred_embed_dim=96, pred_depth=1)  # small, for speed
+                           embed_dim=192, depth=2, num_heads=3, img_size=28, pred_embed_dim=96, pred_depth=1)  # small
     assert model.variant is None
     meta, text = _card(model.save_pretrained(tmp_path / "random"))
     assert meta["license"] == "apache-2.0" and not {"base_model", "model-index", "datasets"} & set(meta)

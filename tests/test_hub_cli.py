@@ -39,7 +39,7 @@ def test_info_and_push(tiny_model, tmp_path, hub_server, capsys):
     folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "repo", with_predictor=False)
     assert cli(["info", "ijepa_vitg16_22k"]) == 0
     info = json.loads(capsys.readouterr().out)
-    assert info["model"]["arch"] == "giant" and info["url"].endswith("IN22K-vit.g.16-600e.pth.tar")
+    assert (info["model"]["embed_dim"], info["model"]["depth"]) == (1408, 40) and info["url"].endswith("IN22K-vit.g.16-600e.pth.tar")
     assert cli(["push", str(folder), "tester/cli-push", "--message", "from the CLI"]) == 0
     url = capsys.readouterr().out.strip()
     assert url.startswith(f"{hub_server.endpoint}/tester/cli-push/commit/")

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import torch
 
 from ..errors import CheckpointError
-from ..registry import ModelConfig, arch_for_width
+from ..registry import ModelConfig, default_predictor, mlp_ratio_for
 
 __all__ = [
     "timm_to_transformers",
@@ -106,24 +106,22 @@ def is_transformers_config(data: Mapping[str, Any]) -> bool:
 
 
 def model_config_from_transformers(data: Mapping[str, Any], *, source: str) -> ModelConfig:
-    """The :class:`ModelConfig` of a transformers ``IJepaConfig`` dict (no predictor there)."""
+    """The :class:`ModelConfig` of a transformers ``IJepaConfig`` dict, any size.
+
+    transformers stores no predictor: its size is the preset's for a known width, else
+    :func:`~ijepa_hub.registry.default_predictor` (it only matters if the model is trained further).
+    """
     try:
-        width, depth, heads = data["hidden_size"], data["num_hidden_layers"], data["num_attention_heads"]
-        arch = arch_for_width(width)
-        config = ModelConfig(
-            arch=arch, patch_size=int(data.get("patch_size", 16)), img_size=int(data.get("image_size", 224)),
-            in_chans=int(data.get("num_channels", 3)),
+        width, depth, heads = (int(data[k]) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads"))
+        hidden = int(data.get("intermediate_size", 4 * width))
+        pred_width, pred_depth = default_predictor(width, heads)
+        return ModelConfig(
+            embed_dim=width, depth=depth, num_heads=heads, mlp_ratio=mlp_ratio_for(width, hidden),
+            patch_size=int(data.get("patch_size", 16)), img_size=int(data.get("image_size", 224)),
+            in_chans=int(data.get("num_channels", 3)), pred_embed_dim=pred_width, pred_depth=pred_depth,
         )
-    except (KeyError, ValueError, TypeError) as err:
-        raise CheckpointError(f"{source}: cannot read the transformers IJepaConfig ({err})") from None
-    expected = (config.depth, config.num_heads, config.architecture.mlp_hidden_dim)
-    found = (depth, heads, data.get("intermediate_size", config.architecture.mlp_hidden_dim))
-    if found != expected:
-        raise CheckpointError(
-            f"{source}: transformers config (layers, heads, intermediate) = {found} does not match the "
-            f"registry's ViT-{arch} {expected}; ijepa_hub supports only the registry's sizes"
-        )
-    return config
+    except (KeyError, ValueError, TypeError, ZeroDivisionError) as err:
+        raise CheckpointError(f"{source}: cannot read the transformers IJepaConfig ({type(err).__name__}: {err})") from None
 
 
 def transformers_config(config: ModelConfig) -> dict[str, Any]:
@@ -134,7 +132,7 @@ def transformers_config(config: ModelConfig) -> dict[str, Any]:
         "hidden_size": config.embed_dim,
         "num_hidden_layers": config.depth,
         "num_attention_heads": config.num_heads,
-        "intermediate_size": config.architecture.mlp_hidden_dim,
+        "intermediate_size": config.mlp_hidden_dim,
         "hidden_act": "gelu",
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,

@@ -18,7 +18,6 @@ The same repo loads in ``timm.create_model("hf-hub:<repo>")``: timm reads the to
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..version import __version__
 from ..errors import HubLayoutError
 from ..features import CROP_PCT, INTERPOLATION, MEAN, STD
-from ..registry import VARIANTS, ModelConfig, PretrainedVariant
+from ..registry import ARCHITECTURES, MODEL_FIELDS, VARIANTS, ModelConfig, PretrainedVariant
 
 __all__ = [
     "CONFIG_NAME",
@@ -156,13 +155,10 @@ def timm_architecture(config: ModelConfig) -> str:
     """The timm model name that ``model_args`` specialise (every size is also given in ``model_args``)."""
     import timm
 
-    for name in (
-        f"vit_{config.arch}_patch{config.patch_size}_gap_{config.img_size}",
-        f"vit_{config.arch}_patch{config.patch_size}_{config.img_size}",
-        f"vit_{config.arch}_patch{config.patch_size}_gap_224",
-        f"vit_{config.arch}_patch{config.patch_size}_224",
-        f"vit_{config.arch}_patch16_224",
-    ):
+    arch, p, size = config.arch, config.patch_size, config.img_size
+    candidates = [f"vit_{arch}_patch{p}_gap_{size}", f"vit_{arch}_patch{p}_{size}", f"vit_{arch}_patch{p}_gap_224",
+                  f"vit_{arch}_patch{p}_224", f"vit_{arch}_patch16_224"] if arch else []
+    for name in candidates:
         if timm.is_model(name):
             return name
     return "vit_base_patch16_224"
@@ -253,21 +249,32 @@ def build_config(
 
 
 def _model_config(model: Any, *, source: str) -> ModelConfig:
-    """``ijepa.model`` as a :class:`ModelConfig`: every field present, none unknown, integers where expected."""
+    """``ijepa.model`` as a :class:`ModelConfig`: every field present, none unknown, numbers where expected.
+
+    Repos written by ijepa_hub 0.1.0 name a preset (``arch``) instead of the encoder's sizes; they still load.
+    """
     if not isinstance(model, Mapping):
         raise HubLayoutError(f"{source}: config.json 'ijepa.model' is a {type(model).__name__}, not an object")
-    fields = [f.name for f in dataclasses.fields(ModelConfig)]
+    model = dict(model)
+    if "arch" in model and "embed_dim" not in model:  # the 0.1.0 form
+        arch = model.pop("arch")
+        if arch not in ARCHITECTURES:
+            raise HubLayoutError(f"{source}: config.json 'ijepa.model.arch' is {arch!r}, not one of {', '.join(ARCHITECTURES)}")
+        a = ARCHITECTURES[arch]
+        model = {"embed_dim": a.embed_dim, "depth": a.depth, "num_heads": a.num_heads, "mlp_ratio": a.mlp_ratio, **model}
+    model.setdefault("pred_num_heads", model.get("num_heads"))
+    fields = list(MODEL_FIELDS)
     unknown, missing = sorted(set(model) - set(fields)), [f for f in fields if f not in model]
     wrong = [
         f"{k}={model[k]!r}" for k in fields if k in model
-        and not (isinstance(model[k], str) if k == "arch" else type(model[k]) is int)
+        and not (type(model[k]) in (int, float) if k == "mlp_ratio" else type(model[k]) is int)
     ]
     problems = [f"{title} {', '.join(keys)}" for title, keys in
                 (("unknown", unknown), ("missing", missing), ("wrongly typed", wrong)) if keys]
     if problems:
         raise HubLayoutError(
-            f"{source}: config.json 'ijepa.model' has {'; '.join(problems)} (fields: {', '.join(fields)}; arch is a "
-            "string, the others integers). Fix: re-save the model with ijepa_hub.save_pretrained, or upgrade "
+            f"{source}: config.json 'ijepa.model' has {'; '.join(problems)} (fields: {', '.join(fields)}; integers, "
+            "mlp_ratio a number). Fix: re-save the model with ijepa_hub.save_pretrained, or upgrade "
             "ijepa_hub if a newer version wrote it."
         )
     try:
@@ -394,9 +401,9 @@ def render_model_card(
         eval_results=_paper_result(released) if released else None,
     )
     facts = {
-        "Architecture": f"ViT, patch {config.patch_size}, no class token",
+        "Architecture": f"`{config.name}`, no class token",
         "Input size": f"{config.img_size} px",
-        "Width / depth / heads": f"{config.embed_dim} / {config.depth} / {config.num_heads}",
+        "Width / depth / heads / MLP": f"{config.embed_dim} / {config.depth} / {config.num_heads} / {config.mlp_hidden_dim}",
         "`model.safetensors`": f"{encoder} encoder",
     }
     facts.update({f"`{name}`": part.replace("_", " ") for part, name in files.items() if name != WEIGHTS_NAME})

@@ -35,13 +35,13 @@ from huggingface_hub.errors import (
 
 from ..errors import HubLayoutError, PickleNotAllowedError, WeightsNotCachedError
 from ..reference import infer_model_config, read_reference_checkpoint
-from ..registry import VARIANTS, ModelConfig
+from ..registry import ALIASES, VARIANTS, ModelConfig
 from ..state_dict import load_strict, read_safetensors, read_torch_pickle, strip_prefix
 from ..version import __version__
 from .convert import is_transformers_config, model_config_from_transformers, transformers_to_timm
 from .layout import CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, EncoderName, parse_config, renamed_options
 from .model import PretrainedIJepa
-from .released import ALIASES, find_variant, is_url, offline_reason, reference_checkpoint_path
+from .released import find_variant, is_url, offline_reason, reference_checkpoint_path
 
 __all__ = ["from_pretrained", "read_config"]
 
@@ -192,12 +192,12 @@ def _load_files(files, *, options, allow_pickle, variant=None) -> PretrainedIJep
     return _assemble(repo.model, parts, options=options, source=files.source, variant=variant or repo.variant)
 
 
-def _load_released(name_or_path: str, *, options, local_files_only: bool) -> PretrainedIJepa:
+def _load_released(name_or_path: str, *, options, local_files_only: bool, heads: dict[str, Any]) -> PretrainedIJepa:
     """A released ``.pth.tar`` (file, URL, name), converted in memory: only the parts asked for are loaded."""
     path, released = reference_checkpoint_path(name_or_path, local_files_only=local_files_only)
     source = os.fspath(path)
     checkpoint = read_reference_checkpoint(source)
-    config = infer_model_config(checkpoint["encoder"], checkpoint["predictor"], source=source)
+    config = infer_model_config(checkpoint["encoder"], checkpoint["predictor"], source=source, **heads)
     names = {"context_encoder": "encoder", "target_encoder": "target_encoder", "predictor": "predictor"}
     parts = {part: partial(checkpoint.get, key) for part, key in names.items()}
     return _assemble(config, parts, options=options, source=source, variant=released.name if released else None)
@@ -249,6 +249,8 @@ def from_pretrained(
     token: str | bool | None = None,
     local_files_only: bool = False,
     allow_pickle: bool = False,
+    num_heads: int | None = None,
+    pred_num_heads: int | None = None,
     device: str | torch.device | None = None,
 ) -> PretrainedIJepa:
     """Load a pretrained I-JEPA model (see the module docstring for what ``name_or_path`` may be).
@@ -262,7 +264,9 @@ def from_pretrained(
     infinite weights are refused. Pickle weights in a repo are refused unless ``allow_pickle=True`` (and
     even then only tensors are unpickled). ``local_files_only=True`` or ``HF_HUB_OFFLINE=1`` use only the
     caches (Hugging Face's, and torch hub's for released checkpoints) and raise
-    :class:`~ijepa_hub.WeightsNotCachedError` for what is not there. The model is returned in eval mode.
+    :class:`~ijepa_hub.WeightsNotCachedError` for what is not there. ``num_heads`` / ``pred_num_heads``
+    are read only for released-layout ``.pth.tar`` files whose width matches no preset (head counts are
+    not in the weights). The model is returned in eval mode.
     """
     s = os.fspath(name_or_path)
     options = renamed_options(
@@ -274,7 +278,8 @@ def from_pretrained(
     if weights not in ("reference", "transformers"):
         raise ValueError(f"weights must be 'reference' or 'transformers', got {weights!r}")
     if os.path.isfile(s) or is_url(s) or (released and weights == "reference"):
-        model = _load_released(s, options=options, local_files_only=local_files_only)
+        heads = dict(num_heads=num_heads, pred_num_heads=pred_num_heads)
+        model = _load_released(s, options=options, local_files_only=local_files_only, heads=heads)
     elif released:
         files = _HubFiles(released.hf_transformers_repo, **hub)
         model = _load_files(files, options=options, allow_pickle=allow_pickle, variant=released.name)

@@ -15,12 +15,9 @@ import torch
 from huggingface_hub import constants as hf_constants
 
 from ..errors import WeightsNotCachedError
-from ..registry import VARIANTS, PretrainedVariant
+from ..registry import ALIASES, VARIANTS, PretrainedVariant, resolve_alias
 
-__all__ = ["ALIASES", "find_variant", "is_url", "offline_reason", "reference_checkpoint_path"]
-
-# Short names, accepted wherever a released variant's name is (from_pretrained, torch.hub, the CLIs).
-ALIASES = {"ijepa_vith14": "ijepa_vith14_1k"}
+__all__ = ["find_variant", "is_url", "offline_reason", "reference_checkpoint_path"]
 
 
 def is_url(s: str) -> bool:
@@ -30,8 +27,8 @@ def is_url(s: str) -> bool:
 def find_variant(name: str | os.PathLike) -> PretrainedVariant | None:
     """The released variant ``name`` denotes: its registry name, an alias, or a path / URL ending in its file name."""
     s = os.fspath(name)
-    if s in VARIANTS or s in ALIASES:
-        return VARIANTS[ALIASES.get(s, s)]
+    if resolve_alias(s) in VARIANTS:
+        return VARIANTS[resolve_alias(s)]
     base = os.path.basename(urllib.parse.urlparse(s).path if is_url(s) else s)
     return next((v for v in VARIANTS.values() if v.filename == base), None)
 

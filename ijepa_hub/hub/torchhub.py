@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..registry import VARIANTS, PretrainedVariant
+from ..registry import ALIASES, VARIANTS, PretrainedVariant
 from .layout import EncoderName, renamed_options
 from .load import from_pretrained
 from .model import PretrainedIJepa
-from .released import ALIASES
 
 __all__ = ["ALIASES", "entrypoints"]
 

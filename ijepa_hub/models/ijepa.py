@@ -151,9 +151,3 @@ class IJepa(nn.Module):
     def update_target(self, momentum: float) -> None:
         """EMA step ``target = m * target + (1 - m) * context`` over all parameters (:func:`ema_`)."""
         ema_(*self._ema_pairs(), momentum)
-
-    @torch.no_grad()
-    def copy_context_to_target(self) -> None:
-        """Make the target encoder an exact copy of the context encoder (as at the start of training)."""
-        target, online = self._ema_pairs()
-        torch._foreach_copy_(target, online)

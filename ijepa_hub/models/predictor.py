@@ -74,7 +74,7 @@ class Predictor(nn.Module):
             embed_dim=config.embed_dim,
             predictor_embed_dim=config.pred_embed_dim,
             depth=config.pred_depth,
-            num_heads=config.num_heads,
+            num_heads=config.pred_num_heads,
             mlp_ratio=4.0,  # 4 for every released predictor, giant included
             **kwargs,
         )
