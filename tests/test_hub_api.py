@@ -118,3 +118,16 @@ def test_released_names_and_aliases_resolve_everywhere(tiny_model, torch_hub_dir
     assert fetched == [variant.url]
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         ijepa_hub.load_reference_checkpoint(f"elsewhere/{variant.filename}")  # a path, not a name to download
+
+
+def test_from_pretrained_takes_num_heads_for_a_released_layout_of_no_preset_width(tmp_path):
+    torch.manual_seed(0)
+    odd = ijepa_hub.create_model("vit_tiny_patch8", img_size=32, embed_dim=64, depth=2, num_heads=2,
+                                 pred_embed_dim=32, pred_depth=1)
+    path = tmp_path / "odd.pth.tar"
+    torch.save(_released_blob(odd), path)
+    with pytest.raises(ijepa_hub.CheckpointError, match="pass num_heads="):
+        ijepa_hub.from_pretrained(path)
+    loaded = ijepa_hub.from_pretrained(path, num_heads=2, with_predictor=True)
+    assert loaded.config.num_heads == 2 and _equal(loaded.encoder, odd.target_encoder)
+    assert _equal(loaded.predictor, odd.predictor)
