@@ -9,6 +9,7 @@ import yaml
 
 import ijepa_hub
 from conftest import REPO_ROOT
+from ijepa_hub.hub.layout import render_model_card
 from ijepa_hub.registry import VARIANTS
 from ijepa_hub.train.export import export_model
 from test_hub_convert import _released_blob
@@ -37,6 +38,20 @@ def test_card_of_converted_released_weights(released_model, tmp_path):
     assert result["metrics"][0]["value"] == 79.3 and result["dataset"]["type"] == "imagenet-1k"
     assert "arxiv.org/abs/2301.08243" in result["source"]["url"]
     assert VARIANTS["ijepa_vith14_1k"].url in text and "non-commercial" in text
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_released_variant_renders_a_valid_card(name):
+    variant = VARIANTS[name]
+    card = render_model_card(variant.model_config, repo_id="me/x", encoder="target",
+                             files={"target_encoder": "model.safetensors"}, variant=name)
+    meta = card.data.to_dict()
+    assert meta["license"] == "cc-by-nc-4.0" and meta["base_model"] == variant.hf_transformers_repo
+    assert meta["datasets"] == [variant.dataset] and variant.url in str(card)
+    if variant.imagenet_linear_top1 is None:
+        assert "model-index" not in meta and "reports no ImageNet-1K linear-probe result" in str(card)
+    else:
+        assert card.data.eval_results[0].metric_value == variant.imagenet_linear_top1
 
 
 def test_card_of_a_model_trained_here(tiny_recipe, tiny_model, tmp_path):

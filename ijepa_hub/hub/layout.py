@@ -390,6 +390,7 @@ def render_model_card(
     origin = released or base  # the release the weights come from, if they do
     license = license or (origin.license if origin else "apache-2.0")
     title = f"I-JEPA {config.name}" + (f" ({released.name})" if released else "")
+    paper = _paper_result(released) if released else []
     card_data = ModelCardData(
         license=license,
         library_name=LIBRARY_NAME,
@@ -397,8 +398,8 @@ def render_model_card(
         tags=["ijepa", "i-jepa", "self-supervised", "vision-transformer", "timm", "image-feature-extraction"],
         base_model=origin.hf_transformers_repo if origin else None,
         datasets=[released.dataset] if released else None,
-        model_name=title if released and released.imagenet_linear_top1 is not None else None,
-        eval_results=_paper_result(released) if released else None,
+        model_name=title if paper else None,
+        eval_results=paper or None,
     )
     facts = {
         "Architecture": f"`{config.name}`, no class token",

@@ -75,7 +75,7 @@ def _written_atomically(folder: Path, *, keep: frozenset[str] = frozenset()) -> 
     becomes ``folder`` by a rename, so ``folder`` is never half-written and an old one is replaced only by a
     complete new one. Entries of an old ``folder`` not named in ``keep`` (the files this writer owns) are
     moved into the new one. Files get the usual mode (0o666 less the umask), not tempfile's 0o600."""
-    folder = Path(os.path.abspath(folder))
+    folder = Path(os.path.realpath(folder))  # a link to a folder: replace the folder it points to
     folder.parent.mkdir(parents=True, exist_ok=True)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder} exists and is not a folder; choose another output folder")
