@@ -61,7 +61,7 @@ def run_variant(args) -> dict:
 
     from ijepa_hub.data import MicroBatch
     from ijepa_hub.masks import MaskCollator
-    from ijepa_hub.optim import build_optimizer
+    from ijepa_hub.train.optim import build_optimizer
     from ijepa_hub.train.loop import _autocast_factory, train_step
 
     device = start(args)

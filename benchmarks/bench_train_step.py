@@ -34,7 +34,7 @@ from common import (  # noqa: E402
 )
 from ijepa_hub.data import MicroBatch  # noqa: E402
 from ijepa_hub.masks import MaskCollator  # noqa: E402
-from ijepa_hub.optim import build_optimizer  # noqa: E402
+from ijepa_hub.train.optim import build_optimizer  # noqa: E402
 from ijepa_hub.recipe import OptimSection  # noqa: E402
 from ijepa_hub.train.distributed import ema_update  # noqa: E402
 from ijepa_hub.train.loop import _autocast_factory, effective_precision, train_step  # noqa: E402

@@ -7,6 +7,7 @@ runs as its trainer does: SDPA attention, fused AdamW, one fused EMA pass, ``tor
 with ``--compile``. Prints and saves ``results/vs_reference_<device>.json``.
 
     python benchmarks/bench_vs_reference.py --threads 1                     # CPU
+    python benchmarks/bench_vs_reference.py --threads 1 --masks legacy      # the released mask sampler
     python benchmarks/bench_vs_reference.py --device cuda --model vit_huge_patch14 --img-size 224 \\
         --patch-size 14 --pred-depth 12 --pred-dim 384 --batch 128 --bf16 --compile
 """
@@ -27,8 +28,8 @@ from common import (  # noqa: E402
     FLOP_FORMULA, add_run_args, environment, ijepa_step_flops, interleaved, peak_flops, save_result, speedups, start,
 )
 from ijepa_hub.masks import MaskCollator  # noqa: E402
-from ijepa_hub.optim import build_optimizer  # noqa: E402
 from ijepa_hub.recipe import MaskSection, OptimSection  # noqa: E402
+from ijepa_hub.train.optim import build_optimizer  # noqa: E402
 from reference_style import ReferenceStyleStep  # noqa: E402
 
 
@@ -97,7 +98,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--compile", action="store_true", help="also time ijepa_hub with torch.compile")
-    p.add_argument("--masks", type=int, default=10, help="distinct batches (mask draws) cycled through")
+    p.add_argument("--masks", "--mask-mode", dest="mask_mode", choices=("legacy", "corrected"), default="corrected",
+                   help="mask sampler: the released one (legacy) or corrected (default); recorded as mask_mode")
+    p.add_argument("--mask-draws", type=int, default=10, help="distinct batches (mask draws) cycled through")
     p.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     p.add_argument("--profile", action="store_true", help="also record each variant's per-operator profile")
     add_run_args(p, repeats=15, default_out="vs_reference_<device type>")
@@ -107,10 +110,11 @@ def main() -> None:
     model = ijepa_hub.create_model(args.model, img_size=args.img_size, patch_size=args.patch_size,
                                    pred_depth=args.pred_depth, pred_embed_dim=args.pred_dim).to(device)
     baseline = ReferenceStyleStep(model, bf16=args.bf16)
-    collator = MaskCollator(MaskSection(min_keep=4), img_size=args.img_size, patch_size=args.patch_size)
+    collator = MaskCollator(MaskSection(mode=args.mask_mode, min_keep=4), img_size=args.img_size,
+                            patch_size=args.patch_size)
     gen = torch.Generator().manual_seed(0)
     batches = []
-    for i in range(args.masks):
+    for i in range(args.mask_draws):
         ctx, tgt = collator.sample(args.batch, i)
         images = torch.randn(args.batch, 3, args.img_size, args.img_size, generator=gen)
         batches.append((images.to(device), [m.to(device) for m in ctx], [m.to(device) for m in tgt]))
@@ -144,7 +148,7 @@ def main() -> None:
         "mean_context_tokens": statistics.mean(c[0].shape[1] for _, c, _ in batches),
         "mean_target_tokens": statistics.mean(t[0].shape[1] for _, _, t in batches),
         "first_step_loss": {"ijepa_hub": ours_loss, "reference_style": ref_loss},
-        "distinct_masks": args.masks, "steps_per_round": args.steps, "rounds": args.repeats,
+        "mask_mode": args.mask_mode, "distinct_masks": args.mask_draws, "steps_per_round": args.steps, "rounds": args.repeats,
         "seconds_per_step_median": med, "seconds_per_step_all": times, "images_per_s": images_per_s,
         "tflops_per_s": {n: flops_per_step / t / 1e12 for n, t in med.items()},
         "mfu": {n: flops_per_step / t / peak for n, t in med.items()},

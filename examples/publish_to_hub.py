@@ -11,8 +11,10 @@ predictor.safetensors and a model card. Afterwards anyone can run:
 """
 import argparse
 import json
+from pathlib import Path
 
 import ijepa_hub
+from ijepa_hub.eval.probes import card_metrics
 
 
 def main() -> None:
@@ -24,12 +26,12 @@ def main() -> None:
     args = parser.parse_args()
 
     model = ijepa_hub.from_pretrained(args.source, encoder="both", with_predictor=True)
-    metrics = json.load(open(args.metrics)) if args.metrics else None
+    # ijepa-eval's JSON (k-NN, linear, synthetic; one result or a list) or a flat {name: number} mapping
+    metrics = card_metrics(json.loads(Path(args.metrics).read_text())) if args.metrics else None
     url = model.push_to_hub(args.repo_id, private=args.private, metrics=metrics)
     print(f"pushed: {url}")
     reloaded = ijepa_hub.from_pretrained(args.repo_id)  # check the upload by loading it back
-    c = reloaded.config
-    print(f"reloaded {args.repo_id}: ViT-{c.arch}/{c.patch_size} at {c.img_size} px")
+    print(f"reloaded {args.repo_id}: {reloaded.config.describe()}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ __all__ = [
     "ImageReadError",
     "TooManyBrokenImagesError",
     "TrainingDivergedError",
+    "PushToHubError",
 ]
 
 
@@ -96,3 +97,7 @@ class TooManyBrokenImagesError(DataError):
 
 class TrainingDivergedError(IJepaError, FloatingPointError):
     """The loss or the weights became NaN or infinite; the run stopped and kept its last good checkpoint."""
+
+
+class PushToHubError(IJepaError):
+    """Uploading a trained model failed; it is still on disk, and the message gives the command to push it again."""

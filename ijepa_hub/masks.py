@@ -1,4 +1,4 @@
-"""Multi-block masking as a DataLoader collate function.
+"""Multi-block masking: the context and target masks of each batch.
 
 Each image gets ``num_targets`` rectangular target blocks and one context block from which the target
 patches are removed. Two modes:
@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import default_collate, get_worker_info
 
 from .recipe import MaskSection
 
@@ -38,17 +36,13 @@ __all__ = ["MaskCollator", "MaskStats", "mask_statistics"]
 
 
 class MaskCollator:
-    """Collate a batch and sample its context and target masks.
+    """Sample the context and target masks of a batch: :meth:`sample` ``(batch_size, step)``.
 
-    ``collator(samples)`` returns ``(default_collate(samples), context_masks, target_masks)``: a list of
-    ``num_context`` LongTensors [B, K_ctx] and a list of ``num_targets`` LongTensors [B, K_tgt] of
-    raster-order patch indices.
-
-    Masks depend only on the step (the index of the batch) and, in legacy mode, on the global torch RNG
-    of the process, as in the reference. Inside DataLoader workers the step is
-    ``start + local_call * num_workers + worker_id``, which is the batch index for DataLoader's
-    round-robin assignment: call :meth:`set_step` with the index of the next batch before creating the
-    iterator (non-persistent workers take a fresh copy of the collator each epoch).
+    Returns a list of ``num_context`` LongTensors [B, K_ctx] and a list of ``num_targets`` LongTensors
+    [B, K_tgt] of raster-order patch indices. Masks depend only on the step (the index of the batch) and,
+    in legacy mode, on the global torch RNG of the process, as in the reference. The trainer draws them
+    inside the DataLoader workers with :class:`ijepa_hub.data.MaskedCollate`, which passes each
+    micro-batch's own step, so they depend neither on the number of workers nor on a resume.
     """
 
     def __init__(
@@ -65,8 +59,6 @@ class MaskCollator:
             raise ValueError(f"image size {(h, w)} is not a multiple of patch size {patch_size}")
         self.height, self.width = h // patch_size, w // patch_size
         self.seed = seed
-        self._start = 0
-        self._calls = 0
         if self.config.mode not in ("legacy", "corrected"):
             raise ValueError(f"mask mode must be 'legacy' or 'corrected', got {self.config.mode!r}")
         if self.config.mode == "corrected" and self.config.num_context != 1:
@@ -75,22 +67,6 @@ class MaskCollator:
     @property
     def num_patches(self) -> int:
         return self.height * self.width
-
-    def set_step(self, step: int) -> None:
-        """The index of the next batch (e.g. on resume)."""
-        self._start, self._calls = int(step), 0
-
-    def _next_step(self) -> int:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        step = self._start + self._calls * workers + worker
-        self._calls += 1
-        return step
-
-    def __call__(self, samples: Sequence[Any]) -> tuple[Any, list[torch.Tensor], list[torch.Tensor]]:
-        collated = default_collate(samples)
-        context, targets = self.sample(len(samples), self._next_step())
-        return collated, context, targets
 
     def sample(self, batch_size: int, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Masks for one batch of ``batch_size`` images at ``step``."""

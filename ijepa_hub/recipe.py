@@ -31,96 +31,113 @@ __all__ = [
     "recipe_from_dict",
     "recipe_from_namespace",
     "recipe_parser",
+    "recipe_key_help",
 ]
+
+
+def _key(default: Any, help: str) -> Any:
+    """A recipe key's default and its one-line description (``ijepa-train --help`` shows it)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
 class ModelSection:
     """The architecture: a named model, and overrides of any of its sizes (None: the named model's)."""
 
-    name: str = "vit_tiny_patch16"  # vit_<size>_patch<p> or a released variant; its patch size is <p>
-    img_size: int | None = None  # crop size
-    patch_size: int | None = None  # must agree with the name's <p> when both are given
-    embed_dim: int | None = None  # encoder width
-    depth: int | None = None  # encoder blocks
-    num_heads: int | None = None  # encoder attention heads
-    mlp_ratio: float | None = None  # encoder MLP hidden size / width
-    in_chans: int | None = None
-    pred_embed_dim: int | None = None  # predictor width
-    pred_depth: int | None = None  # predictor blocks
-    pred_num_heads: int | None = None  # predictor heads (default: the encoder's, as released)
-    drop_path_rate: float = 0.0  # stochastic depth of the context encoder
+    name: str = _key("vit_tiny_patch16", "vit_<size>_patch<p> or a released variant; its patch size is <p>")
+    img_size: int | None = _key(None, "crop size in pixels; null: the named model's")
+    patch_size: int | None = _key(None, "patch side; must agree with the name's <p> when both are given")
+    embed_dim: int | None = _key(None, "encoder width; null: the named model's")
+    depth: int | None = _key(None, "encoder blocks; null: the named model's")
+    num_heads: int | None = _key(None, "encoder attention heads; null: the named model's")
+    mlp_ratio: float | None = _key(None, "encoder MLP hidden size / width; null: the named model's")
+    in_chans: int | None = _key(None, "input image channels; null: the named model's (3)")
+    pred_embed_dim: int | None = _key(None, "predictor width; null: the named model's")
+    pred_depth: int | None = _key(None, "predictor blocks; null: the named model's")
+    pred_num_heads: int | None = _key(None, "predictor heads; null: the encoder's, as released")
+    drop_path_rate: float = _key(0.0, "stochastic depth rate of the context encoder")
 
 
 @dataclass
 class DataSection:
-    dataset: str = "synthetic"  # "synthetic" (built in) or a name for the data at `path`
-    path: str | None = None  # image folder, .tar shard(s) (brace patterns allowed); None: synthetic
-    num_samples: int = 4096  # synthetic only: number of images
-    source_size: int = 96  # synthetic only: side of the drawn images before the crop
-    crop_scale: tuple[float, float] = (0.3, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    batch_size_per_device: int = 32  # the micro-batch: masks are drawn per micro-batch, as released
-    # unreadable images are skipped and counted; the run stops once more than this fraction of the images
-    # read since it started or resumed (counting at least 1000) were skipped
-    max_broken_fraction: float = 0.01
+    """Where the images come from and how they are cut into micro-batches."""
+
+    dataset: str = _key("synthetic", "'synthetic' (built in) or a name for the data at data.path")
+    path: str | None = _key(None, "image folder or .tar shard(s) (brace patterns, globs); null: synthetic")
+    num_samples: int = _key(4096, "synthetic only: number of images")
+    source_size: int = _key(96, "synthetic only: side of the drawn images before the crop")
+    crop_scale: tuple[float, float] = _key((0.3, 1.0), "RandomResizedCrop area fraction (min, max)")
+    crop_ratio: tuple[float, float] = _key((3 / 4, 4 / 3), "RandomResizedCrop aspect ratio (min, max)")
+    batch_size_per_device: int = _key(32, "the micro-batch: masks are drawn per micro-batch, as released")
+    max_broken_fraction: float = _key(
+        0.01, "unreadable images are skipped; stop once more than this fraction of those read (>= 1000) were"
+    )
 
 
 @dataclass
 class MaskSection:
-    mode: Literal["legacy", "corrected"] = "corrected"
-    num_targets: int = 4
-    target_scale: tuple[float, float] = (0.15, 0.2)
-    target_aspect: tuple[float, float] = (0.75, 1.5)
-    num_context: int = 1
-    context_scale: tuple[float, float] = (0.85, 1.0)
-    context_aspect: tuple[float, float] = (1.0, 1.0)
-    min_keep: int = 10
-    allow_overlap: bool = False
-    context_group: int = 128  # corrected mode: context keep-count = min over this many draws
+    """Multi-block masking (see :mod:`ijepa_hub.masks` for the two modes)."""
+
+    mode: Literal["legacy", "corrected"] = _key(
+        "corrected", "legacy: the released sampler, quirks included; corrected: every patch reachable"
+    )
+    num_targets: int = _key(4, "target blocks per image")
+    target_scale: tuple[float, float] = _key((0.15, 0.2), "target block area as a fraction of the image (min, max)")
+    target_aspect: tuple[float, float] = _key((0.75, 1.5), "target block aspect ratio (min, max)")
+    num_context: int = _key(1, "context blocks per image")
+    context_scale: tuple[float, float] = _key((0.85, 1.0), "context block area as a fraction of the image (min, max)")
+    context_aspect: tuple[float, float] = _key((1.0, 1.0), "context block aspect ratio (min, max)")
+    min_keep: int = _key(10, "a block is redrawn until it keeps more than this many patches")
+    allow_overlap: bool = _key(False, "keep target patches in the context (released: false)")
+    context_group: int = _key(128, "corrected mode: context keep-count = min over this many draws")
 
 
 @dataclass
 class OptimSection:
-    batch_size: int = 2048  # global, whatever the number of devices
-    epochs: int = 300
-    warmup_epochs: float = 40
-    ipe_scale: float = 1.0
-    start_lr: float = 2.0e-4
-    lr: float = 1.0e-3
-    final_lr: float = 1.0e-6
-    weight_decay: float = 0.04
-    final_weight_decay: float = 0.4
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1.0e-8
-    ema: tuple[float, float] = (0.996, 1.0)
-    clip_grad: float | None = None
-    loss: Literal["smooth_l1", "l2"] = "smooth_l1"
+    """AdamW, its schedules (warm-up + cosine lr, cosine weight decay, linear EMA) and the loss."""
+
+    batch_size: int = _key(2048, "global batch, whatever the number of devices")
+    epochs: int = _key(300, "schedule length in epochs")
+    warmup_epochs: float = _key(40, "linear warm-up from start_lr to lr, in epochs")
+    ipe_scale: float = _key(1.0, "stretch of the schedules: they span ipe_scale * epochs epochs")
+    start_lr: float = _key(2.0e-4, "learning rate at step 0")
+    lr: float = _key(1.0e-3, "peak learning rate, after warm-up")
+    final_lr: float = _key(1.0e-6, "learning rate at the end of the cosine decay")
+    weight_decay: float = _key(0.04, "weight decay at step 0 (cosine increase to final_weight_decay)")
+    final_weight_decay: float = _key(0.4, "weight decay at the end of the schedule")
+    betas: tuple[float, float] = _key((0.9, 0.999), "AdamW betas")
+    eps: float = _key(1.0e-8, "AdamW epsilon")
+    ema: tuple[float, float] = _key((0.996, 1.0), "target-encoder EMA momentum, start and end (linear ramp)")
+    clip_grad: float | None = _key(None, "clip the gradient norm to this; null: no clipping")
+    loss: Literal["smooth_l1", "l2"] = _key("smooth_l1", "prediction loss against the normed target features")
 
 
 @dataclass
 class TrainSection:
     """How a run executes; none of these change the mathematics except ``seed``."""
 
-    seed: int = 0
-    max_steps: int | None = None  # stop after this many steps (schedules still span optim.epochs)
-    checkpoint_every: int = 500  # steps; a checkpoint is also written at the end and on SIGTERM
-    log_every: int = 10  # steps between metric lines (JSONL / TensorBoard)
-    monitor_every: int = 100  # steps between collapse checks (std and RankMe of target features)
-    monitor_batch: int = 256  # images in the fixed batch of the collapse monitor
-    num_workers: int = 8  # DataLoader workers per process (masks are drawn inside them)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    compile: bool = False  # torch.compile the model (dynamic shapes: mask lengths vary)
-    grad_checkpointing: bool = False  # recompute block activations in the backward pass
-    fsdp: bool = False  # shard with FSDP2 (fully_shard) instead of DDP, for ViT-g
-    tensorboard: bool = False  # also write TensorBoard event files (needs the tensorboard package)
+    seed: int = _key(0, "seed of the initialisation, the data order and the masks")
+    max_steps: int | None = _key(None, "stop after this many steps (schedules still span optim.epochs)")
+    checkpoint_every: int = _key(500, "steps; a checkpoint is also written at the end and on SIGTERM")
+    log_every: int = _key(10, "steps between metric lines (JSONL / TensorBoard)")
+    monitor_every: int = _key(100, "steps between collapse checks (std and RankMe of target features)")
+    monitor_batch: int = _key(256, "images in the fixed batch of the collapse monitor")
+    num_workers: int = _key(8, "DataLoader workers per process (masks are drawn inside them)")
+    threads: int | None = _key(None, "CPU intra-op threads per process; None: the cores the workers leave, shared")
+    device: Literal["auto", "cpu", "cuda"] = _key("auto", "auto: cuda if available, else cpu")
+    precision: Literal["auto", "bf16", "fp32"] = _key("auto", "auto: bf16 autocast on CUDA, fp32 on CPU")
+    compile: bool = _key(False, "torch.compile the model (dynamic shapes: mask lengths vary)")
+    grad_checkpointing: bool = _key(False, "recompute block activations in the backward pass")
+    fsdp: bool = _key(False, "shard with FSDP2 (fully_shard) instead of DDP, for ViT-g")
+    tensorboard: bool = _key(False, "also write TensorBoard event files (needs the tensorboard package)")
 
 
 @dataclass
 class Recipe:
-    name: str = "custom"
-    description: str = ""
+    """A training run's numbers: the five sections below, read from a YAML file."""
+
+    name: str = _key("custom", "the recipe's name (the default run folder is runs/<name>)")
+    description: str = _key("", "one line about the recipe")
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     mask: MaskSection = field(default_factory=MaskSection)
@@ -167,7 +184,28 @@ def recipe_parser(**kwargs: Any) -> "jsonargparse.ArgumentParser":
 
     parser = jsonargparse.ArgumentParser(exit_on_error=False, **kwargs)
     parser.add_class_arguments(Recipe, None, fail_untyped=True)
+    helps = recipe_key_help()
+    for action in parser._actions:  # jsonargparse reads help only from docstrings (needs docstring-parser)
+        if action.dest in helps:
+            action.help = helps[action.dest]
+        elif action.dest in parser.groups:  # --optim FILE: a YAML file holding one section
+            action.metavar, action.help = "FILE", f"YAML file with {action.dest} keys"
+    for name, group in parser.groups.items():
+        doc = _SECTIONS.get(name, Recipe).__doc__ or ""
+        title = doc.strip().splitlines()[0].rstrip(".").replace("``", "")
+        group.title = f"{name if name in _SECTIONS else 'recipe'}: {title}"
     return parser
+
+
+_SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Recipe) if f.default_factory is not dataclasses.MISSING}
+
+
+def recipe_key_help() -> dict[str, str]:
+    """The one-line description of every recipe key by its dotted name (``optim.lr``), from the field metadata."""
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(Recipe) if "help" in f.metadata}
+    for section, cls in _SECTIONS.items():
+        helps.update({f"{section}.{f.name}": f.metadata.get("help", "") for f in dataclasses.fields(cls)})
+    return helps
 
 
 def recipe_from_namespace(namespace: Any) -> Recipe:

@@ -31,10 +31,15 @@ os.environ.update(
     HF_TOKEN="hf_loopback_test_token",
 )
 os.environ.pop("HF_HUB_OFFLINE", None)
+# One intra-op thread unless the caller chose: the suite runs on 2 shared cores, and torch's default (a
+# thread per core) beside DataLoader workers and subprocesses oversubscribes them (issue 11, part 4).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))  # in case torch was imported before this file
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(img_size=32)  # vit_tiny_patch16 at 32 px: 4 patches, ~5.5M parameters per encoder

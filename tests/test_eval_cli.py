@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 import ijepa_hub
 from ijepa_hub.eval import cache as feature_cache
 from ijepa_hub.eval import folder_splits, labelled_splits, random_init_encoder, synthetic_splits
 from ijepa_hub.eval.cli import main
-from ijepa_hub.eval.probes import format_table
+from ijepa_hub.eval.probes import card_metrics, format_table
 
 
 def write_colour_classes(root, per_class=6, size=40):
@@ -95,6 +97,11 @@ def test_knn_and_linear_cli_on_a_labelled_folder(model_dir, tmp_path, capsys):
     rows = json.loads(out.read_text())
     assert [r["layers"] for r in rows] == [1, 4] and all(r["top1"] == 100.0 for r in rows)
     assert len(rows[0]["sweep"]) == 6  # 3 learning rates x 2 weight decays, chosen on held-out data
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[-2:] == ["lr", "wd"]
+    for line, r in zip(table[2:4], rows):  # lr and weight decay as chosen, e.g. 1e-02 and 0e+00, not 0.0
+        assert line.split()[-2:] == [f"{r['lr']:.0e}", f"{r['weight_decay']:.0e}"]
+        assert float(line.split()[-2]) == r["lr"] and float(line.split()[-1]) == r["weight_decay"]
 
 
 def test_synthetic_cli_reports_model_baseline_and_margin(model_dir, tiny_model, tmp_path, capsys):
@@ -126,11 +133,16 @@ def test_pictures_from_the_cli(model_dir, tmp_path):
 
     for argv, name in (
         (["masks", str(tmp_path / "masks.png"), "--recipe", "in1k_vith14", "--num", "3"], "masks.png"),
-        (["pca", str(model_dir), str(tmp_path / "pca.png"), "--num", "3"], "pca.png"),
+        (["pca", str(model_dir), str(tmp_path / "pca.png"), "--num", "3", "--json", str(tmp_path / "pca.json")],
+         "pca.png"),
     ):
         assert main(argv) == 0
         with PILImage.open(tmp_path / name) as im:
             assert im.format == "PNG" and im.width >= 300 and im.height >= 200
+    r = json.loads((tmp_path / "pca.json").read_text())  # --json, as every command that takes it
+    assert r["source"] == str(model_dir) and r["output"] == str(tmp_path / "pca.png") and r["patch_tokens"] == [3, 4, 192]
+    ratios = r["variance_ratio"]
+    assert len(ratios) == 3 and ratios == sorted(ratios, reverse=True) and 0 < sum(ratios) <= 1 + 1e-6
     metrics = tmp_path / "run" / "metrics.jsonl"
     metrics.parent.mkdir()
     metrics.write_text("".join(json.dumps({"step": s, "loss": 1.0 / (s + 1), "lr": 1e-3}) + "\n" for s in range(5)))
@@ -142,3 +154,51 @@ def test_pictures_from_the_cli(model_dir, tmp_path):
 def test_format_table_aligns_columns():
     text = format_table([["a", 1.25], ["bbb", 10.0]], ["name", "value"])
     assert text.splitlines() == ["name  value", "----  -----", "a     1.2", "bbb   10.0"]
+
+
+def test_extract_under_ijepa_eval_and_its_ijepa_hub_alias_write_the_same_file(model_dir, tmp_path, capsys):
+    from ijepa_hub.hub.cli import main as hub_main
+
+    write_colour_classes(tmp_path / "imgs", per_class=2)
+    args = [str(model_dir), str(tmp_path / "imgs"), "--layers", "4", "--patch-tokens", "--device", "cpu"]
+    assert main(["extract", *args[:2], str(tmp_path / "eval.safetensors"), *args[2:]]) == 0
+    assert hub_main(["extract", *args[:2], str(tmp_path / "hub.safetensors"), *args[2:]]) == 0
+    a, b = load_file(tmp_path / "eval.safetensors"), load_file(tmp_path / "hub.safetensors")
+    assert a["pooled"].shape == (4, 768) and a["patch_tokens"].shape == (4, 4, 192)
+    assert all(torch.equal(a[k], b[k]) for k in ("pooled", "patch_tokens"))
+    with safe_open(tmp_path / "eval.safetensors", "pt") as f, safe_open(tmp_path / "hub.safetensors", "pt") as g:
+        assert f.metadata() == g.metadata() and json.loads(f.metadata()["paths"])[0] == "blue/0.png"
+    for cli in (main, hub_main):
+        with pytest.raises(SystemExit) as exit_:  # a usage error, before any work
+            cli(["extract", *args[:2], str(tmp_path / "x.csv")])
+        assert exit_.value.code == 2 and "must end in .safetensors or .npy" in capsys.readouterr().err
+    assert main(["extract", *args[:2], str(tmp_path / "x.npy"), "--patch-tokens"]) == 1
+    assert "patch tokens need a .safetensors output" in capsys.readouterr().err and not (tmp_path / "x.npy").exists()
+
+
+def test_a_broken_image_in_the_eval_data_is_one_line_and_exit_1(model_dir, tmp_path, capsys):
+    write_colour_classes(tmp_path / "data", per_class=4)
+    (tmp_path / "data" / "red" / "3.png").write_bytes(b"not a png")
+    rc = main(["knn", str(model_dir), "--data", str(tmp_path / "data"), "--cache-dir", ""])
+    err = capsys.readouterr().err
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"ijepa-eval knn: error: {tmp_path / 'data' / 'red' / '3.png'}: cannot decode the image")
+
+
+def test_card_metrics_reads_what_ijepa_eval_writes():
+    knn = {"data": "flowers", "protocol": "knn", "k": 20, "top1": 81.234, "top5": 95.0, "num_test": 10}
+    linear = [{"data": "flowers", "protocol": "linear", "layers": n, "top1": t, "lr": 1e-2, "sweep": []}
+              for n, t in ((1, 70.0), (4, 75.5))]
+    synthetic = {"data": "synthetic", "layers": 1, "labels": {"count": {
+        "model": {"linear_top1": 60.0, "knn_top1": 50.0}, "random_init": {"linear_top1": 40.0, "knn_top1": 45.0},
+        "margin": {"linear_top1": 20.0, "knn_top1": 5.0}}}}
+    assert card_metrics(knn) == {"flowers: k-NN top-1 % (k=20)": 81.23, "flowers: k-NN top-5 % (k=20)": 95.0}
+    assert card_metrics(linear) == {"flowers: linear probe top-1 % (last 1 blocks)": 70.0,
+                                    "flowers: linear probe top-1 % (last 4 blocks)": 75.5}
+    m = card_metrics([knn, synthetic])
+    assert len(m) == 8 and m["synthetic count: linear probe top-1 % (margin)"] == 20.0
+    assert m["synthetic count: k-NN top-1 % (random init)"] == 45.0
+    assert card_metrics({"imagenet top-1": 79.3}) == {"imagenet top-1": 79.3}
+    with pytest.raises(ValueError, match="not metrics"):
+        card_metrics({"source": "x", "variance_ratio": [0.5]})  # pca's JSON is not a metric
+

@@ -7,6 +7,7 @@ alone is no evidence: the first recipe tried here lowered the loss 20x and did n
 """
 import json
 
+import pytest
 import torch
 
 import ijepa_hub
@@ -15,6 +16,7 @@ from ijepa_hub.eval import random_init_encoder, synthetic_probe
 MIN_MARGIN = 2.0  # points of linear-probe top-1; measured margins are in README.md (Evaluation)
 
 
+@pytest.mark.slow  # 300 steps x 32 images: about 4 minutes on 2 idle cores, 8 on the shared ones
 def test_default_run_beats_random_init_on_shape_and_count(tmp_path):
     recipe = ijepa_hub.load_recipe("default")
     result = ijepa_hub.train.train(recipe, out_dir=tmp_path / "run", progress=False)

@@ -1,4 +1,5 @@
 """The scripts in examples/ run as a user would run them, on tiny models and the loopback Hub."""
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,8 @@ import pytest
 import torch
 
 import ijepa_hub
+from ijepa_hub.eval.cli import main as eval_cli
+from ijepa_hub.hub.load import read_config
 from conftest import REPO_ROOT, TINY_TRAIN_ARGS
 from test_eval_cli import write_colour_classes
 
@@ -49,19 +52,27 @@ def test_linear_head_example(model_dir, tmp_path):
 
 def test_train_on_folder_example_then_publish(tmp_path, hub_server):
     write_colour_classes(tmp_path / "data", per_class=8, size=48)
-    # The tiny test settings, as --set overrides of the example's recipe.
-    pairs = zip(TINY_TRAIN_ARGS[::2], TINY_TRAIN_ARGS[1::2])
-    sets = [f"{k[2:]}={v}" for k, v in pairs if not k.startswith("--data.num_samples") and "source_size" not in k]
-    args = [a for s in sets + ["train.max_steps=2", "model.img_size=32", "optim.epochs=1"] for a in ("--set", s)]
+    # The tiny test settings, as ijepa-train overrides of the example's recipe.
+    args = [*TINY_TRAIN_ARGS, "--train.max_steps", "2", "--model.img_size", "32", "--optim.epochs", "1"]
     out = run_example("train_on_folder.py", tmp_path / "data", "--out", tmp_path / "run", *args, cwd=tmp_path)
     assert "trained steps 0 -> 2" in out and (tmp_path / "run" / "model" / "model.safetensors").is_file()
 
-    out = run_example("publish_to_hub.py", tmp_path / "run" / "model", "tester/example-push", cwd=tmp_path)
-    assert "pushed:" in out and "reloaded tester/example-push: ViT-tiny/8 at 32 px" in out
+    assert "ijepa-eval knn" in out and "ijepa-hub push" in out  # the trainer's next steps
+
+    # --metrics takes what ijepa-eval --json writes (here a list: linear probes of two depths)
+    assert eval_cli(["linear", str(tmp_path / "run" / "model"), "--data", str(tmp_path / "data"), "--layers", "1", "4",
+                     "--cache-dir", "", "--json", str(tmp_path / "linear.json")]) == 0
+    out = run_example("publish_to_hub.py", tmp_path / "run" / "model", "tester/example-push",
+                      "--metrics", tmp_path / "linear.json", cwd=tmp_path)
+    assert "pushed:" in out and "reloaded tester/example-push: vit_tiny_patch8 at 32 px (width 192" in out
+    rows = json.loads((tmp_path / "linear.json").read_text())
+    metrics = read_config("tester/example-push")["ijepa"]["metrics"]
+    data = rows[0]["data"]
+    assert metrics == {f"{data}: linear probe top-1 % (last {r['layers']} blocks)": round(r["top1"], 2) for r in rows}
 
 
 def test_train_on_folder_names_a_bad_override(tmp_path):
     write_colour_classes(tmp_path / "data", per_class=2)
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "train_on_folder.py"), str(tmp_path / "data"),
-                           "--set", "optim.learning_rate=1"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "learning_rate" in proc.stderr
+                           "--optim.learning_rate", "1"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "optim.learning_rate" in proc.stderr and "Traceback" not in proc.stderr

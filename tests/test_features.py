@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 
 import ijepa_hub
-from ijepa_hub.features import load_image, preprocess
+from ijepa_hub.data.images import load_image
+from ijepa_hub.features import preprocess
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_preprocess_follows_timms_data_config_up_to_resampling(images):
     x = preprocess(images[3], 32)  # 50x70 -> shorter side 36 -> centre 32x32
     assert x.shape == (3, 32, 32)
     timm_transform = timm.data.create_transform(input_size=(3, 32, 32), interpolation="bicubic",
-                                                crop_pct=ijepa_hub.features.CROP_PCT, crop_mode="center")
+                                                crop_pct=ijepa_hub.data.transforms.CROP_PCT, crop_mode="center")
     reference = timm_transform(Image.fromarray(images[3]))
     assert (x - reference).abs().mean() < 0.05  # same geometry and statistics; PIL vs torch resampling
 

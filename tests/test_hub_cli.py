@@ -49,3 +49,11 @@ def test_info_and_push(tiny_model, tmp_path, hub_server, capsys):
     assert json.loads(capsys.readouterr().out)["ijepa"]["files"]["target_encoder"] == "model.safetensors"
     assert cli(["info", str(tmp_path / "nowhere")]) == 1
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_a_missing_source_is_one_line_and_exit_1(tmp_path, capsys):
+    missing = tmp_path / "nowhere" / "model"
+    assert cli(["export", str(missing), str(tmp_path / "out"), "--format", "transformers"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ijepa-hub export: error: ") and str(missing) in err
+    assert err.count("\n") == 1 and "Traceback" not in err and not (tmp_path / "out").exists()

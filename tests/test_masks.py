@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 import ijepa_hub
 from ijepa_hub.masks import MaskCollator, mask_statistics
@@ -137,17 +136,3 @@ def test_corrected_masks_are_deterministic_per_step_and_seed():
     other = MaskCollator(dataclasses.replace(RELEASED, mode="corrected"), img_size=224, patch_size=14, seed=1)
     c = other.sample(8, 42)
     assert not all(torch.equal(x, y) for x, y in zip(a[0] + a[1], c[0] + c[1]))  # the seed matters
-
-
-def test_collate_in_workers_gives_the_same_masks_as_in_process():
-    col = collator("corrected")
-    data = [torch.zeros(1) for _ in range(40)]
-    inline = [batch for batch in DataLoader(data, batch_size=4, collate_fn=col)]
-    col.set_step(0)
-    workers = [batch for batch in DataLoader(data, batch_size=4, collate_fn=col, num_workers=2)]
-    assert len(inline) == len(workers) == 10
-    for (x1, c1, t1), (x2, c2, t2) in zip(inline, workers):
-        assert torch.equal(x1, x2) and all(torch.equal(a, b) for a, b in zip(c1 + t1, c2 + t2))
-    col.set_step(3)
-    (_, c, t) = col(data[:4])
-    assert all(torch.equal(a, b) for a, b in zip(c + t, inline[3][1] + inline[3][2]))

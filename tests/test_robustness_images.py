@@ -19,7 +19,7 @@ import ijepa_hub
 from ijepa_hub.data import ImageFolder, TarShards, TrainingSamples, training_transform
 from ijepa_hub.data.pipeline import load_rgb
 from ijepa_hub.errors import DataError, ImageReadError
-from ijepa_hub.features import load_image
+from ijepa_hub.data.images import load_image
 from ijepa_hub.hub.cli import main as hub_cli
 
 RNG = np.random.default_rng(0)

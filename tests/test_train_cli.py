@@ -69,6 +69,7 @@ def test_cli_runs_end_to_end_and_the_loss_falls(tiny_train_args, tmp_path):
     losses = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
     assert len(losses) == 25 and sum(losses[-3:]) < 0.6 * sum(losses[:3]), losses
     assert "ijepa-train: steps 0 -> 25" in done.stdout
+    assert f"ijepa-eval knn {out / 'model'}" in done.stdout and f"ijepa-hub push {out / 'model'}" in done.stdout
     assert (out / "model" / "config.json").is_file()
 
 
@@ -108,3 +109,36 @@ def test_sigterm_checkpoints_and_exits_zero(tiny_train_args, tmp_path):
     assert "preempted" in proc.stdout.read()
     step = load_checkpoint(out / CHECKPOINT_NAME)["step"]
     assert 3 <= step < 64 and max(_logged_steps(out)) == step
+
+
+def _help(capsys, monkeypatch, *argv: str) -> str:
+    monkeypatch.setenv("COLUMNS", "250")  # no wrapping: one option per line
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--help"])
+    assert exit_.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_shows_the_selected_recipes_values_and_a_description_per_key(capsys, monkeypatch):
+    from ijepa_hub.recipe import recipe_key_help
+
+    text = _help(capsys, monkeypatch)  # the default recipe: 32 images a step for 3 epochs, not 2048 x 300
+    assert "--optim.batch_size BATCH_SIZE global batch, whatever the number of devices (type: int, default: 32)" in text
+    assert "--optim.epochs EPOCHS schedule length in epochs (type: int, default: 3)" in text
+    big = _help(capsys, monkeypatch, "--recipe", "in1k_vith14")
+    assert "(type: str, default: vit_huge_patch14)" in big and "(type: int, default: 128)" in big
+    assert "--recipe RECIPE a shipped recipe name or a YAML file (type: str, default: in1k_vith14)" in big
+    helps = recipe_key_help()
+    assert len(helps) > 40 and all(helps.values()), [k for k, v in helps.items() if not v]
+    for key, description in helps.items():
+        assert f"--{key} " in text and description in text, key
+    assert "Path to a configuration file" not in text  # jsonargparse's --data CONFIG, shadowed by the shorthand
+    assert "--data PATH short for --data.path PATH" in text and "--optim FILE YAML file with optim keys" in text
+    assert "-q, --quiet" in text and "-v, --verbose" in text and "--version" in text
+
+
+def test_a_missing_data_folder_is_one_line_and_exit_1(tmp_path, capsys):
+    rc = main(["--data", str(tmp_path / "nothere"), "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1 and err == (f"ijepa-train: error: no image folder at {str(tmp_path / 'nothere')!r}; "
+                               "pass a folder of images or .tar shards\n")

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 import ijepa_hub
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.models import jepa_loss
-from ijepa_hub.optim import build_optimizer, param_groups, set_hyperparams
+from ijepa_hub.train.optim import build_optimizer, param_groups, set_hyperparams
 from ijepa_hub.recipe import MaskSection, OptimSection
-from ijepa_hub.schedules import Schedules
+from ijepa_hub.train.schedules import Schedules
 
 
 def test_loss_values_by_hand():
@@ -138,12 +138,13 @@ def test_twenty_step_cpu_loop_lowers_the_loss_and_never_trains_the_target():
     losses = []
     for step in range(20):
         ctx, tgt = collate.sample(8, step)
-        set_hyperparams(opt, schedules.lr(step), schedules.weight_decay(step))
+        used = schedules.at_iteration(step)  # as released: lr, wd at step + 1, momentum at step
+        set_hyperparams(opt, used.lr, used.weight_decay)
         loss = model(image_batch, ctx, tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        model.update_target(schedules.momentum(step))
+        model.update_target(used.momentum)
         losses.append(loss.item())
         assert all(p.grad is None for p in model.target_encoder.parameters())
     assert all(not p.requires_grad for p in model.target_encoder.parameters())

@@ -6,13 +6,14 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-__all__ = ["ImageFolder", "IMAGE_EXTENSIONS"]
+from .images import list_images
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+__all__ = ["ImageFolder"]
 
 
 class ImageFolder(Dataset):
-    """Image files under ``root`` (any depth), in sorted order; item ``(path, label)``.
+    """Image files under ``root`` (any depth, :func:`~ijepa_hub.data.images.list_images`'s rule), in sorted
+    order; item ``(path, label)``.
 
     Labels index the sorted first-level subfolders; images directly in ``root`` get label -1. Unlike
     torchvision's ``ImageFolder`` this accepts flat folders and returns the path: decoding happens in
@@ -21,16 +22,7 @@ class ImageFolder(Dataset):
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise FileNotFoundError(f"image folder {self.root} does not exist or is not a directory")
-        files = sorted(
-            p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-        )
-        if not files:
-            raise FileNotFoundError(
-                f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {self.root}; pass a folder of images "
-                "or .tar shards with --data"
-            )
+        files = [Path(p) for p in list_images(root, hint="; pass a folder of images or .tar shards")]
         self.classes = sorted({p.relative_to(self.root).parts[0] for p in files if p.parent != self.root})
         index = {name: i for i, name in enumerate(self.classes)}
         self.samples = [

@@ -20,7 +20,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler, default_collate
 
 from ..errors import DataError, ImageReadError
-from ..features import open_image, to_rgb
+from .images import open_image, to_rgb
 from .transforms import draft_for_crop
 
 __all__ = ["BatchPlan", "MicroBatchSampler", "TrainingSamples", "MaskedCollate", "MicroBatch", "load_rgb"]
@@ -112,8 +112,8 @@ def _sample_seed(seed: int, position: int) -> int:
 def load_rgb(item: Any, img_size: int, min_fraction: float) -> Image.Image:
     """A dataset item's image (PIL image, path or file object) as 8-bit RGB, JPEGs decoded in draft mode.
 
-    Files are decoded by :func:`ijepa_hub.features.open_image` (upright from EXIF, errors naming the
-    file) and converted by :func:`~ijepa_hub.features.to_rgb` (alpha onto white, 16-bit scaled), as for
+    Files are decoded by :func:`~ijepa_hub.data.images.open_image` (upright from EXIF, errors naming the
+    file) and converted by :func:`~ijepa_hub.data.images.to_rgb` (alpha onto white, 16-bit scaled), as for
     feature extraction.
     """
     if isinstance(item, Image.Image):
@@ -184,7 +184,7 @@ class MaskedCollate:
     """Collate function: stacks the samples and draws their masks with the mask collator.
 
     Runs inside the DataLoader workers. ``collator`` is an :class:`ijepa_hub.masks.MaskCollator`;
-    masks are drawn for the micro-batch's own mask step (not the collator's worker-order counter) with
+    masks are drawn for the micro-batch's own mask step with
     the torch RNG seeded from it (legacy mode draws positions from it), so they do not depend on the
     number of workers, the world size or a resume.
     """

@@ -1,15 +1,24 @@
-"""The released training transform: RandomResizedCrop + ImageNet normalisation, nothing else."""
+"""The preprocessing facts and the released training transform (RandomResizedCrop + normalisation).
+
+``MEAN`` / ``STD`` (ImageNet's, which the released models were trained with; transformers' I-JEPA
+processor uses 0.5 instead), ``CROP_PCT`` and ``INTERPOLATION`` (timm's evaluation transform) are the
+single source for training, feature extraction and the ``pretrained_cfg`` written into Hub repos.
+"""
 from __future__ import annotations
 
 import math
 
 import torch
 from PIL import Image
+from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torchvision.transforms import v2
 
-from ..features import MEAN, STD
+__all__ = ["MEAN", "STD", "CROP_PCT", "INTERPOLATION", "training_transform", "draft_for_crop", "min_crop_fraction"]
 
-__all__ = ["training_transform", "draft_for_crop", "min_crop_fraction"]
+MEAN: tuple[float, float, float] = tuple(IMAGENET_DEFAULT_MEAN)
+STD: tuple[float, float, float] = tuple(IMAGENET_DEFAULT_STD)
+CROP_PCT = 0.875  # evaluation: resize the shorter side to img_size / CROP_PCT, then centre-crop img_size
+INTERPOLATION = "bicubic"
 
 
 def training_transform(

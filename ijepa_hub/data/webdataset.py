@@ -16,7 +16,7 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from ..errors import DataError, ImageReadError
-from .folder import IMAGE_EXTENSIONS
+from .images import IMAGE_EXTENSIONS
 
 __all__ = ["TarShards", "expand_braces", "is_shard_spec"]
 

@@ -2,10 +2,10 @@
 from .data import LabelledSplits, folder_splits, labelled_splits, synthetic_splits
 from .knn import KnnResult, knn_classify
 from .linear import LinearProbeResult, linear_probe, train_linear
-from .probes import evaluate_knn, evaluate_linear, random_init_encoder, synthetic_probe
+from .probes import card_metrics, evaluate_knn, evaluate_linear, random_init_encoder, synthetic_probe
 
 __all__ = [
     "KnnResult", "knn_classify", "LinearProbeResult", "linear_probe", "train_linear",
     "LabelledSplits", "labelled_splits", "synthetic_splits", "folder_splits",
-    "evaluate_knn", "evaluate_linear", "random_init_encoder", "synthetic_probe",
+    "evaluate_knn", "evaluate_linear", "random_init_encoder", "synthetic_probe", "card_metrics",
 ]

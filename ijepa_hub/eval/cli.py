@@ -1,6 +1,7 @@
-"""``ijepa-eval``: knn, linear, synthetic (shape / count vs random init), masks, pca, curves.
+"""``ijepa-eval``: extract, knn, linear, synthetic (shape / count vs random init), masks, pca, curves.
 
-Thin: parse, call a library function, print a table, write JSON.
+Thin: parse, call a library function, print a table, write JSON. ``ijepa-hub extract`` is an alias of
+``ijepa-eval extract`` (:func:`add_extract_command`, :func:`run_extract`).
 """
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["main", "build_parser"]
+from ..cli_common import add_common_args, add_source_args, default_device, load_model, run_cli, setup_logging
+
+__all__ = ["main", "build_parser", "add_extract_command", "run_extract"]
+
+_DEVICE_HELP = "cpu, cuda, cuda:1 ... (default: cuda if available)"
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    from ..hub.cli import _add_source_args
-
-    _add_source_args(p)
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    add_source_args(p)
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--cache-dir", default=None, help="feature cache (default ~/.cache/ijepa_hub/features; '' disables)")
     p.add_argument("--json", dest="json_out", default=None, help="also write the results to this JSON file")
@@ -32,9 +35,47 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-fraction", type=float, default=0.2, help="folder without train/val: held-out share")
 
 
+def _features_output(value: str) -> str:
+    from .extract import check_features_output
+
+    try:
+        check_features_output(value)
+    except ValueError as err:  # a usage error: argparse exits 2 before any work
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return value
+
+
+def add_extract_command(sub: Any, *, help_suffix: str = "") -> argparse.ArgumentParser:
+    """The ``extract`` subcommand (features of a folder of images) on the subparsers ``sub``."""
+    p = sub.add_parser("extract", help="features of a folder of images -> .safetensors or .npy" + help_suffix)
+    add_source_args(p)
+    p.add_argument("images", help="folder of images (searched recursively)")
+    p.add_argument("output", type=_features_output, help="output file, .safetensors or .npy")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--layers", type=int, default=1, help="4: concatenated last four blocks (linear-probe feature)")
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
+    p.add_argument("--patch-tokens", action="store_true", help="also store patch tokens (.safetensors only)")
+    return p
+
+
+def run_extract(args: argparse.Namespace) -> None:
+    """``extract``: features of every image under ``args.images`` written to ``args.output``."""
+    from ..features import extract_folder
+    from .extract import check_features_output, write_features
+
+    check_features_output(args.output, patch_tokens=args.patch_tokens)  # before the work, not after
+    model = load_model(args, device=default_device(args.device))
+    paths, feats = extract_folder(model.encoder, args.images, batch_size=args.batch_size, layers=args.layers,
+                                  progress=True)
+    metadata = {"source": args.source, "encoder": args.encoder, "layers": str(args.layers)}
+    print(write_features(args.output, paths, feats, patch_tokens=args.patch_tokens, metadata=metadata))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ijepa-eval", description="Evaluate I-JEPA encoders and draw pictures")
+    add_common_args(parser)
     sub = parser.add_subparsers(dest="command", required=True)
+    add_extract_command(sub)
 
     p = sub.add_parser("knn", help="weighted k-NN on pooled features (top-1, top-5)")
     _add_model_args(p)
@@ -71,16 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("curves", help="PNG: loss, lr, momentum and RankMe from a run's metrics.jsonl")
     p.add_argument("metrics", help="metrics.jsonl of a run (or the run folder)")
     p.add_argument("output", help="PNG file to write")
+    for p in sub.choices.values():
+        add_common_args(p, version=False)
     return parser
 
 
 def _model(args):
-    import torch
-
-    from ..hub.cli import _load
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return _load(args, device=device)
+    return load_model(args, device=default_device(args.device))
 
 
 def _feature_kwargs(args) -> dict[str, Any]:
@@ -117,7 +155,8 @@ def _linear(args) -> None:
     results = [evaluate_linear(encoder, splits, layers=n, seed=args.seed, **_feature_kwargs(args)) for n in args.layers]
     for r in results:
         r["source"] = args.source
-    rows = [[r["data"], r["layers"], r["top1"], r["val_top1"], r["lr"], r["weight_decay"]] for r in results]
+    rows = [[r["data"], r["layers"], r["top1"], r["val_top1"], f"{r['lr']:.0e}", f"{r['weight_decay']:.0e}"]
+            for r in results]
     _emit(args, results, format_table(rows, ["data", "layers", "top-1 %", "val top-1 %", "lr", "wd"]))
 
 
@@ -145,7 +184,7 @@ def _example_images(paths: list[str] | None, num: int, size: int):
     from torchvision.transforms import v2
 
     from ..data import SyntheticShapes
-    from ..features import load_image
+    from ..data.images import load_image
 
     items = paths if paths else [SyntheticShapes(num, size=size, seed=7)[i][0] for i in range(num)]
     resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
@@ -170,13 +209,20 @@ def _masks(args) -> None:
 
 def _pca(args) -> None:
     from ..features import extract_features
-    from .plots import plot_pca
+    from .plots import pca_variance_ratio, plot_pca
+    from .probes import format_table
 
     model = _model(args)
     size = model.config.img_size
     images = _example_images(args.images, args.num, size)
     tokens = extract_features(model.encoder, list(images), crop_pct=1.0).patch_tokens
-    print(f"wrote {plot_pca(images, tokens, args.output, title=f'PCA of {model.encoder_name} encoder patch features')}")
+    path = plot_pca(images, tokens, args.output, title=f"PCA of {model.encoder_name} encoder patch features")
+    ratios = pca_variance_ratio(tokens, 3)
+    r = {"source": args.source, "encoder": model.encoder_name, "output": str(path),
+         "images": list(args.images) if args.images else f"synthetic shapes ({args.num}, seed 7)",
+         "patch_tokens": list(tokens.shape), "variance_ratio": ratios}
+    table = format_table([[i + 1, 100 * v] for i, v in enumerate(ratios)], ["component", "variance %"])
+    _emit(args, r, f"wrote {path}\n{table}")
 
 
 def _curves(args) -> None:
@@ -190,20 +236,14 @@ def _curves(args) -> None:
     print(f"wrote {plot_training_curves(path, args.output)}")
 
 
-_COMMANDS = {"knn": _knn, "linear": _linear, "synthetic": _synthetic, "masks": _masks, "pca": _pca, "curves": _curves}
+_COMMANDS = {"extract": run_extract, "knn": _knn, "linear": _linear, "synthetic": _synthetic, "masks": _masks, "pca": _pca, "curves": _curves}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ijepa-eval`` console script."""
-    from ..errors import IJepaError
-
     args = build_parser().parse_args(argv)
-    try:
-        _COMMANDS[args.command](args)
-    except (IJepaError, OSError, ValueError) as err:  # bad paths, data or weights: the message says which
-        print(f"ijepa-eval {args.command}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    setup_logging(args)
+    return run_cli(f"ijepa-eval {args.command}", lambda: _COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

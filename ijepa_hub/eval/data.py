@@ -9,7 +9,7 @@ from typing import Any, Literal, Sequence
 import torch
 
 from ..data.folder import ImageFolder
-from ..features import CROP_PCT
+from ..data.transforms import CROP_PCT
 from ..data.synthetic import MAX_COUNT, SHAPES, SyntheticShapes
 
 __all__ = ["LabelledSplits", "labelled_splits", "synthetic_splits", "synthetic_splits_by_label", "folder_splits", "SYNTHETIC"]

@@ -14,7 +14,7 @@ import torch
 
 from ..masks import MaskCollator
 
-__all__ = ["plot_masks", "pca_rgb", "plot_pca", "plot_training_curves", "read_metrics"]
+__all__ = ["plot_masks", "pca_rgb", "pca_variance_ratio", "plot_pca", "plot_training_curves", "read_metrics"]
 
 _TARGET_COLOURS = np.array([[230, 25, 75], [255, 225, 25], [245, 130, 48], [240, 50, 230]]) / 255.0
 _CONTEXT_COLOUR = np.array([0, 130, 200]) / 255.0
@@ -92,6 +92,13 @@ def pca_rgb(patch_tokens: torch.Tensor) -> torch.Tensor:
     proj = x @ v[:3].T
     lo, hi = proj.quantile(0.01, dim=0), proj.quantile(0.99, dim=0)
     return ((proj - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1).reshape(b, n, 3)
+
+
+def pca_variance_ratio(patch_tokens: torch.Tensor, k: int = 3) -> list[float]:
+    """Fractions of the patch features' variance along their first ``k`` principal components (as in :func:`pca_rgb`)."""
+    x = patch_tokens.float().reshape(-1, patch_tokens.shape[-1])
+    power = torch.linalg.svdvals(x - x.mean(0)).square()
+    return (power[:k] / power.sum().clamp_min(1e-12)).tolist()
 
 
 def plot_pca(images: torch.Tensor, patch_tokens: torch.Tensor, path: str | os.PathLike, *, title: str = "") -> Path:

@@ -17,7 +17,10 @@ from .data import LabelledSplits, synthetic_splits_by_label
 from .knn import knn_classify
 from .linear import linear_probe
 
-__all__ = ["split_features", "evaluate_knn", "evaluate_linear", "random_init_encoder", "synthetic_probe", "format_table"]
+__all__ = [
+    "split_features", "evaluate_knn", "evaluate_linear", "random_init_encoder", "synthetic_probe", "format_table",
+    "card_metrics",
+]
 
 
 def split_features(
@@ -103,3 +106,33 @@ def format_table(rows: list[list[Any]], header: list[str]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def card_metrics(results: Any) -> dict[str, float]:
+    """Flat ``{name: value}`` metrics for a model card from what ``ijepa-eval knn / linear / synthetic --json``
+    write (a result, a list of them, or a list mixing several), or from a mapping that is already flat."""
+    items = results if isinstance(results, list) else [results]
+    out: dict[str, float] = {}
+    for r in items:
+        if not isinstance(r, dict):
+            raise ValueError(f"expected ijepa-eval results (JSON objects), got {type(r).__name__}")
+        if r.get("protocol") == "knn":
+            out[f"{r['data']}: k-NN top-1 % (k={r['k']})"] = r["top1"]
+            out[f"{r['data']}: k-NN top-5 % (k={r['k']})"] = r["top5"]
+        elif r.get("protocol") == "linear":
+            out[f"{r['data']}: linear probe top-1 % (last {r['layers']} blocks)"] = r["top1"]
+        elif isinstance(r.get("labels"), dict):  # synthetic_probe
+            for label, row in r["labels"].items():
+                for who, values in row.items():
+                    for metric, value in values.items():
+                        probe = "linear probe" if metric.startswith("linear") else "k-NN"
+                        out[f"synthetic {label}: {probe} top-1 % ({who.replace('_', ' ')})"] = value
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r.values()):
+            out.update(r)
+        else:
+            raise ValueError(
+                "not metrics: expected the JSON of ijepa-eval knn, linear or synthetic, or a flat mapping of "
+                f"numbers; got keys {sorted(r)[:8]}"
+            )
+    return {k: round(float(v), 2) for k, v in out.items()}
+

@@ -1,4 +1,7 @@
-"""``ijepa-hub``: convert, push, export, extract, info. Thin: parse, call a library function, print."""
+"""``ijepa-hub``: convert, push, export, info (and ``extract``, an alias of ``ijepa-eval extract``).
+
+Thin: parse, call a library function, print.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,6 +10,9 @@ import os
 import sys
 from pathlib import Path
 from typing import Sequence
+
+from ..cli_common import add_common_args, add_source_args, load_model, run_cli, setup_logging
+from ..eval.cli import add_extract_command, run_extract
 
 __all__ = ["main", "build_parser"]
 
@@ -18,15 +24,9 @@ def _add_hub_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--message", default=None, help="commit message")
 
 
-def _add_source_args(p: argparse.ArgumentParser, *, encoders=("target", "context")) -> None:
-    p.add_argument("source", help="registry name, folder, Hub repo id, .pth.tar file or URL")
-    p.add_argument("--encoder", choices=encoders, default="target", help="which encoder (default: target)")
-    p.add_argument("--revision-from", dest="source_revision", default=None, help="revision of a Hub source")
-    p.add_argument("--allow-pickle", action="store_true", help="accept pickle weights (.bin) in a Hub source")
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ijepa-hub", description="I-JEPA checkpoints and the Hugging Face Hub")
+    add_common_args(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="released .pth.tar (file or URL) -> ijepa_hub folder")
@@ -39,37 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hub_args(p)
 
     p = sub.add_parser("push", help="upload an ijepa_hub folder (or anything from_pretrained loads) to the Hub")
-    _add_source_args(p, encoders=("target", "context", "both"))
+    add_source_args(p, encoders=("target", "context", "both"))
     p.add_argument("repo_id", help="target Hub repo, owner/name")
     p.add_argument("--with-predictor", action="store_true", help="include the predictor (non-folder sources)")
     _add_hub_args(p)
 
     p = sub.add_parser("export", help="write a folder in another library's layout")
-    _add_source_args(p)
+    add_source_args(p)
     p.add_argument("output", help="folder to write")
     p.add_argument("--format", choices=("transformers",), required=True, help="layout to write")
 
-    p = sub.add_parser("extract", help="features of a folder of images -> .safetensors or .npy")
-    _add_source_args(p)
-    p.add_argument("images", help="folder of images (searched recursively)")
-    p.add_argument("output", help="output file, .safetensors or .npy")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--layers", type=int, default=1, help="4: concatenated last four blocks (linear-probe feature)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--patch-tokens", action="store_true", help="also store patch tokens (safetensors only)")
+    add_extract_command(sub, help_suffix=" (alias of ijepa-eval extract)")
 
     p = sub.add_parser("info", help="describe a registry name, folder, Hub repo or checkpoint")
     p.add_argument("source")
     p.add_argument("--revision-from", dest="source_revision", default=None)
+    for p in sub.choices.values():
+        add_common_args(p, version=False)
     return parser
-
-
-def _load(args, **kwargs):
-    from .load import from_pretrained
-
-    return from_pretrained(
-        args.source, encoder=args.encoder, revision=args.source_revision, allow_pickle=args.allow_pickle, **kwargs
-    )
 
 
 def _convert(args) -> None:
@@ -97,42 +84,14 @@ def _push(args) -> None:
     if config.is_file() and "ijepa" in json.loads(config.read_text()):
         print(push_folder(source, args.repo_id, **hub))
     else:
-        print(_load(args, with_predictor=args.with_predictor).push_to_hub(args.repo_id, **hub))
+        print(load_model(args, with_predictor=args.with_predictor).push_to_hub(args.repo_id, **hub))
 
 
 def _export(args) -> None:
     from .save import export_transformers
 
-    model = _load(args)
+    model = load_model(args)
     print(f"wrote {export_transformers(model.encoder, model.config, args.output)}")
-
-
-def _extract(args) -> None:
-    from ..features import extract_folder
-
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = _load(args, device=device)
-    paths, feats = extract_folder(model.encoder, args.images, batch_size=args.batch_size, layers=args.layers,
-                                  progress=True)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".npy":
-        import numpy as np
-
-        np.save(out, feats.pooled.numpy())
-        out.with_suffix(".txt").write_text("".join(f"{p}\n" for p in paths))
-        print(f"wrote {out} {tuple(feats.pooled.shape)} and the image list {out.with_suffix('.txt')}")
-    else:
-        from safetensors.torch import save_file
-
-        tensors = {"pooled": feats.pooled}
-        if args.patch_tokens:
-            tensors["patch_tokens"] = feats.patch_tokens
-        save_file(tensors, str(out), metadata={"paths": json.dumps(paths), "source": args.source,
-                                               "encoder": args.encoder, "layers": str(args.layers)})
-        print(f"wrote {out} pooled {tuple(feats.pooled.shape)}")
 
 
 def _info(args) -> None:
@@ -156,23 +115,14 @@ def _info(args) -> None:
     print(json.dumps(info, indent=2))
 
 
-_COMMANDS = {"convert": _convert, "push": _push, "export": _export, "extract": _extract, "info": _info}
+_COMMANDS = {"convert": _convert, "push": _push, "export": _export, "extract": run_extract, "info": _info}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ijepa-hub`` console script."""
-    from ..errors import IJepaError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "extract" and Path(args.output).suffix not in (".safetensors", ".npy"):
-        parser.error(f"extract: output must end in .safetensors or .npy, got {args.output}")
-    try:
-        _COMMANDS[args.command](args)
-    except (IJepaError, OSError) as err:  # our errors, missing files, Hub HTTP errors: message only
-        print(f"ijepa-hub {args.command}: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    args = build_parser().parse_args(argv)
+    setup_logging(args)
+    return run_cli(f"ijepa-hub {args.command}", lambda: _COMMANDS[args.command](args))
 
 
 if __name__ == "__main__":

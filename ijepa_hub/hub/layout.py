@@ -33,7 +33,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..version import __version__
 from ..errors import HubLayoutError
-from ..features import CROP_PCT, INTERPOLATION, MEAN, STD
+from ..data.transforms import CROP_PCT, INTERPOLATION, MEAN, STD
 from ..registry import ARCHITECTURES, MODEL_FIELDS, VARIANTS, ModelConfig, PretrainedVariant
 
 __all__ = [

@@ -17,7 +17,7 @@ from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
 from ..errors import HubLayoutError
-from ..features import MEAN, STD
+from ..data.transforms import MEAN, STD
 from ..models import IJepa
 from ..recipe import Recipe
 from .convert import timm_to_transformers, transformers_config

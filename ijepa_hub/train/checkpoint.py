@@ -36,8 +36,8 @@ _REQUIRED = ("format", "step", "recipe", "model", "optimizer", "schedules", "rng
 # Recipe keys that may change between a run and its resume: they do not change the mathematics.
 _RUNTIME_KEYS = {
     "name", "description", "data.path", "train.max_steps", "train.checkpoint_every", "train.log_every",
-    "train.monitor_every", "train.num_workers", "train.device", "train.compile", "train.grad_checkpointing",
-    "train.fsdp", "train.tensorboard", "data.max_broken_fraction",
+    "train.monitor_every", "train.num_workers", "train.threads", "train.device", "train.compile",
+    "train.grad_checkpointing", "train.fsdp", "train.tensorboard", "data.max_broken_fraction",
 }
 
 

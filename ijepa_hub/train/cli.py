@@ -5,28 +5,51 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from ..errors import IJepaError
-from ..recipe import Recipe, RecipeError, list_recipes, load_recipe, recipe_from_namespace, recipe_parser
+from ..cli_common import add_common_args, log_level, run_cli, setup_logging
+from ..recipe import Recipe, list_recipes, load_recipe, recipe_from_namespace, recipe_parser
 
-__all__ = ["main", "build_parser", "parse_args"]
+if TYPE_CHECKING:
+    from .loop import TrainResult
+
+__all__ = ["main", "build_parser", "parse_args", "next_steps"]
 
 _EPILOG = """\
 Every recipe key can be overridden by its dotted name, e.g. --optim.lr 5e-4 --train.max_steps 100
---data.batch_size_per_device 64 --mask.mode legacy. --data PATH is short for --data.path PATH.
+--data.batch_size_per_device 64 --mask.mode legacy. The defaults shown are those of the recipe
+selected with --recipe (ijepa-train --recipe in1k_vith14 --help shows that recipe's).
 Shipped recipes: {recipes}.
 """
 
 
-def build_parser():
-    """The jsonargparse parser: the run options plus every :class:`~ijepa_hub.recipe.Recipe` key."""
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def build_parser(recipe: str | os.PathLike = "default"):
+    """The jsonargparse parser: the run options plus every :class:`~ijepa_hub.recipe.Recipe` key.
+
+    The recipe keys default to the values of ``recipe`` (a shipped name or a YAML file), so that
+    ``--help`` shows them and unspecified keys keep them.
+    """
     parser = recipe_parser(
         prog="ijepa-train",
         description="Train I-JEPA. With no arguments: the built-in default (tiny ViT, synthetic shapes, CPU).",
         epilog=_EPILOG.format(recipes=", ".join(list_recipes())),
     )
-    parser.add_argument("--recipe", type=str, default="default", help="a shipped recipe name or a YAML file")
+    parser.set_defaults(_flat(load_recipe(recipe).to_dict()))
+    for action in parser._actions:
+        if action.dest == "data":  # the section-file option is shadowed by the shorthand (see parse_args)
+            action.metavar, action.help = "PATH", "short for --data.path PATH"
+    add_common_args(parser)
+    parser.add_argument("--recipe", type=str, default=os.fspath(recipe), help="a shipped recipe name or a YAML file")
     parser.add_argument("--out", type=str | None, default=None, help="run folder (default: runs/<recipe name>)")
     parser.add_argument(
         "--resume", type=str | None, default=None,
@@ -53,56 +76,71 @@ def _rewrite_data_shorthand(argv: list[str]) -> list[str]:
 def parse_args(argv: Sequence[str]) -> tuple[Recipe, Any]:
     """``(recipe, namespace)`` from command-line arguments: the named recipe, then the dotted overrides.
 
-    Raises ``jsonargparse.ArgumentError`` / :class:`~ijepa_hub.recipe.RecipeError` naming the bad key.
+    The library form of ``ijepa-train``'s parsing, for scripts that take the same overrides. Raises
+    ``jsonargparse.ArgumentError`` / :class:`~ijepa_hub.recipe.RecipeError` naming the bad key.
     """
     argv = _rewrite_data_shorthand(list(argv))
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--recipe", default="default")
     known, _ = pre.parse_known_args(argv)
-    parser = build_parser()
-    base = parser.parse_object(load_recipe(known.recipe).to_dict())
-    args = parser.parse_args(argv, namespace=base)
+    args = build_parser(known.recipe).parse_args(argv)
     return recipe_from_namespace(args), args
+
+
+def next_steps(result: TrainResult) -> list[str]:
+    """Commands to run after training: evaluate, extract features, push (or resume when preempted)."""
+    if result.preempted:
+        return [f"resume: ijepa-train <same options> --out {result.out_dir} --resume auto"]
+    lines = [f"curves:   ijepa-eval curves {result.out_dir} {result.out_dir / 'curves.png'}"]
+    if result.export_dir is not None:
+        model = result.export_dir
+        lines = [
+            f"evaluate: ijepa-eval knn {model} --data <folder with class subfolders>   (or: ijepa-eval synthetic {model})",
+            f"extract:  ijepa-eval extract {model} <images> features.safetensors",
+            *lines,
+            f"push:     ijepa-hub push {model} <owner/name>" if result.hub_url is None else f"pushed:   {result.hub_url}",
+            f"load:     ijepa_hub.from_pretrained({str(model)!r})",
+        ]
+    return lines
+
+
+def _summary(result: TrainResult) -> str:
+    summary = f"steps {result.start_step} -> {result.step} of {result.total_steps}"
+    if result.losses:
+        summary += f", loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}"
+    if result.monitor:
+        summary += f", RankMe {result.monitor[-1]['rankme']:.1f}"
+    if result.preempted:
+        summary += "; preempted: checkpoint written, resume with --resume auto"
+    elif result.export_dir is not None:
+        summary += f"; model in {result.export_dir}"
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ijepa-train``, ``python -m ijepa_hub.train`` and ``torchrun -m ijepa_hub.train``."""
-    rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(
-        level=logging.INFO if rank == 0 else logging.WARNING,
-        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s",
-    )
-    import jsonargparse
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_cli("ijepa-train", lambda: _run(argv))
 
-    try:
-        recipe, args = parse_args(sys.argv[1:] if argv is None else argv)
-    except (jsonargparse.ArgumentError, RecipeError, FileNotFoundError) as err:
-        print(f"ijepa-train: error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+
+def _run(argv: list[str]) -> None:
+    recipe, args = parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    level = log_level(args)
+    if rank != 0 and level > logging.DEBUG:
+        level = logging.WARNING  # other ranks: warnings only, unless -v
+    setup_logging(args, fmt=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", level=level)
 
     from .loop import train
 
-    try:
-        result = train(
-            recipe, out_dir=args.out or f"runs/{recipe.name}", resume=args.resume,
-            push_to_hub=args.push_to_hub, progress=not args.no_progress,
-        )
-    except (IJepaError, ValueError, FileNotFoundError) as err:
-        logging.getLogger("ijepa_hub.train").error("%s", err)
-        return 2
+    result = train(
+        recipe, out_dir=args.out or f"runs/{recipe.name}", resume=args.resume,
+        push_to_hub=args.push_to_hub, progress=not args.no_progress,
+    )
     if rank == 0:
-        losses = result.losses
-        summary = f"steps {result.start_step} -> {result.step} of {result.total_steps}"
-        if losses:
-            summary += f", loss {losses[0]:.4f} -> {losses[-1]:.4f}"
-        if result.monitor:
-            summary += f", RankMe {result.monitor[-1]['rankme']:.1f}"
-        if result.preempted:
-            summary += "; preempted: checkpoint written, resume with --resume auto"
-        elif result.export_dir is not None:
-            summary += f"; model in {result.export_dir}"
-        print(f"ijepa-train: {summary}")
-    return 0
+        print(f"ijepa-train: {_summary(result)}")
+        steps = next_steps(result)
+        print("next:\n" + "\n".join(f"  {line}" for line in steps))
 
 
 if __name__ == "__main__":

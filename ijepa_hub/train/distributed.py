@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import ContextManager
+from typing import Any, ContextManager
 
 import torch
 import torch.distributed as dist
@@ -13,7 +13,10 @@ import torch.nn as nn
 from ..models import IJepa
 from ..models.ijepa import ema_
 
-__all__ = ["DistEnv", "init_distributed", "wrap_model", "no_grad_sync", "all_reduce_mean", "any_rank", "ema_update"]
+__all__ = [
+    "DistEnv", "init_distributed", "wrap_model", "no_grad_sync", "all_reduce_mean", "any_rank", "gather_objects",
+    "ema_update", "full_state", "load_full_state",
+]
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,34 @@ def any_rank(flag: bool, env: DistEnv) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=env.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
+
+
+def gather_objects(obj: Any, env: DistEnv) -> list[Any]:
+    """Every rank's ``obj``, in rank order (``[obj]`` on one process)."""
+    if not env.distributed:
+        return [obj]
+    out: list[Any] = [None] * env.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def full_state(model: IJepa, optimizer: torch.optim.Optimizer, fsdp: bool) -> tuple[dict, dict]:
+    """Model and optimiser state dicts of the whole model; with FSDP gathered (on CPU) from every rank's shards."""
+    if fsdp:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+        return get_state_dict(model, optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return model.state_dict(), optimizer.state_dict()
+
+
+def load_full_state(model: IJepa, optimizer: torch.optim.Optimizer, model_state: dict, optim_state: dict) -> None:
+    """The inverse of :func:`full_state` for an FSDP-sharded model: every rank keeps its own shards."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    set_state_dict(
+        model, optimizer, model_state_dict=model_state, optim_state_dict=optim_state,
+        options=StateDictOptions(full_state_dict=True),
+    )
 
 
 @torch.no_grad()

@@ -6,18 +6,19 @@
   :class:`~ijepa_hub.errors.TooManyBrokenImagesError`.
 * A NaN or infinite loss, or non-finite weights about to be checkpointed, stop the run with
   :class:`~ijepa_hub.errors.TrainingDivergedError` before anything overwrites the last good checkpoint.
+* SIGTERM / SIGUSR1 (preemption) set :class:`StopSignal`'s flag: the loop checkpoints and returns.
 """
 from __future__ import annotations
 
+import signal
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..errors import TooManyBrokenImagesError, TrainingDivergedError
 
-__all__ = ["MIN_IMAGES_FOR_BROKEN_FRACTION", "BrokenImageCounter", "diverged"]
+__all__ = ["MIN_IMAGES_FOR_BROKEN_FRACTION", "BrokenImageCounter", "diverged", "StopSignal"]
 
 MIN_IMAGES_FOR_BROKEN_FRACTION = 1000
 
@@ -79,3 +80,26 @@ def diverged(step: int, what: str, last_good: Path | None, last_good_step: int) 
         "so resuming with the same recipe repeats this step. Fix: start a new run (another --out) with a lower "
         "--optim.lr, a longer --optim.warmup_epochs or --optim.clip_grad 1.0, and check the data."
     )
+
+
+class StopSignal:
+    """SIGTERM / SIGUSR1 (preemption) set a flag; the loop checkpoints after the current step and exits."""
+
+    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignal":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

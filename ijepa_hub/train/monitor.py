@@ -1,4 +1,5 @@
-"""Watching a run: the collapse monitor (feature std and RankMe), JSONL / TensorBoard metrics, progress bar.
+"""Watching a run: the collapse monitor (feature std and RankMe), JSONL / TensorBoard metrics, progress bar,
+and the step logger that feeds the last two.
 
 A falling I-JEPA loss is no evidence of learning: representations can collapse while the loss falls.
 The collapse monitor embeds a fixed batch with the target encoder every N steps and warns when the
@@ -10,12 +11,23 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-__all__ = ["effective_rank", "feature_std", "CollapseMonitor", "MetricsWriter", "progress_bar"]
+from ..data.pipeline import load_rgb
+from ..errors import ImageReadError, TooManyBrokenImagesError
+from ..features import preprocess
+
+if TYPE_CHECKING:
+    from ..data import MicroBatch
+    from .schedules import Hyperparams
+
+__all__ = [
+    "effective_rank", "feature_std", "CollapseMonitor", "monitor_images", "MetricsWriter", "progress_bar", "StepLogger",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +108,22 @@ class CollapseMonitor:
         self.history = list(state["history"])
 
 
+def monitor_images(dataset: Any, count: int, img_size: int, min_fraction: float, *, source: Any) -> torch.Tensor:
+    """The collapse monitor's fixed batch: the first ``count`` readable images of ``dataset`` (``source``
+    names it in the error when none is), preprocessed as for feature extraction."""
+    n, images = min(count, len(dataset)), []
+    for i in range(len(dataset)):
+        if len(images) == n:
+            break
+        try:
+            images.append(preprocess(load_rgb(dataset[i][0], img_size, min_fraction), img_size))
+        except ImageReadError as err:
+            logger.warning("collapse monitor: skipping unreadable image: %s", err)
+    if not images:
+        raise TooManyBrokenImagesError(f"no image of {source} can be decoded; check --data (data.path)")
+    return torch.stack(images)
+
+
 class MetricsWriter:
     """Appends one JSON object per line to ``metrics.jsonl``; optionally mirrors scalars to TensorBoard."""
 
@@ -142,3 +170,61 @@ def progress_bar(total: int, initial: int, *, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, smoothing=0.1)
+
+
+class StepLogger:
+    """What the loop reports: a metrics record every ``log_every`` steps, at ``end_step`` and whenever images
+    were skipped (loss and images/s over the steps since the previous record), the progress bar and its
+    postfix, and the collapse monitor's records. Only the process that has a ``writer`` (rank 0) writes."""
+
+    def __init__(
+        self, writer: MetricsWriter | None, bar: Any, *, log_every: int, end_step: int, steps_per_epoch: int,
+        images_per_step: int,
+    ) -> None:
+        self.writer, self.bar = writer, bar
+        self.log_every, self.end_step = log_every, end_step
+        self.steps_per_epoch, self.images_per_step = steps_per_epoch, images_per_step
+        self._losses: list[float] = []
+        self._tick, self._images = time.perf_counter(), 0
+
+    def step(self, step: int, loss: float, used: "Hyperparams", micro: "MicroBatch", *, skipped: int,
+             broken_total: int) -> None:
+        """After optimiser step ``step``: its mean ``loss``, the values it ``used``, images ``skipped``."""
+        if self.writer is not None:
+            self._losses.append(loss)
+            self._images += self.images_per_step
+            if step % self.log_every == 0 or step == self.end_step or skipped:
+                self._record(step, used, micro, skipped, broken_total)
+        self.bar.update(1)
+
+    def _record(self, step: int, used: "Hyperparams", micro: "MicroBatch", skipped: int, broken_total: int) -> None:
+        now = time.perf_counter()
+        record = {
+            "step": step, "epoch": step / self.steps_per_epoch, "loss": sum(self._losses) / len(self._losses),
+            "lr": used.lr, "weight_decay": used.weight_decay, "momentum": used.momentum,
+            "images_per_s": self._images / max(now - self._tick, 1e-9),
+            "context_tokens": float(micro.context_masks[0].shape[1]),
+            "target_tokens": float(micro.target_masks[0].shape[1]),
+            "broken_images": skipped,
+            "broken_images_total": broken_total,
+        }
+        self.writer.write(record)
+        self.bar.set_postfix(
+            loss=f"{record['loss']:.4f}", lr=f"{used.lr:.2e}", mom=f"{used.momentum:.4f}",
+            img_s=f"{record['images_per_s']:.0f}", ctx=int(record["context_tokens"]),
+            tgt=int(record["target_tokens"]), refresh=False,
+        )
+        if skipped:
+            logger.warning("step %d: %d unreadable image(s) skipped (named above)", step, skipped)
+        self._losses, self._tick, self._images = [], now, 0
+
+    def monitor(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Write a collapse-monitor record; returns it."""
+        if self.writer is not None:
+            self.writer.write({"kind": "monitor", **record})
+        return record
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()

@@ -1,13 +1,19 @@
 """Per-step schedules of the released recipe: warmup + cosine learning rate, cosine weight-decay
-increase and a linear EMA momentum ramp. Pure functions of the step, so resuming needs only the step."""
+increase and a linear EMA momentum ramp. Pure functions of the step, so resuming needs only the step.
+
+Which value an iteration uses follows the released trainer (:meth:`Schedules.at_iteration`): its lr and
+weight-decay schedulers are stepped (increment, then compute) at the start of each iteration, so
+iteration ``t`` (from 0) trains with their values at ``t + 1``; the EMA momentum is drawn after the
+optimiser step, value at ``t``.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from .recipe import OptimSection
+from ..recipe import OptimSection
 
-__all__ = ["warmup_cosine", "cosine_increase", "linear_ramp", "Schedules"]
+__all__ = ["warmup_cosine", "cosine_increase", "linear_ramp", "Schedules", "Hyperparams"]
 
 
 def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, start: float, peak: float, final: float) -> float:
@@ -27,6 +33,15 @@ def cosine_increase(step: int, *, total_steps: int, start: float, final: float) 
 def linear_ramp(step: int, *, total_steps: int, start: float, final: float) -> float:
     """Linear from ``start`` to ``final`` over ``total_steps``, held there afterwards."""
     return start + (final - start) * min(step / max(1, total_steps), 1.0)
+
+
+@dataclass(frozen=True)
+class Hyperparams:
+    """The values one iteration trains with."""
+
+    lr: float
+    weight_decay: float
+    momentum: float  # of the EMA update after the optimiser step
 
 
 @dataclass(frozen=True)
@@ -69,3 +84,8 @@ class Schedules:
 
     def momentum(self, step: int) -> float:
         return linear_ramp(step, total_steps=self.total_steps, start=self.start_ema, final=self.final_ema)
+
+    def at_iteration(self, step: int) -> Hyperparams:
+        """What iteration ``step`` (from 0) uses, as released: lr and weight decay at ``step + 1``
+        (their schedulers step before the forward pass), EMA momentum at ``step`` (drawn after it)."""
+        return Hyperparams(self.lr(step + 1), self.weight_decay(step + 1), self.momentum(step))

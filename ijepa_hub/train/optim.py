@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .recipe import OptimSection
+from ..recipe import OptimSection
 
 __all__ = ["param_groups", "build_optimizer", "set_hyperparams"]
 

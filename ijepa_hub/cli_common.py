@@ -1,0 +1,136 @@
+"""What the three command-line tools (``ijepa-train``, ``ijepa-hub``, ``ijepa-eval``) share.
+
+The common flags (``--version``, ``-q`` / ``-v``), the model-source arguments and loading through
+:func:`~ijepa_hub.from_pretrained`, the default device, and :func:`run_cli`, which turns an error into
+one line on stderr and a non-zero exit.
+
+Parsing style: all three are argparse parsers, built with ``add_argument`` and these helpers.
+``ijepa-train`` uses jsonargparse's ``ArgumentParser`` (an argparse subclass) because its options are the
+:class:`~ijepa_hub.recipe.Recipe` dataclasses: jsonargparse derives the dotted keys (``--optim.lr``),
+checks types, ``Literal`` choices and tuple lengths, and names the bad key, which plain argparse would
+need a hand-written copy of the schema for. ``ijepa-hub`` and ``ijepa-eval`` are subcommands with
+positional arguments and no nested schema; plain argparse covers them without importing jsonargparse.
+The helpers here take either kind of parser, so the shared flags read and behave the same in all three.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import logging
+import sys
+from typing import Any, Callable, Sequence
+
+__all__ = [
+    "version_string",
+    "add_common_args",
+    "log_level",
+    "setup_logging",
+    "add_source_args",
+    "default_device",
+    "load_model",
+    "run_cli",
+    "one_line",
+]
+
+DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def version_string() -> str:
+    """``ijepa-hub <version>``, the version of the installed distribution (of the package if not installed)."""
+    try:
+        version = importlib.metadata.version("ijepa-hub")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
+        version = getattr(sys.modules.get("ijepa_hub"), "__version__", "unknown")
+    return f"ijepa-hub {version}"
+
+
+def add_common_args(parser: argparse.ArgumentParser, *, version: bool = True) -> None:
+    """``--version`` (when ``version``) and ``-q`` / ``-v`` (WARNING / DEBUG; INFO without either).
+
+    Add them to the top-level parser and, with ``version=False``, to each subcommand's parser, so that
+    ``ijepa-eval -v knn ...`` and ``ijepa-eval knn ... -v`` both work; the flags default to "not given"
+    so a subcommand's parser cannot overwrite the top-level value.
+    """
+    if version:
+        parser.add_argument("--version", action="version", version=version_string())
+    parser.add_argument("-q", "--quiet", dest="log_level", action="store_const", const=logging.WARNING,
+                        default=argparse.SUPPRESS, help="log warnings and errors only")
+    parser.add_argument("-v", "--verbose", dest="log_level", action="store_const", const=logging.DEBUG,
+                        default=argparse.SUPPRESS, help="log debug messages too (and tracebacks of errors)")
+
+
+def log_level(args: Any) -> int:
+    """The logging level ``-q`` / ``-v`` chose (INFO when neither was given)."""
+    return getattr(args, "log_level", logging.INFO)
+
+
+def setup_logging(args: Any, *, fmt: str = DEFAULT_LOG_FORMAT, level: int | None = None) -> int:
+    """Send log records to stderr; ijepa_hub's at :func:`log_level` (or ``level``), other libraries' at WARNING.
+
+    Other libraries stay at WARNING so that ``-v`` does not bury ours under every HTTP request. A root
+    logger that already has handlers (an application, pytest) is left as it is. Returns the level.
+    """
+    level = log_level(args) if level is None else level
+    logging.basicConfig(level=logging.WARNING, format=fmt)
+    logging.getLogger("ijepa_hub").setLevel(level)
+    return level
+
+
+def add_source_args(p: argparse.ArgumentParser, *, encoders: Sequence[str] = ("target", "context")) -> None:
+    """The positional ``source`` of :func:`~ijepa_hub.from_pretrained` and the options that go with it."""
+    p.add_argument("source", help="registry name, folder, Hub repo id, .pth.tar file or URL")
+    p.add_argument("--encoder", choices=tuple(encoders), default="target", help="which encoder (default: target)")
+    p.add_argument("--revision-from", dest="source_revision", default=None, help="revision of a Hub source")
+    p.add_argument("--allow-pickle", action="store_true", help="accept pickle weights (.bin) in a Hub source")
+
+
+def default_device(device: str | None = None) -> str:
+    """``device`` if given, else ``cuda`` when available, else ``cpu``."""
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(args: Any, **kwargs: Any):
+    """:func:`~ijepa_hub.from_pretrained` of the source that :func:`add_source_args` parsed."""
+    from .hub.load import from_pretrained
+
+    return from_pretrained(
+        args.source, encoder=args.encoder, revision=args.source_revision, allow_pickle=args.allow_pickle, **kwargs
+    )
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message with its lines and runs of spaces joined into one line."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    from .errors import IJepaError, RecipeError
+
+    usage = (argparse.ArgumentError, RecipeError)  # a bad option, recipe key or recipe name
+    # our errors; missing files and Hub HTTP errors (OSError); bad values from the libraries we call
+    return usage, (IJepaError, OSError, ValueError)
+
+
+def run_cli(prog: str, command: Callable[[], Any]) -> int:
+    """Run ``command``; an expected error becomes one line ``<prog>: error: <message>`` on stderr.
+
+    Exit codes: 0 done; 2 a usage error (a bad option, recipe key or recipe name, as argparse exits);
+    1 any other expected error: ijepa_hub's own, ``OSError`` (missing files, Hub HTTP errors) or
+    ``ValueError``; 130 Ctrl-C. Anything else is a bug and keeps its traceback. With ``-v`` the traceback
+    of an expected error is logged as well.
+    """
+    usage, expected = _errors()
+    try:
+        command()
+    except usage + expected as err:
+        logging.getLogger("ijepa_hub").debug("%s failed", prog, exc_info=err)
+        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        return 2 if isinstance(err, usage) else 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    return 0

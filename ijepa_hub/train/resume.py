@@ -1,0 +1,81 @@
+"""Continuing a run: find and read its checkpoint, check that it belongs to this run, restore it piece by piece."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from ..models import IJepa
+from ..recipe import Recipe
+from ..state_dict import load_strict
+from .checkpoint import check_resumable, load_checkpoint, resolve_resume, set_rng_state
+from .distributed import DistEnv, load_full_state
+from .run import Run
+
+__all__ = ["Resume"]
+
+logger = logging.getLogger("ijepa_hub.train")
+
+
+class Resume:
+    """A checkpoint being continued (``source``, its ``state``); :meth:`find` reads and checks it."""
+
+    def __init__(self, source: Path, state: dict[str, Any]) -> None:
+        self.source, self.state = source, state
+
+    @classmethod
+    def find(cls, resume: str | None, out_dir: Path, recipe: Recipe) -> "Resume | None":
+        """``None`` for a fresh run; else the checkpoint ``resume`` names (:func:`resolve_resume`), read
+        strictly and refused (:class:`CheckpointError`) when written by another recipe."""
+        source = resolve_resume(resume, out_dir)
+        if source is None:
+            return None
+        state = load_checkpoint(source)
+        check_resumable(state, recipe.to_dict(), source=str(source))
+        return cls(source, state)
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+    def check_run(self, run: Run) -> None:
+        """Refuse to continue with other schedules or another dataset size: neither would continue the run."""
+        mine = dataclasses.asdict(run.schedules)
+        if self.state["schedules"] != mine:
+            raise CheckpointError(
+                f"{self.source}: its schedules {self.state['schedules']} differ from this run's {mine} (the dataset "
+                "size changed?); resuming would not continue the run"
+            )
+        saved = self.state["data"].get("num_samples")
+        if saved != run.num_samples:
+            raise CheckpointError(
+                f"{self.source}: written for a dataset of {saved} images, this one has {run.num_samples}; "
+                "point --data at the run's data"
+            )
+
+    def load_weights(self, model: IJepa) -> None:
+        """The three networks, before wrapping (DDP then broadcasts rank 0's); with FSDP see :meth:`load_optimizer`."""
+        load_strict(model, self.state["model"], source=str(self.source), what="training")
+
+    def load_optimizer(self, model: IJepa, optimizer: torch.optim.Optimizer, fsdp: bool) -> None:
+        """The optimiser state; with FSDP the sharded model weights as well."""
+        if fsdp:
+            load_full_state(model, optimizer, self.state["model"], self.state["optimizer"])
+            return
+        try:
+            optimizer.load_state_dict(self.state["optimizer"])
+        except (ValueError, KeyError) as err:
+            raise CheckpointError(f"{self.source}: the optimiser state does not match the model ({err})") from err
+
+    def restore_rng(self, env: DistEnv, seed: int) -> None:
+        """Each rank's RNG streams as saved; re-seeded (with a warning) when the world size changed."""
+        ranks = self.state["rng"]
+        if len(ranks) == env.world_size:
+            set_rng_state(ranks[env.rank])
+        else:
+            logger.warning("world size changed (%d -> %d): RNG streams re-seeded", len(ranks), env.world_size)
+            torch.manual_seed(seed + 1 + env.rank + self.step)

@@ -1,0 +1,50 @@
+"""The CPU thread policy: leave cores to the DataLoader workers, share the rest between processes,
+at least one thread; train.threads, then OMP_NUM_THREADS, win over the automatic choice."""
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import torch
+
+from ijepa_hub.train import train
+from ijepa_hub.train.threads import choose_threads
+
+
+@pytest.mark.parametrize("cores, workers, processes, expected", [
+    (2, 1, 1, 1),  # the default run on 2 cores: one for the worker, one for the model
+    (2, 0, 1, 2),  # no workers: every core
+    (16, 8, 1, 8),
+    (16, 2, 2, 6),  # torchrun, 2 processes: (16 - 2 x 2) / 2
+    (64, 8, 8, 1),  # more workers than cores: still one thread
+    (3, 0, 2, 1),  # cores do not divide: round down, never 0
+])
+def test_automatic_threads_leave_cores_to_workers_and_share_the_rest(cores, workers, processes, expected):
+    assert choose_threads(cores=cores, workers=workers, processes=processes) == (expected, "automatic")
+
+
+def test_explicit_choices_win():
+    assert choose_threads(cores=16, workers=8, requested=3, omp_num_threads="5") == (3, "train.threads")
+    assert choose_threads(cores=16, workers=8, omp_num_threads="5") == (5, "OMP_NUM_THREADS")
+    assert choose_threads(cores=16, workers=8, omp_num_threads="") == (8, "automatic")
+    assert choose_threads(cores=16, workers=8, omp_num_threads="auto") == (8, "automatic")
+    with pytest.raises(ValueError, match="train.threads must be at least 1"):
+        choose_threads(cores=2, workers=0, requested=0)
+
+
+def test_train_applies_logs_and_restores_the_thread_count(tiny_recipe, tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr("ijepa_hub.train.threads.available_cores", lambda: 4)
+    recipe = copy.deepcopy(tiny_recipe)
+    recipe.train.max_steps, recipe.train.num_workers = 1, 1
+    seen = []
+    monkeypatch.setattr("ijepa_hub.train.loop._train", lambda *args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    with caplog.at_level(logging.INFO, logger="ijepa_hub.train"):
+        train(recipe, out_dir=tmp_path, progress=False)
+    assert seen == [3] and torch.get_num_threads() == before
+    assert "intra-op threads: 3 per process (automatic; 4 cores, 1 DataLoader worker(s) per process, 1 process(es))" in caplog.text
+    recipe.train.threads = 2
+    train(recipe, out_dir=tmp_path, progress=False)
+    assert seen == [3, 2]
