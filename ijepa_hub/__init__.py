@@ -1,5 +1,5 @@
 """ijepa_hub: I-JEPA models, masking, training and Hugging Face Hub loading."""
-__version__ = "0.1.0"  # first: submodules (the Hub layout) record it
+from .version import __version__
 
 from .errors import (
     CheckpointError, CheckpointWriteError, DataError, HubLayoutError, IJepaError, ImageReadError, PickleNotAllowedError,
@@ -15,6 +15,7 @@ from .data import SyntheticShapes
 from . import train  # the trainer: ijepa_hub.train.train(recipe, out_dir=...), CLI ijepa-train
 
 __all__ = [
+    "__version__",
     "create_model",
     "from_pretrained",
     "save_pretrained",

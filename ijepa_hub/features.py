@@ -26,6 +26,7 @@ from torchvision.transforms import v2
 
 from .data.images import ImageInput, list_images, load_image
 from .data.transforms import CROP_PCT, MEAN, STD
+from .models.ijepa import IJepa
 from .precision import autocast_context
 
 __all__ = [
@@ -96,7 +97,8 @@ def extract_features(
     crop_pct: float = CROP_PCT,
     progress: bool = False,
 ) -> Features:
-    """Run ``encoder`` (a :class:`~ijepa_hub.VisionTransformerEncoder`) on images, in batches.
+    """Run ``encoder`` (a :class:`~ijepa_hub.VisionTransformerEncoder`, or a whole :class:`~ijepa_hub.IJepa`
+    / :class:`~ijepa_hub.PretrainedIJepa`: its feature encoder ``model.encoder``) on images, in batches.
 
     ``images``: one image or a list (paths, PIL images, HWC numpy arrays, CHW tensors) or a batched
     NCHW tensor / NHWC array. ``img_size`` defaults to the encoder's native size. ``layers=4`` gives the
@@ -105,6 +107,8 @@ def extract_features(
     ``images`` as already normalised [B, 3, H, W] tensors; ``crop_pct=1.0`` keeps the whole image (resize
     without a crop: for counting, where a crop would cut objects off); ``progress`` shows a bar over batches.
     """
+    if isinstance(encoder, IJepa):
+        encoder = encoder.encoder
     if layers < 1 or layers > len(encoder.blocks):
         raise ValueError(f"layers must be in 1..{len(encoder.blocks)}, got {layers}")
     if batch_size < 1:

@@ -99,13 +99,25 @@ def infer_model_config(
 
 
 def load_reference_checkpoint(
-    path: str | os.PathLike, *, num_heads: int | None = None, pred_num_heads: int | None = None, **model_kwargs
+    name_or_path: str | os.PathLike,
+    *,
+    local_files_only: bool = False,
+    num_heads: int | None = None,
+    pred_num_heads: int | None = None,
+    **model_kwargs,
 ) -> IJepa:
-    """Build an :class:`IJepa` from a released-layout ``.pth.tar`` and load all three networks strictly.
+    """Build an :class:`IJepa` from a released-layout checkpoint and load all three networks strictly.
 
-    ``num_heads`` / ``pred_num_heads``: needed only for widths that match no preset (see
-    :func:`infer_model_config`).
+    ``name_or_path``: a ``.pth.tar`` file, its URL, a released file name (``IN1K-vit.h.14-300e.pth.tar``),
+    a variant name (``ijepa_vith14_1k``) or alias; downloads go through the same torch hub cache as
+    :func:`ijepa_hub.from_pretrained` (``local_files_only=True`` or ``HF_HUB_OFFLINE=1``: cache only).
+    The model records ``variant`` when the file is a released one. ``num_heads`` / ``pred_num_heads``:
+    needed only for widths that match no preset (see :func:`infer_model_config`). ``model_kwargs`` go to
+    :class:`IJepa`.
     """
+    from .hub.released import reference_checkpoint_path  # lazily: the hub package imports this module
+
+    path, variant = reference_checkpoint_path(name_or_path, local_files_only=local_files_only)
     source = os.fspath(path)
     parts = read_reference_checkpoint(source)
     config = infer_model_config(
@@ -115,4 +127,5 @@ def load_reference_checkpoint(
     load_strict(model.context_encoder, parts["encoder"], source=source, what="encoder")
     load_strict(model.target_encoder, parts["target_encoder"], source=source, what="target_encoder")
     load_strict(model.predictor, parts["predictor"], source=source, what="predictor")
+    model.variant, model.source = (variant.name if variant else None), source
     return model

@@ -1,5 +1,7 @@
 """Shared test fixtures. The Hub environment is set here, before anything imports huggingface_hub
-(which reads HF_ENDPOINT, HF_HOME, HF_HUB_DISABLE_XET once, at import): tests never reach the network."""
+(which reads HF_ENDPOINT, HF_HOME, HF_HUB_DISABLE_XET once, at import): tests never reach the network.
+Every cache the package writes (Hugging Face's, torch hub's for released checkpoints, ijepa_hub's own
+``IJEPA_HUB_CACHE`` for features) points into one temporary folder, never into the user's ~/.cache."""
 import atexit
 import os
 import shutil
@@ -16,11 +18,13 @@ def _free_port() -> int:
 
 
 _HUB_PORT = _free_port()
-_HF_HOME = tempfile.mkdtemp(prefix="ijepa_hub-tests-hf-")
-atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+CACHE_ROOT = Path(tempfile.mkdtemp(prefix="ijepa_hub-tests-cache-"))
+atexit.register(shutil.rmtree, CACHE_ROOT, ignore_errors=True)
 os.environ.update(
     HF_ENDPOINT=f"http://127.0.0.1:{_HUB_PORT}",
-    HF_HOME=_HF_HOME,
+    HF_HOME=str(CACHE_ROOT / "hf"),
+    TORCH_HOME=str(CACHE_ROOT / "torch"),
+    IJEPA_HUB_CACHE=str(CACHE_ROOT / "ijepa_hub"),
     HF_HUB_DISABLE_XET="1",
     HF_HUB_DISABLE_TELEMETRY="1",
     HF_HUB_DISABLE_PROGRESS_BARS="1",

@@ -36,7 +36,7 @@ def test_extract_writes_safetensors_and_npy(tiny_model, images, tmp_path, capsys
 
 
 def test_info_and_push(tiny_model, tmp_path, hub_server, capsys):
-    folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "repo", include_predictor=False)
+    folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "repo", with_predictor=False)
     assert cli(["info", "ijepa_vitg16_22k"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert (info["model"]["embed_dim"], info["model"]["depth"]) == (1408, 40) and info["url"].endswith("IN22K-vit.g.16-600e.pth.tar")

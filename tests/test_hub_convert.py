@@ -8,7 +8,6 @@ import torch
 from safetensors.torch import load_file
 
 import ijepa_hub
-from ijepa_hub.hub import load as hub_load
 from ijepa_hub.hub.cli import main as cli
 from ijepa_hub.hub.convert import timm_to_transformers, transformers_to_timm
 
@@ -44,28 +43,27 @@ def _assert_same(module, reference):
     assert set(got) == set(ref) and all(torch.equal(got[k], ref[k]) for k in ref)
 
 
-def test_released_checkpoint_converts_once_and_loads_all_three_networks(
+def test_released_checkpoint_converts_in_memory_and_loads_all_three_networks(
     released_file, tiny_model, torch_hub_dir, monkeypatch
 ):
-    model = ijepa_hub.from_pretrained(released_file, encoder="both", with_predictor=True)
+    model = ijepa_hub.from_pretrained(released_file, with_context_encoder=True, with_predictor=True)
     for part in ("context_encoder", "target_encoder", "predictor"):
         _assert_same(getattr(model, part), getattr(tiny_model, part))
-    (folder,) = (torch_hub_dir / "ijepa_hub").iterdir()
-    assert sorted(os.listdir(folder)) == ["README.md", "config.json", "context_encoder.safetensors",
-                                          "model.safetensors", "predictor.safetensors"]
-    # second load: from the converted folder, no new conversion
-    monkeypatch.setattr(hub_load, "load_reference_checkpoint", lambda *a, **k: pytest.fail("converted twice"))
+    assert not torch_hub_dir.exists()  # converted in memory: no folder written, and a local file is not copied
+    monkeypatch.setattr(ijepa_hub.hub.save, "save_file", lambda *a, **k: pytest.fail("wrote a converted folder"))
     context = ijepa_hub.from_pretrained(released_file, encoder="context")
     assert context.target_encoder is None and context.predictor is None
     _assert_same(context.encoder, tiny_model.context_encoder)
-    # and by file:// URL: downloaded into the torch hub cache, then converted (separately keyed)
-    monkeypatch.undo()
+    # by file:// URL: downloaded once into the torch hub cache (the only file written), then read from there
     by_url = ijepa_hub.from_pretrained(released_file.as_uri())
-    assert (torch_hub_dir / "checkpoints" / released_file.name).is_file()
+    assert sorted(p.relative_to(torch_hub_dir).as_posix() for p in torch_hub_dir.rglob("*")) == [
+        "checkpoints", f"checkpoints/{released_file.name}"]
     _assert_same(by_url.encoder, tiny_model.target_encoder)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded twice"))
+    _assert_same(ijepa_hub.from_pretrained(released_file.as_uri()).encoder, tiny_model.target_encoder)
 
 
-def test_registry_name_uses_the_released_file_in_the_torch_hub_cache(tiny_model, torch_hub_dir):
+def test_registry_name_uses_the_released_file_in_the_torch_hub_cache(tiny_model, torch_hub_dir, tmp_path):
     variant = ijepa_hub.get_variant("ijepa_vith14_1k")
     (torch_hub_dir / "checkpoints").mkdir(parents=True)
     torch.save(_released_blob(tiny_model), torch_hub_dir / "checkpoints" / variant.filename)  # a stand-in
@@ -74,7 +72,7 @@ def test_registry_name_uses_the_released_file_in_the_torch_hub_cache(tiny_model,
     _assert_same(model.encoder, tiny_model.target_encoder)
     by_filename = ijepa_hub.from_pretrained(variant.filename, encoder="context")
     _assert_same(by_filename.encoder, tiny_model.context_encoder)
-    (folder,) = (torch_hub_dir / "ijepa_hub").iterdir()
+    folder = model.save_pretrained(tmp_path / "converted")
     config = json.loads((folder / "config.json").read_text())
     assert config["ijepa"]["variant"] == "ijepa_vith14_1k" and config["ijepa"]["source_url"] == variant.url
     card = (folder / "README.md").read_text()
@@ -92,7 +90,7 @@ def test_checkpoint_with_a_pickled_object_is_refused(tiny_model, tmp_path, torch
 
 
 def test_strict_loading_lists_unexpected_keys(tiny_model, tmp_path):
-    folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "repo", include_context_encoder=False)
+    folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "repo", with_context_encoder=False)
     weights = load_file(folder / "model.safetensors")
     weights["blocks.0.extra.weight"] = torch.zeros(1)
     del weights["norm.bias"]

@@ -14,7 +14,7 @@ def _equal(a, b):
 
 
 def test_context_encoder_repo_and_resave_from_the_loaded_model(tiny_model, tmp_path):
-    folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "a", encoder="context", include_predictor=False,
+    folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "a", encoder="context", with_predictor=False,
                                        metrics={"rankme": 150.2}, license="mit")
     config = json.loads((folder / "config.json").read_text())
     assert config["ijepa"]["files"] == {"context_encoder": "model.safetensors"}
@@ -32,14 +32,14 @@ def test_context_encoder_repo_and_resave_from_the_loaded_model(tiny_model, tmp_p
 def test_resaving_drops_files_no_longer_written(tiny_model, tmp_path):
     ijepa_hub.save_pretrained(tiny_model, tmp_path / "r")
     assert (tmp_path / "r" / "predictor.safetensors").exists()
-    ijepa_hub.save_pretrained(tiny_model, tmp_path / "r", include_predictor=False, include_context_encoder=False)
+    ijepa_hub.save_pretrained(tiny_model, tmp_path / "r", with_predictor=False, with_context_encoder=False)
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     with pytest.raises(ijepa_hub.HubLayoutError, match="predictor"):
         ijepa_hub.from_pretrained(tmp_path / "r", with_predictor=True)
 
 
 def test_config_errors_name_the_source_and_the_fix(tiny_model, tmp_path):
-    folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "v", include_predictor=False)
+    folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "v", with_predictor=False)
     data = json.loads((folder / "config.json").read_text())
     assert parse_config(data, source="x").model == tiny_model.config
     data["ijepa"]["format_version"] = 99

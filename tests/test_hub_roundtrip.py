@@ -48,8 +48,8 @@ def test_pull_by_repo_id_and_pinned_revision(pushed, tiny_model, images):
     expected = ijepa_hub.extract_features(tiny_model.target_encoder, images)
     # a second commit on main, so that the pinned revision and main differ
     other = ijepa_hub.create_model("vit_tiny_patch16", img_size=32, with_predictor=False)
-    ijepa_hub.push_to_hub(other, REPO, include_context_encoder=False)
-    pinned = ijepa_hub.from_pretrained(REPO, revision=pushed[1], with_predictor=True, encoder="both")
+    ijepa_hub.push_to_hub(other, REPO, with_context_encoder=False)
+    pinned = ijepa_hub.from_pretrained(REPO, revision=pushed[1], with_predictor=True, with_context_encoder=True)
     latest = ijepa_hub.from_pretrained(REPO)
     assert torch.equal(pinned.extract_features(images).pooled, expected.pooled)
     assert torch.equal(pinned.extract_features(images).patch_tokens, expected.patch_tokens)

@@ -57,6 +57,16 @@ def test_entrypoint_options_reach_the_model():
     with torch.device("meta"):  # ViT-H on CPU takes long to initialise; options and shapes are what matter
         model = torch.hub.load(str(REPO_ROOT), "ijepa_vith14", source="local", pretrained=False,
                                encoder="context", img_size=448)
-    assert model.variant == "ijepa_vith14_1k" and model.encoder_name == "context"
+    assert model.variant is None and model.encoder_name == "context"  # random weights claim no release
     assert model.target_encoder is None and model.predictor is None
     assert model.encoder.pos_embed.shape == (1, 32 * 32, 1280)
+
+
+def test_entrypoints_take_the_hub_vocabulary_and_the_old_encoder_both():
+    with torch.device("meta"):
+        model = torch.hub.load(str(REPO_ROOT), "ijepa_vith14_22k", source="local", pretrained=False,
+                               with_context_encoder=True)
+        with pytest.warns(DeprecationWarning, match="encoder='both' is deprecated"):
+            old = torch.hub.load(str(REPO_ROOT), "ijepa_vith14_22k", source="local", pretrained=False, encoder="both")
+    for m in (model, old):
+        assert m.encoder is m.target_encoder and m.context_encoder is not None and m.predictor is None

@@ -181,18 +181,17 @@ _DOWNLOADER = """
 import hashlib, json, sys, time
 from pathlib import Path
 import ijepa_hub
-from ijepa_hub.hub import cached_reference_folder
 
 go, released, repo = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 while not go.exists():
     time.sleep(0.005)
-model = ijepa_hub.from_pretrained(repo, encoder="both", with_predictor=True)
-folder = cached_reference_folder(released)
+model = ijepa_hub.from_pretrained(repo, with_context_encoder=True, with_predictor=True)
+again = ijepa_hub.from_pretrained(released, with_context_encoder=True, with_predictor=True)
 digest = lambda b: hashlib.sha256(b).hexdigest()
 print(json.dumps({
     "weights": {k: digest(v.numpy().tobytes()) for k, v in model.state_dict().items()},
-    "folder": str(folder),
-    "files": {p.name: digest(p.read_bytes()) for p in sorted(folder.iterdir())},
+    "released": {k: digest(v.numpy().tobytes()) for k, v in again.state_dict().items()},
+    "file": again.source,
 }))
 """
 
@@ -203,17 +202,19 @@ def test_two_processes_fill_one_cache_with_the_same_files(pushed, tiny_model, tm
     env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "TORCH_HOME": str(tmp_path / "torch"),
            "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(_DOWNLOADER), str(go), str(released), REPO],
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(_DOWNLOADER), str(go), released.as_uri(), REPO],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    go.touch()  # both start downloading (and converting) at about the same moment
+    go.touch()  # both start downloading at about the same moment
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
     first, second = (json.loads(out.strip().splitlines()[-1]) for out, _ in outs)
     assert first == second
-    expected = tiny_model.state_dict()
-    assert first["weights"] == {k: hashlib.sha256(v.numpy().tobytes()).hexdigest() for k, v in expected.items()}
+    expected = {k: hashlib.sha256(v.numpy().tobytes()).hexdigest() for k, v in tiny_model.state_dict().items()}
+    assert first["weights"] == first["released"] == expected
     snapshots = list((tmp_path / "hf" / "hub").glob("models--tester--robust-tiny/snapshots/*"))
     assert [s.name for s in snapshots] == [pushed]
     assert not list((tmp_path / "hf").rglob("*.incomplete"))
-    converted = Path(first["folder"])
-    assert sorted(p.name for p in converted.parent.iterdir()) == [converted.name]  # no half-converted leftovers
+    downloaded = Path(first["file"])  # the released file, downloaded once into the shared torch hub cache
+    assert downloaded == tmp_path / "torch" / "hub" / "checkpoints" / released.name
+    assert downloaded.read_bytes() == released.read_bytes()
+    assert sorted(p.name for p in downloaded.parent.iterdir()) == [released.name]  # no half-downloaded leftovers

@@ -8,6 +8,11 @@ A repo (local folder or Hub) holds::
     predictor.safetensors         optional
     README.md                     model card rendered from MODEL_CARD.md
 
+The vocabulary, the same for loading and saving: ``encoder="target" | "context"`` names the *feature
+encoder*, the one in ``model.safetensors`` and the one ``extract_features`` runs (``model.encoder``);
+``with_context_encoder=`` / ``with_predictor=`` ask for the other networks beside it. :data:`PARTS`
+is the one table of the networks (``ijepa.files`` in config.json maps the same part names to files).
+
 The same repo loads in ``timm.create_model("hf-hub:<repo>")``: timm reads the top-level fields and
 ``model.safetensors`` and builds a VisionTransformer with per-token norm then average pooling.
 """
@@ -15,15 +20,18 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import string
+import sys
+import warnings
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .. import __version__
+from ..version import __version__
 from ..errors import HubLayoutError
 from ..data.transforms import CROP_PCT, INTERPOLATION, MEAN, STD
 from ..registry import ARCHITECTURES, MODEL_FIELDS, VARIANTS, ModelConfig, PretrainedVariant
@@ -36,6 +44,10 @@ __all__ = [
     "PICKLE_SUFFIXES",
     "FORMAT_VERSION",
     "EncoderName",
+    "PARTS",
+    "ENCODER_PART",
+    "select_parts",
+    "renamed_options",
     "RepoConfig",
     "timm_architecture",
     "build_config",
@@ -53,12 +65,76 @@ FORMAT_VERSION = 1
 LIBRARY_NAME = "ijepa_hub"
 
 EncoderName = Literal["target", "context"]
-PART_OF_ENCODER = {"target": "target_encoder", "context": "context_encoder"}
-PARTS = ("target_encoder", "context_encoder", "predictor")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One network of an I-JEPA repo: the model attribute (= part name) that holds it, its file, its role."""
+
+    file: str  # its file when it is not the feature encoder (the feature encoder is always WEIGHTS_NAME)
+    meaning: str
+
+
+# The one table of the parts: part name (IJepa attribute, key of ijepa.files) -> file -> meaning.
+PARTS: dict[str, Part] = {
+    "target_encoder": Part(WEIGHTS_NAME, "EMA encoder: the paper's feature encoder (encoder='target', default)"),
+    "context_encoder": Part(
+        CONTEXT_WEIGHTS_NAME,
+        "encoder trained by gradient, what the facebook/ and timm mirrors hold; in model.safetensors when "
+        "encoder='context'",
+    ),
+    "predictor": Part(PREDICTOR_WEIGHTS_NAME, "predicts target features from context tokens; for training only"),
+}
+# encoder= value -> the part that is the feature encoder
+ENCODER_PART: dict[str, str] = {"target": "target_encoder", "context": "context_encoder"}
+_RENAMED_OPTIONS = {"include_context_encoder": "with_context_encoder", "include_predictor": "with_predictor"}
+
+
+def select_parts(encoder: str, *, with_context_encoder: bool, with_predictor: bool) -> dict[str, str]:
+    """Part -> file of a repo with feature encoder ``encoder`` and the extra networks asked for.
+
+    The context encoder is extra only beside the target encoder (as the feature encoder it is already in).
+    """
+    if encoder not in ENCODER_PART:
+        raise ValueError(f"encoder must be 'target' or 'context' (the feature encoder), got {encoder!r}")
+    files = {ENCODER_PART[encoder]: WEIGHTS_NAME}
+    if with_context_encoder and encoder == "target":
+        files["context_encoder"] = PARTS["context_encoder"].file
+    if with_predictor:
+        files["predictor"] = PARTS["predictor"].file
+    return files
+
+
+def renamed_options(options: dict[str, Any], old: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """``options`` with the old names in ``old`` applied, each with a DeprecationWarning (kept for one release).
+
+    ``include_context_encoder`` / ``include_predictor`` are now ``with_context_encoder`` / ``with_predictor``;
+    ``encoder="both"`` is now ``encoder="target", with_context_encoder=True``.
+    """
+    options = dict(options)
+    for name, value in old.items():
+        if name not in _RENAMED_OPTIONS:
+            raise TypeError(f"{where}() got an unexpected keyword argument {name!r}")
+        new = _RENAMED_OPTIONS[name]
+        _deprecated(f"{where}: {name}= is deprecated, use {new}= (same meaning)")
+        options[new] = value
+    if options.get("encoder") == "both":
+        _deprecated(f"{where}: encoder='both' is deprecated, use encoder='target', with_context_encoder=True")
+        options.update(encoder="target", with_context_encoder=True)
+    return options
+
+
+def _deprecated(message: str) -> None:
+    """A DeprecationWarning pointing at the first caller outside ijepa_hub (the user's line, through methods)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(0), 1  # level 1: this function, as warnings.warn counts
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
 # the "ijepa" section's fields; others are ignored with a warning (metadata from another version)
 KNOWN_FIELDS = (
     "format_version", "library_version", "model", "encoder", "files", "preprocessing", "variant", "source_url",
-    "recipe", "metrics", "license",
+    "base_variant", "recipe", "metrics", "license",
 )
 
 logger = logging.getLogger(__name__)
@@ -71,8 +147,8 @@ class RepoConfig:
     model: ModelConfig
     encoder: EncoderName  # the encoder in model.safetensors
     files: dict[str, str]  # part ("target_encoder", "context_encoder", "predictor") -> file name
-    variant: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # recipe, metrics, ...
+    variant: str | None = None  # the released variant whose weights these are (not set for models trained here)
+    extra: dict[str, Any] = field(default_factory=dict)  # recipe, metrics, base_variant, license
 
 
 def timm_architecture(config: ModelConfig) -> str:
@@ -134,11 +210,15 @@ def build_config(
     encoder: EncoderName,
     files: Mapping[str, str],
     variant: str | None = None,
+    base_variant: str | None = None,
     recipe: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``config.json`` dict: timm's fields at the top level, ijepa_hub's under ``"ijepa"``."""
-    if encoder not in PART_OF_ENCODER:
+    """The ``config.json`` dict: timm's fields at the top level, ijepa_hub's under ``"ijepa"``.
+
+    ``variant``: the weights are a released variant's; ``base_variant``: they were trained (``recipe``)
+    starting from one."""
+    if encoder not in ENCODER_PART:
         raise ValueError(f"encoder must be 'target' or 'context', got {encoder!r}")
     released = VARIANTS.get(variant) if variant else None
     ijepa: dict[str, Any] = {
@@ -159,6 +239,8 @@ def build_config(
         ijepa["variant"] = variant
     if released:
         ijepa["source_url"] = released.url
+    if base_variant:
+        ijepa["base_variant"] = base_variant
     if recipe:
         ijepa["recipe"] = dict(recipe)
     if metrics:
@@ -229,12 +311,12 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> RepoConfig:
             f"{source}: config.json 'ijepa.files' is {files!r}; it maps parts ({', '.join(PARTS)}) to file names"
         )
     files = dict(files)
-    if encoder not in PART_OF_ENCODER or files.get(PART_OF_ENCODER[encoder]) != WEIGHTS_NAME:
+    if encoder not in ENCODER_PART or files.get(ENCODER_PART[encoder]) != WEIGHTS_NAME:
         raise HubLayoutError(
             f"{source}: config.json says encoder={encoder!r} but files={files}; "
             f"{WEIGHTS_NAME} must hold the target or context encoder"
         )
-    extra = {k: ijepa[k] for k in ("recipe", "metrics") if k in ijepa}
+    extra = {k: ijepa[k] for k in ("recipe", "metrics", "base_variant", "license") if k in ijepa}
     return RepoConfig(model=model, encoder=encoder, files=files, variant=ijepa.get("variant"), extra=extra)
 
 
@@ -253,6 +335,36 @@ def _markdown_table(rows: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PAPER_URL = "https://arxiv.org/abs/2301.08243"
+_PAPER = f"[Assran et al., CVPR 2023]({PAPER_URL}), Table 1"
+
+
+def _paper_result(variant: PretrainedVariant) -> list[EvalResult]:
+    """The paper's ImageNet-1K linear-probe top-1 of a released variant, as model-index metadata."""
+    if variant.imagenet_linear_top1 is None:
+        return []
+    return [EvalResult(
+        task_type="image-classification", task_name="Image classification (linear probe on frozen features)",
+        dataset_type="imagenet-1k", dataset_name="ImageNet-1K", dataset_split="validation",
+        metric_type="accuracy", metric_name="Top-1 accuracy (linear probe, reported in the paper)",
+        metric_value=variant.imagenet_linear_top1, source_name="Assran et al., CVPR 2023 (Table 1)",
+        source_url=PAPER_URL,
+    )]
+
+
+def _training_facts(recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, str]:
+    data = recipe.get("data") or {}
+    where = data.get("path") or "built-in synthetic shapes"
+    amount = f", {data['num_samples']} images" if data.get("dataset") == "synthetic" and data.get("num_samples") else ""
+    steps = metrics.get("steps")
+    seen = f" ({metrics['images_seen']} images seen)" if metrics.get("images_seen") else ""
+    return {
+        "Recipe": f"`{recipe.get('name', 'custom')}`",
+        "Training data": f"{data.get('dataset', 'unknown')} ({where}{amount})",
+        "Training steps": f"{steps}{seen}" if steps is not None else "not recorded",
+    }
+
+
 def render_model_card(
     config: ModelConfig,
     *,
@@ -260,21 +372,35 @@ def render_model_card(
     encoder: EncoderName,
     files: Mapping[str, str],
     variant: str | None = None,
+    base_variant: str | None = None,
     license: str | None = None,
     metrics: Mapping[str, Any] | None = None,
-    recipe_name: str | None = None,
+    recipe: Mapping[str, Any] | None = None,
 ) -> ModelCard:
-    """The README.md of a repo: YAML metadata plus ``MODEL_CARD.md`` filled in."""
-    released = VARIANTS.get(variant) if variant else None
-    license = license or (released.license if released else "apache-2.0")
+    """The README.md of a repo: YAML metadata plus ``MODEL_CARD.md`` filled in.
+
+    Three kinds of weights, three kinds of card: a released variant's (``variant``: Meta's weights, CC
+    BY-NC 4.0, the paper's results); trained here (``recipe``: what it was trained on and for how long,
+    its own metrics, never the paper's numbers; ``base_variant`` when it started from released weights,
+    whose license it then inherits); neither (e.g. random initialisation: no training claimed).
+    """
+    trained = recipe is not None
+    released = VARIANTS.get(variant) if variant and not trained else None
+    base = VARIANTS.get(base_variant or variant or "") if trained else None
+    origin = released or base  # the release the weights come from, if they do
+    license = license or (origin.license if origin else "apache-2.0")
+    title = f"I-JEPA {config.name}" + (f" ({released.name})" if released else "")
+    paper = _paper_result(released) if released else []
     card_data = ModelCardData(
         license=license,
         library_name=LIBRARY_NAME,
         pipeline_tag="image-feature-extraction",
         tags=["ijepa", "i-jepa", "self-supervised", "vision-transformer", "timm", "image-feature-extraction"],
+        base_model=origin.hf_transformers_repo if origin else None,
         datasets=[released.dataset] if released else None,
+        model_name=title if paper else None,
+        eval_results=paper or None,
     )
-    repo = repo_id or "<this-repo>"
     facts = {
         "Architecture": f"`{config.name}`, no class token",
         "Input size": f"{config.img_size} px",
@@ -283,25 +409,48 @@ def render_model_card(
     }
     facts.update({f"`{name}`": part.replace("_", " ") for part, name in files.items() if name != WEIGHTS_NAME})
     if released:
+        facts["Weights"] = f"Meta's released checkpoint, converted: {released.url}"
         facts["Training data"] = f"{released.dataset}, {released.epochs} epochs"
-        facts["Released checkpoint"] = released.url
-        if released.imagenet_linear_top1 is not None:
-            facts["ImageNet-1K linear probe top-1 (paper)"] = f"{released.imagenet_linear_top1}%"
-    if recipe_name:
-        facts["Recipe"] = f"`{recipe_name}`"
-    metrics_md = _markdown_table({str(k): v for k, v in metrics.items()}) if metrics else "None reported."
+        training = (
+            f"These are the weights Meta released with the paper ({released.url}), converted to safetensors "
+            f"without change: trained on {released.dataset} for {released.epochs} epochs with the released recipe "
+            f"(`{released.recipe}` in ijepa_hub)."
+        )
+    elif trained:
+        facts.update(_training_facts(recipe, metrics or {}))
+        start = (f"starting from Meta's released `{base.name}` weights ({base.url})" if base
+                 else "from random initialisation")
+        training = (
+            f"Trained with ijepa_hub's trainer (`ijepa-train`), {start}; the recipe is recorded in `config.json` "
+            "under `ijepa.recipe`. These are not Meta's released weights: the paper's results do not apply to them."
+        )
+    else:
+        facts["Weights"] = "not trained by ijepa_hub and not a released checkpoint"
+        training = (
+            "No training is recorded for these weights: they are not a released I-JEPA checkpoint and were not "
+            "saved by ijepa_hub's trainer (a randomly initialised model, for example). No results apply to them."
+        )
+    if released and released.imagenet_linear_top1 is not None:
+        paper = {"ImageNet-1K linear probe top-1 (paper)": f"{released.imagenet_linear_top1}% ({_PAPER})"}
+        facts.update(paper)
+        metrics_md = _markdown_table(paper)
+    elif released:
+        metrics_md = f"The paper reports no ImageNet-1K linear-probe result for this checkpoint ({_PAPER})."
+    else:
+        metrics_md = _markdown_table({str(k): v for k, v in metrics.items()}) if metrics else "None reported."
     license_note = (
-        "The weights are released by Meta under CC BY-NC 4.0 (non-commercial use only)."
+        "The weights derive from Meta's I-JEPA release and are licensed CC BY-NC 4.0 (non-commercial use only)."
         if license == "cc-by-nc-4.0"
         else f"License of the weights: {license}."
     )
     body = string.Template(_template()).safe_substitute(
         card_data=card_data.to_yaml(),
-        title=f"I-JEPA {config.name}" + (f" ({variant})" if variant else ""),
-        repo_id=repo,
+        title=title,
+        repo_id=repo_id or "<this-repo>",
         encoder=encoder,
         img_size=config.img_size,
         facts=_markdown_table(facts),
+        training=training,
         metrics=metrics_md,
         license_note=license_note,
     )

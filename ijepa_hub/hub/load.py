@@ -4,11 +4,13 @@ Resolution order for ``name_or_path``:
 
 1. a local folder (ijepa_hub or transformers layout);
 2. a local ``.pth.tar`` file or an ``http(s)://`` / ``file://`` URL of one: downloaded into the
-   torch hub cache, read with ``weights_only=True`` and converted once into a safetensors folder there;
-3. a released variant's registry name (``ijepa_vith14_1k``) or checkpoint file name
-   (``IN1K-vit.h.14-300e.pth.tar``): its released checkpoint, or with ``weights="transformers"`` its
+   torch hub cache, read with ``weights_only=True`` and converted in memory;
+3. a released variant's registry name (``ijepa_vith14_1k``), alias (``ijepa_vith14``) or checkpoint file
+   name (``IN1K-vit.h.14-300e.pth.tar``): its released checkpoint, or with ``weights="transformers"`` its
    ``facebook/ijepa_*`` mirror (context encoder only);
-4. a Hub repo id (``owner/name``), through ``hf_hub_download`` (``revision``, ``cache_dir``, ``token``,
+4. a path that does not exist (``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``, a weight-file suffix, or
+   ``runs/x`` where ``runs`` is a local folder): ``FileNotFoundError`` at once, without any network;
+5. a Hub repo id (``owner/name``), through ``hf_hub_download`` (``revision``, ``cache_dir``, ``token``,
    ``local_files_only`` and ``HF_HUB_OFFLINE`` honoured).
 
 Every failure names the repo, file or URL and the fix: a repo or revision that does not exist keeps
@@ -17,13 +19,9 @@ huggingface_hub's exception type with a clearer message; offline with nothing ca
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
-import urllib.parse
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -35,17 +33,17 @@ from huggingface_hub.errors import (
     GatedRepoError, LocalEntryNotFoundError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
 )
 
-from .. import __version__
 from ..errors import HubLayoutError, PickleNotAllowedError, WeightsNotCachedError
-from ..reference import load_reference_checkpoint
-from ..registry import VARIANTS, ModelConfig, PretrainedVariant
+from ..reference import infer_model_config, read_reference_checkpoint
+from ..registry import ALIASES, VARIANTS, ModelConfig
 from ..state_dict import load_strict, read_safetensors, read_torch_pickle, strip_prefix
+from ..version import __version__
 from .convert import is_transformers_config, model_config_from_transformers, transformers_to_timm
-from .layout import CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, parse_config
-from .model import EncoderChoice, PretrainedIJepa
-from .save import save_pretrained
+from .layout import CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, EncoderName, parse_config, renamed_options
+from .model import PretrainedIJepa
+from .released import find_variant, is_url, offline_reason, reference_checkpoint_path
 
-__all__ = ["from_pretrained", "read_config", "cached_reference_folder"]
+__all__ = ["from_pretrained", "read_config"]
 
 StateDict = dict[str, torch.Tensor]
 _REPO_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
@@ -63,11 +61,13 @@ class _LocalFiles:
 
 
 class _HubFiles:
-    def __init__(self, repo_id: str, **download_kwargs: Any) -> None:
+    def __init__(self, repo_id: str, *, maybe_local: bool = False, **download_kwargs: Any) -> None:
         self.repo_id = repo_id
         self.kwargs = download_kwargs
         rev = download_kwargs.get("revision")
         self.source = f"{repo_id}@{rev}" if rev else repo_id
+        # a name given by a user that could also have been a local path: errors say that it is not one
+        self.not_local = f"; no local folder {repo_id!r} either" if maybe_local else ""
 
     def get(self, filename: str) -> str | None:
         try:
@@ -83,25 +83,19 @@ class _HubFiles:
                 what = (f"no revision {self.kwargs.get('revision')!r} (branch, tag or commit). Fix: check revision=, "
                         "or leave it out for the default branch.")
             else:
-                what = (f"no such repo on {hf_constants.ENDPOINT}, or it is private. Fix: check the repo id "
-                        "(owner/name), or pass token= (or run `hf auth login`) if it is private.")
+                what = (f"no such repo on {hf_constants.ENDPOINT}, or it is private{self.not_local}. Fix: check the "
+                        f"repo id (owner/name){' or the local path' if self.not_local else ''}, or pass token= (or "
+                        "run `hf auth login`) if it is private.")
             raise type(err)(f"{self.repo_id}: {what}", response=err.response, server_message=err.server_message) from err
         except LocalEntryNotFoundError as err:
             cache = self.kwargs.get("cache_dir") or hf_constants.HF_HUB_CACHE
-            why = _offline_reason(self.kwargs.get("local_files_only", False)) or f"{hf_constants.ENDPOINT} cannot be reached"
+            why = offline_reason(self.kwargs.get("local_files_only", False)) or f"{hf_constants.ENDPOINT} cannot be reached"
             raise WeightsNotCachedError(
                 f"{self.source}: {filename} is not in the Hugging Face cache ({cache}) and cannot be downloaded "
-                f"({why}). Fix: load "
+                f"({why}){self.not_local}. Fix: load "
                 "it once online to fill the cache, point cache_dir= / HF_HOME at the cache that holds it, or "
                 "unset HF_HUB_OFFLINE / local_files_only."
             ) from err
-
-
-def _offline_reason(local_files_only: bool) -> str | None:
-    """Why downloads are off (``local_files_only=True`` or ``HF_HUB_OFFLINE=1``), or None when they are allowed."""
-    if local_files_only:
-        return "local_files_only=True"
-    return "HF_HUB_OFFLINE=1" if hf_constants.is_offline_mode() else None
 
 
 def _read_weights(files, filename: str, *, allow_pickle: bool) -> StateDict:
@@ -153,23 +147,22 @@ def _assemble(
     config: ModelConfig,
     parts: dict[str, Callable[[], StateDict]],
     *,
-    encoder: EncoderChoice,
-    with_predictor: bool,
+    options: dict[str, Any],
     source: str,
     variant: str | None,
     hint: str = "",
 ) -> PretrainedIJepa:
-    wanted = PretrainedIJepa.parts_for(encoder, with_predictor)
+    """A :class:`PretrainedIJepa` with the parts ``options`` ask for, each read by its ``parts`` callable."""
+    wanted = PretrainedIJepa.parts_for(**options)
     missing = [p for p in wanted if p not in parts]
     if missing:
+        asked = ", ".join(f"{k}={v!r}" for k, v in options.items())
         raise HubLayoutError(
-            f"{source} holds {sorted(parts)} but not {missing} (asked for encoder={encoder!r}, "
-            f"with_predictor={with_predictor}).{hint or ' Ask only for what the repo holds.'}"
+            f"{source} holds {sorted(parts)} but not {missing} (asked for {asked})."
+            f"{hint or ' Ask only for what the repo holds.'}"
         )
     with torch.device("meta"):  # no memory and no init for weights that are about to be replaced
-        model = PretrainedIJepa(
-            config, encoder=encoder, with_predictor=with_predictor, variant=variant, source=source
-        )
+        model = PretrainedIJepa(config, **options, variant=variant, source=source)
     for part in wanted:
         load_strict(getattr(model, part), parts[part](), source=source, what=part.replace("_", " "))
     left = [k for k, v in model.state_dict().items() if v.is_meta]
@@ -178,7 +171,7 @@ def _assemble(
     return model.eval()
 
 
-def _load_files(files, *, encoder, with_predictor, allow_pickle, variant=None) -> PretrainedIJepa:
+def _load_files(files, *, options, allow_pickle, variant=None) -> PretrainedIJepa:
     data = _read_json(files, what="ijepa_hub or transformers I-JEPA repo")
     if is_transformers_config(data):
         config = model_config_from_transformers(data, source=files.source)
@@ -188,8 +181,7 @@ def _load_files(files, *, encoder, with_predictor, allow_pickle, variant=None) -
             "'encoder'): pass encoder='context', or load the released checkpoint by its registry name for the "
             "target encoder and predictor."
         )
-        return _assemble(config, parts, encoder=encoder, with_predictor=with_predictor, source=files.source,
-                         variant=variant, hint=hint)
+        return _assemble(config, parts, options=options, source=files.source, variant=variant, hint=hint)
     if "ijepa" not in data:
         raise HubLayoutError(
             f"{files.source}: config.json is neither ijepa_hub's (no 'ijepa' section) nor transformers' "
@@ -197,79 +189,59 @@ def _load_files(files, *, encoder, with_predictor, allow_pickle, variant=None) -
         )
     repo = parse_config(data, source=files.source)
     parts = {part: partial(_read_weights, files, name, allow_pickle=allow_pickle) for part, name in repo.files.items()}
-    return _assemble(repo.model, parts, encoder=encoder, with_predictor=with_predictor, source=files.source,
-                     variant=variant or repo.variant)
+    return _assemble(repo.model, parts, options=options, source=files.source, variant=variant or repo.variant)
 
 
-def _is_url(s: str) -> bool:
-    return urllib.parse.urlparse(s).scheme in ("http", "https", "file")
+def _load_released(name_or_path: str, *, options, local_files_only: bool, heads: dict[str, Any]) -> PretrainedIJepa:
+    """A released ``.pth.tar`` (file, URL, name), converted in memory: only the parts asked for are loaded."""
+    path, released = reference_checkpoint_path(name_or_path, local_files_only=local_files_only)
+    source = os.fspath(path)
+    checkpoint = read_reference_checkpoint(source)
+    config = infer_model_config(checkpoint["encoder"], checkpoint["predictor"], source=source, **heads)
+    names = {"context_encoder": "encoder", "target_encoder": "target_encoder", "predictor": "predictor"}
+    parts = {part: partial(checkpoint.get, key) for part, key in names.items()}
+    return _assemble(config, parts, options=options, source=source, variant=released.name if released else None)
 
 
-def _variant_for_file(name: str) -> PretrainedVariant | None:
-    base = os.path.basename(urllib.parse.urlparse(name).path if _is_url(name) else name)
-    return next((v for v in VARIANTS.values() if v.filename == base), None)
+# a string that can only be meant as a local path (it is not a repo id, a variant name or a URL)
+_WEIGHT_SUFFIXES = (".safetensors", ".json", *PICKLE_SUFFIXES)
 
 
-def cached_reference_folder(path_or_url: str, *, variant: str | None = None, local_files_only: bool = False) -> Path:
-    """The safetensors folder of a released ``.pth.tar`` (file or URL), converted once in the torch hub cache.
-
-    URLs are downloaded to ``<torch hub dir>/checkpoints/`` (through a temporary file, so an interrupted
-    download leaves nothing behind), unless ``local_files_only`` or ``HF_HUB_OFFLINE=1``; folders live in
-    ``<torch hub dir>/ijepa_hub/``, keyed by the URL, or by a local file's path, size and modification time.
-    Two processes converting the same file at once both end with the same folder.
-    """
-    hub_dir = Path(torch.hub.get_dir())
-    if _is_url(path_or_url):
-        filename = os.path.basename(urllib.parse.urlparse(path_or_url).path)
-        local = hub_dir / "checkpoints" / filename
-        key = path_or_url
-        if not local.is_file():
-            _download(path_or_url, local, local_files_only=local_files_only)
-    else:
-        local = Path(path_or_url).resolve()
-        if not local.is_file():
-            raise FileNotFoundError(f"no checkpoint at {path_or_url!r}")
-        stat = local.stat()
-        key = f"{local}:{stat.st_size}:{stat.st_mtime_ns}"
-    stem = local.name.split(".pth")[0]
-    folder = hub_dir / "ijepa_hub" / f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-    if (folder / CONFIG_NAME).is_file():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=folder.parent))
-    try:
-        model = load_reference_checkpoint(local)
-        save_pretrained(model, tmp, encoder="target", variant=variant)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not (folder / CONFIG_NAME).is_file():  # not a concurrent conversion that won the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+def _path_like(s: str) -> str | None:
+    """Why ``s`` (not an existing file or folder) can only be a local path, or None if it may be a Hub repo id."""
+    if s.startswith(("./", "../", "/", "~", ".\\")) or os.path.isabs(s):
+        return "it is a relative or absolute path"
+    if s.endswith(_WEIGHT_SUFFIXES):
+        return "it ends with a weight-file suffix"
+    first, sep, _ = s.partition("/")
+    if sep and os.path.isdir(first):
+        return f"its first component {first!r} is a local folder"
+    if not _REPO_ID.match(s) and ("/" in s or os.sep in s):
+        return "it is a path (a Hub repo id is owner/name)"
+    return None
 
 
-def _download(url: str, local: Path, *, local_files_only: bool) -> None:
-    """Fetch a released checkpoint into the torch hub cache, unless offline; errors say where to put it."""
-    fix = f"Fix: download {url} yourself and pass the file's path, or place it at {local}"
-    offline = _offline_reason(local_files_only)
-    if offline:
-        raise WeightsNotCachedError(
-            f"{url} is not in the torch hub cache ({local}) and {offline} forbids downloading it. {fix}."
+def _local_or_hub(s: str, hub: dict[str, Any]):
+    """The files of a local folder or of a Hub repo; a path-like ``s`` that does not exist fails at once."""
+    if os.path.isdir(s):
+        return _LocalFiles(s)
+    why = _path_like(s)
+    if why:
+        where = os.path.abspath(os.path.expanduser(s))
+        raise FileNotFoundError(
+            f"no local folder {s!r} ({where}) and, since {why}, it is not tried as a Hub repo id. "
+            "Fix: check the path (a Hub repo id is owner/name)."
         )
-    local.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(url, str(local), progress=True)
-    except OSError as err:  # urllib's URLError / HTTPError, a full disk ...
-        message = f"cannot download {url} into {local} ({err}). {fix}, or check the network."
-        raise WeightsNotCachedError(message) from err
+    if _REPO_ID.match(s):
+        return _HubFiles(s, maybe_local=True, **hub)
+    raise _not_found(s)
 
 
 def from_pretrained(
     name_or_path: str | os.PathLike,
     *,
-    encoder: EncoderChoice = "target",
+    encoder: EncoderName = "target",
+    with_context_encoder: bool = False,
     with_predictor: bool = False,
     weights: Literal["reference", "transformers"] = "reference",
     revision: str | None = None,
@@ -277,57 +249,52 @@ def from_pretrained(
     token: str | bool | None = None,
     local_files_only: bool = False,
     allow_pickle: bool = False,
+    num_heads: int | None = None,
+    pred_num_heads: int | None = None,
     device: str | torch.device | None = None,
 ) -> PretrainedIJepa:
     """Load a pretrained I-JEPA model (see the module docstring for what ``name_or_path`` may be).
 
-    ``encoder="target"`` (default) loads the EMA encoder the paper evaluates; ``"context"`` the
-    context encoder; ``"both"`` both. ``with_predictor=True`` adds the predictor. Loading is strict:
+    ``encoder`` is the feature encoder, the one ``model.encoder`` and ``extract_features`` use:
+    ``"target"`` (default, the EMA encoder the paper evaluates) or ``"context"``.
+    ``with_context_encoder=True`` also loads the context encoder beside the target encoder;
+    ``with_predictor=True`` the predictor (``encoder="both"`` is the deprecated spelling of
+    ``encoder="target", with_context_encoder=True``). Loading is strict:
     missing or unexpected keys raise :class:`~ijepa_hub.StateDictMismatchError` listing them; NaN or
     infinite weights are refused. Pickle weights in a repo are refused unless ``allow_pickle=True`` (and
     even then only tensors are unpickled). ``local_files_only=True`` or ``HF_HUB_OFFLINE=1`` use only the
     caches (Hugging Face's, and torch hub's for released checkpoints) and raise
-    :class:`~ijepa_hub.WeightsNotCachedError` for what is not there. The model is returned in eval mode.
+    :class:`~ijepa_hub.WeightsNotCachedError` for what is not there. ``num_heads`` / ``pred_num_heads``
+    are read only for released-layout ``.pth.tar`` files whose width matches no preset (head counts are
+    not in the weights). The model is returned in eval mode.
     """
     s = os.fspath(name_or_path)
-    opts = dict(encoder=encoder, with_predictor=with_predictor, allow_pickle=allow_pickle)
+    options = renamed_options(
+        dict(encoder=encoder, with_context_encoder=with_context_encoder, with_predictor=with_predictor), {},
+        where="from_pretrained",
+    )
     hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
-    if os.path.isdir(s):
-        model = _load_files(_LocalFiles(s), **opts)
-    elif os.path.isfile(s) or _is_url(s):
-        released = _variant_for_file(s)
-        variant = released.name if released else None
-        folder = cached_reference_folder(s, variant=variant, local_files_only=local_files_only)
-        model = _load_files(_LocalFiles(folder), **opts, variant=variant)
-    elif s in VARIANTS or _variant_for_file(s) is not None:
-        released = VARIANTS.get(s) or _variant_for_file(s)
-        if weights == "reference":
-            folder = cached_reference_folder(released.url, variant=released.name, local_files_only=local_files_only)
-            model = _load_files(_LocalFiles(folder), **opts, variant=released.name)
-        elif weights == "transformers":
-            files = _HubFiles(released.hf_transformers_repo, **hub)
-            model = _load_files(files, **opts, variant=released.name)
-        else:
-            raise ValueError(f"weights must be 'reference' or 'transformers', got {weights!r}")
-    elif _REPO_ID.match(s):
-        model = _load_files(_HubFiles(s, **hub), **opts)
+    released = None if os.path.exists(s) else find_variant(s)
+    if weights not in ("reference", "transformers"):
+        raise ValueError(f"weights must be 'reference' or 'transformers', got {weights!r}")
+    if os.path.isfile(s) or is_url(s) or (released and weights == "reference"):
+        heads = dict(num_heads=num_heads, pred_num_heads=pred_num_heads)
+        model = _load_released(s, options=options, local_files_only=local_files_only, heads=heads)
+    elif released:
+        files = _HubFiles(released.hf_transformers_repo, **hub)
+        model = _load_files(files, options=options, allow_pickle=allow_pickle, variant=released.name)
     else:
-        raise _not_found(s)
+        model = _load_files(_local_or_hub(s, hub), options=options, allow_pickle=allow_pickle)
     return model.to(device) if device is not None else model
 
 
 def read_config(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> dict[str, Any]:
     """The ``config.json`` of a folder or Hub repo, without downloading weights (for ``ijepa-hub info``)."""
-    s = os.fspath(name_or_path)
-    if os.path.isdir(s):
-        return _read_json(_LocalFiles(s), what="I-JEPA repo")
-    if _REPO_ID.match(s):
-        return _read_json(_HubFiles(s, **hub_kwargs), what="I-JEPA repo")
-    raise _not_found(s)
+    return _read_json(_local_or_hub(os.fspath(name_or_path), hub_kwargs), what="I-JEPA repo")
 
 
 def _not_found(s: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"{s!r} is not a folder, a checkpoint file or URL, a released variant "
-        f"({', '.join(VARIANTS)}) or a Hub repo id ('owner/name')"
+        f"({', '.join(VARIANTS)}; aliases {', '.join(ALIASES)}) or a Hub repo id ('owner/name')"
     )

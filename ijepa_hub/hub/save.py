@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn as nn
-from huggingface_hub import CommitOperationAdd, HfApi
+from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
 from ..errors import HubLayoutError
@@ -20,21 +23,24 @@ from ..recipe import Recipe
 from .convert import timm_to_transformers, transformers_config
 from .layout import (
     CONFIG_NAME,
-    CONTEXT_WEIGHTS_NAME,
-    PART_OF_ENCODER,
-    PREDICTOR_WEIGHTS_NAME,
+    ENCODER_PART,
+    PARTS,
     WEIGHTS_NAME,
     EncoderName,
     build_config,
     parse_config,
     render_model_card,
+    renamed_options,
+    select_parts,
     write_config,
 )
 
 __all__ = ["save_pretrained", "push_to_hub", "push_folder", "export_transformers", "save_weights"]
 
 README_NAME = "README.md"
+_REPO_FILES = frozenset({CONFIG_NAME, README_NAME, *(spec.file for spec in PARTS.values())})  # what a save owns
 DEFAULT_COMMIT_MESSAGE = "Upload I-JEPA model with ijepa_hub"
+_PROCESSOR_NAME = "preprocessor_config.json"
 
 
 def save_weights(module: nn.Module, path: str | os.PathLike) -> None:
@@ -46,6 +52,58 @@ def _cpu_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
 
 
+def _default_modes(folder: Path) -> tuple[int, int]:
+    """(file mode, folder mode) that ``open()`` / ``mkdir()`` give in ``folder``: 0o666 / 0o777 less the umask.
+
+    Read from a probe file and folder (no process-wide ``os.umask`` call, so it is safe with threads)."""
+    probe = folder / f".mode-probe-{uuid.uuid4().hex}"
+    os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    try:
+        file_mode = probe.stat().st_mode & 0o777
+    finally:
+        probe.unlink()
+    probe.mkdir(0o777)
+    try:
+        return file_mode, probe.stat().st_mode & 0o777
+    finally:
+        probe.rmdir()
+
+
+@contextmanager
+def _written_atomically(folder: Path, *, keep: frozenset[str] = frozenset()) -> Iterator[Path]:
+    """Yield an empty temporary sibling of ``folder`` to write into; when the block ends without error, it
+    becomes ``folder`` by a rename, so ``folder`` is never half-written and an old one is replaced only by a
+    complete new one. Entries of an old ``folder`` not named in ``keep`` (the files this writer owns) are
+    moved into the new one. Files get the usual mode (0o666 less the umask), not tempfile's 0o600."""
+    folder = Path(os.path.realpath(folder))  # a link to a folder: replace the folder it points to
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} exists and is not a folder; choose another output folder")
+    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        yield stage
+        file_mode, dir_mode = _default_modes(stage)
+        for path in stage.rglob("*"):
+            os.chmod(path, dir_mode if path.is_dir() else file_mode)
+        os.chmod(stage, dir_mode)
+        if not folder.exists():
+            os.rename(stage, folder)
+            return
+        old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(folder, old)
+        try:
+            os.rename(stage, folder)
+        except OSError:
+            os.rename(old, folder)
+            raise
+        for entry in old.iterdir():  # what the caller put there beside our files stays
+            if entry.name not in keep and not (folder / entry.name).exists():
+                os.replace(entry, folder / entry.name)
+        shutil.rmtree(old)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def _part(model: IJepa, part: str) -> nn.Module | None:
     return getattr(model, part, None)
 
@@ -55,69 +113,73 @@ def save_pretrained(
     save_directory: str | os.PathLike,
     *,
     encoder: EncoderName = "target",
-    include_context_encoder: bool = True,
-    include_predictor: bool = True,
+    with_context_encoder: bool = True,
+    with_predictor: bool = True,
     recipe: Recipe | Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     variant: str | None = None,
     license: str | None = None,
+    **deprecated: Any,
 ) -> Path:
     """Write ``model`` as an ijepa_hub repo folder and return its path.
 
-    ``encoder`` goes to ``model.safetensors`` (the paper evaluates the target encoder). The context
-    encoder and predictor are added when asked for and present in ``model``. ``recipe`` and
-    ``metrics`` are recorded in ``config.json`` and the model card. ``variant`` (default: the model's
-    own, if it came from a released variant) and ``license`` fill the card's metadata.
+    ``encoder`` is the feature encoder, written to ``model.safetensors`` (the paper evaluates the
+    target encoder). ``with_context_encoder`` / ``with_predictor`` add those networks when ``model``
+    has them (``include_context_encoder`` / ``include_predictor`` are their deprecated names). ``recipe``
+    and ``metrics`` are recorded in ``config.json`` and the model card. ``variant`` (default: the
+    model's own, set when its weights came from a released checkpoint) and ``license`` fill the card;
+    with a ``recipe`` the weights count as trained here (a variant is then recorded as their base).
     """
-    if encoder not in PART_OF_ENCODER:
+    options = renamed_options(
+        dict(encoder=encoder, with_context_encoder=with_context_encoder, with_predictor=with_predictor), deprecated,
+        where="save_pretrained",
+    )
+    encoder = options["encoder"]
+    if encoder not in ENCODER_PART:
         raise ValueError(f"encoder must be 'target' or 'context', got {encoder!r}")
-    main = _part(model, PART_OF_ENCODER[encoder])
-    if main is None:
+    if _part(model, ENCODER_PART[encoder]) is None:
         other = "context" if encoder == "target" else "target"
         raise HubLayoutError(
             f"this model has no {encoder} encoder (it was loaded with encoder={other!r}); "
             f"save it with encoder={other!r}"
         )
-    folder = Path(save_directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    modules = {PART_OF_ENCODER[encoder]: (main, WEIGHTS_NAME)}
-    if include_context_encoder and encoder == "target" and _part(model, "context_encoder") is not None:
-        modules["context_encoder"] = (model.context_encoder, CONTEXT_WEIGHTS_NAME)
-    if include_predictor and _part(model, "predictor") is not None:
-        modules["predictor"] = (model.predictor, PREDICTOR_WEIGHTS_NAME)
-    for stale in (CONTEXT_WEIGHTS_NAME, PREDICTOR_WEIGHTS_NAME):  # left by an earlier save here
-        if stale not in {name for _, name in modules.values()} and (folder / stale).exists():
-            (folder / stale).unlink()
-    for module, name in modules.values():
-        save_weights(module, folder / name)
+    files = {part: name for part, name in select_parts(**options).items() if _part(model, part) is not None}
     recipe_dict = recipe.to_dict() if isinstance(recipe, Recipe) else recipe
-    config = build_config(
+    released = variant if variant is not None else getattr(model, "variant", None)
+    config = build_config(  # weights trained here (a recipe) are not the release, at most started from it
         model.config,
         encoder=encoder,
-        files={part: name for part, (_, name) in modules.items()},
-        variant=variant if variant is not None else getattr(model, "variant", None),
+        files=files,
+        variant=None if recipe_dict else released,
+        base_variant=released if recipe_dict else None,
         recipe=recipe_dict,
         metrics=metrics,
     )
     if license:
         config["ijepa"]["license"] = license
-    write_config(folder, config)
-    _card_for(config, repo_id=None, source=str(folder)).save(folder / README_NAME)
+    folder = Path(save_directory)
+    card = _card_for(config, repo_id=None, source=str(folder))
+    with _written_atomically(folder, keep=_REPO_FILES) as stage:  # files of an earlier save here are dropped
+        for part, name in files.items():
+            save_weights(getattr(model, part), stage / name)
+        write_config(stage, config)
+        card.save(stage / README_NAME)
     return folder
 
 
 def _card_for(config: Mapping[str, Any], *, repo_id: str | None, source: str):
     parsed = parse_config(config, source=source)
-    recipe = parsed.extra.get("recipe") or {}
+    recipe = parsed.extra.get("recipe")
     return render_model_card(
         parsed.model,
         repo_id=repo_id,
         encoder=parsed.encoder,
         files=parsed.files,
         variant=parsed.variant,
-        license=config["ijepa"].get("license"),
+        base_variant=parsed.extra.get("base_variant"),
+        license=parsed.extra.get("license"),
         metrics=parsed.extra.get("metrics"),
-        recipe_name=recipe.get("name") if isinstance(recipe, Mapping) else None,
+        recipe=recipe if isinstance(recipe, Mapping) else None,
     )
 
 
@@ -130,29 +192,39 @@ def push_folder(
     revision: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Upload an ijepa_hub folder to ``repo_id`` in one commit (the card names the repo); return the commit URL."""
+    """Upload an ijepa_hub folder to ``repo_id`` in one commit (``HfApi.upload_folder``); return the commit URL.
+
+    The README.md uploaded is the card generated for ``repo_id`` (the folder itself is not changed: the
+    upload reads a temporary folder of links to its files plus the card). Weight files of parts the folder
+    no longer has (a predictor pushed before, say) are deleted from the repo in the same commit.
+    """
     folder = Path(folder)
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
         raise HubLayoutError(f"{folder} has no {CONFIG_NAME}; write it with ijepa_hub.save_pretrained first")
-    config = json.loads(config_path.read_text())
-    card = _card_for(config, repo_id=repo_id, source=str(folder))
-    operations = [
-        CommitOperationAdd(path_in_repo=p.relative_to(folder).as_posix(), path_or_fileobj=str(p))
-        for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != README_NAME and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    ]
-    operations.append(CommitOperationAdd(path_in_repo=README_NAME, path_or_fileobj=str(card).encode()))
+    card = _card_for(json.loads(config_path.read_text()), repo_id=repo_id, source=str(folder))
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision is not None:
         api.create_branch(repo_id, branch=revision, exist_ok=True)
-    info = api.create_commit(
-        repo_id,
-        operations=operations,
-        commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
-        revision=revision,
-    )
+    with tempfile.TemporaryDirectory(prefix="ijepa_hub-push-") as tmp:
+        staging = Path(tmp)
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(folder)
+            if path.is_file() and relative.as_posix() != README_NAME and not any(
+                part.startswith(".") for part in relative.parts
+            ):
+                (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+                (staging / relative).symlink_to(path.resolve())  # a link: the weights are not copied
+        card.save(staging / README_NAME)
+        stale = [spec.file for spec in PARTS.values() if not (staging / spec.file).exists()]
+        info = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=staging,
+            commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
+            revision=revision,
+            delete_patterns=stale or None,
+        )
     return info.commit_url
 
 
@@ -171,9 +243,9 @@ def push_to_hub(
     Returns the commit URL.
     """
     with tempfile.TemporaryDirectory(prefix="ijepa_hub-push-") as tmp:
-        save_pretrained(model, tmp, **save_kwargs)
+        folder = save_pretrained(model, Path(tmp) / "repo", **save_kwargs)
         return push_folder(
-            tmp, repo_id, token=token, private=private, revision=revision, commit_message=commit_message
+            folder, repo_id, token=token, private=private, revision=revision, commit_message=commit_message
         )
 
 
@@ -184,11 +256,18 @@ def export_transformers(encoder: nn.Module, config, save_directory: str | os.Pat
     ``model.safetensors`` and a ``preprocessor_config.json`` with the training statistics
     (ImageNet mean/std; transformers' processor resizes to the model size without cropping).
     """
-    folder = Path(save_directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file(timm_to_transformers(_cpu_tensors(encoder)), os.fspath(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-    (folder / CONFIG_NAME).write_text(json.dumps(transformers_config(config), indent=2) + "\n")
-    processor = {
+    keep = frozenset({WEIGHTS_NAME, CONFIG_NAME, _PROCESSOR_NAME})
+    with _written_atomically(Path(save_directory), keep=keep) as stage:
+        weights = timm_to_transformers(_cpu_tensors(encoder))
+        save_file(weights, os.fspath(stage / WEIGHTS_NAME), metadata={"format": "pt"})
+        (stage / CONFIG_NAME).write_text(json.dumps(transformers_config(config), indent=2) + "\n")
+        (stage / _PROCESSOR_NAME).write_text(json.dumps(_processor_config(config), indent=2) + "\n")
+    return Path(save_directory)
+
+
+def _processor_config(config) -> dict[str, Any]:
+    """transformers' ``preprocessor_config.json``: the training statistics (no crop: transformers resizes)."""
+    return {
         "image_processor_type": "ViTImageProcessor",
         "do_resize": True,
         "size": {"height": config.img_size, "width": config.img_size},
@@ -199,5 +278,3 @@ def export_transformers(encoder: nn.Module, config, save_directory: str | os.Pat
         "image_mean": list(MEAN),
         "image_std": list(STD),
     }
-    (folder / "preprocessor_config.json").write_text(json.dumps(processor, indent=2) + "\n")
-    return folder

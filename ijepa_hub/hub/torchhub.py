@@ -3,28 +3,32 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..registry import VARIANTS, PretrainedVariant
+from ..registry import ALIASES, VARIANTS, PretrainedVariant
+from .layout import EncoderName, renamed_options
 from .load import from_pretrained
-from .model import EncoderChoice, PretrainedIJepa
+from .model import PretrainedIJepa
 
 __all__ = ["ALIASES", "entrypoints"]
-
-# Short names for torch.hub users; each maps to a registry variant.
-ALIASES = {"ijepa_vith14": "ijepa_vith14_1k"}
 
 
 def _entrypoint(name: str, variant: PretrainedVariant) -> Callable[..., PretrainedIJepa]:
     def entrypoint(
         *,
         pretrained: bool = True,
-        encoder: EncoderChoice = "target",
+        encoder: EncoderName = "target",
+        with_context_encoder: bool = False,
         with_predictor: bool = False,
         **kwargs: Any,
     ) -> PretrainedIJepa:
+        options = renamed_options(
+            dict(encoder=encoder, with_context_encoder=with_context_encoder, with_predictor=with_predictor), {},
+            where=name,
+        )
         if pretrained:
-            return from_pretrained(variant.name, encoder=encoder, with_predictor=with_predictor, **kwargs)
+            return from_pretrained(variant.name, **options, **kwargs)
+        # random weights: the variant's architecture only, so the model does not claim the release (variant=None)
         config = variant.model_config.replace(**kwargs)
-        return PretrainedIJepa(config, encoder=encoder, with_predictor=with_predictor, variant=variant.name)
+        return PretrainedIJepa(config, **options, source=f"torch.hub {name} (pretrained=False: random weights)")
 
     config = variant.model_config
     entrypoint.__name__ = entrypoint.__qualname__ = name

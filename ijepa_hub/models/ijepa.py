@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import copy
-from typing import Literal
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 import torch
 import torch.nn as nn
@@ -11,6 +13,9 @@ import torch.nn.functional as F
 from ..registry import ModelConfig
 from .encoder import MaskArg, VisionTransformerEncoder, apply_masks
 from .predictor import Predictor
+
+if TYPE_CHECKING:  # the feature and hub modules import this one; they are imported lazily in the methods
+    from ..features import Features, ImageInput
 
 __all__ = ["IJepa", "jepa_loss", "ema_", "LossKind"]
 
@@ -48,7 +53,18 @@ class IJepa(nn.Module):
     ``context_encoder`` sees the context tokens and is trained by gradient; ``target_encoder`` is an
     exponential moving average of it that sees the full image; ``predictor`` maps context tokens to
     target-encoder features at the target positions.
+
+    Every model, built here or loaded, has the same user methods: :attr:`encoder` (the feature encoder,
+    the target encoder unless ``encoder_name`` says ``"context"``), :meth:`forward_features`,
+    :meth:`extract_features`, :meth:`save_pretrained` and :meth:`push_to_hub`. ``forward`` is the
+    training loss.
     """
+
+    encoder_name: Literal["target", "context"] = "target"  # which encoder `encoder` is (the feature encoder)
+    # Provenance, set by the loaders: the released variant whose weights these are (None: not released
+    # weights, e.g. a new model or random init), and where they were read from.
+    variant: str | None = None
+    source: str | None = None
 
     def __init__(
         self,
@@ -65,6 +81,35 @@ class IJepa(nn.Module):
         self.target_encoder = copy.deepcopy(self.context_encoder)
         self.target_encoder.requires_grad_(False)
         self.predictor = Predictor.from_config(config) if with_predictor else None
+
+    @property
+    def encoder(self) -> VisionTransformerEncoder:
+        """The feature encoder: what :meth:`extract_features` runs and ``model.safetensors`` holds."""
+        return self.context_encoder if self.encoder_name == "context" else self.target_encoder
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Normed patch tokens [B, N, D] of the feature encoder for a preprocessed batch [B, C, H, W]."""
+        return self.encoder(images)
+
+    def extract_features(self, images: "ImageInput | Sequence[ImageInput]", **kwargs: Any) -> "Features":
+        """Features of one image or a list, from the feature encoder (see :func:`ijepa_hub.extract_features`)."""
+        from ..features import extract_features
+
+        return extract_features(self.encoder, images, **kwargs)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write this model as an ijepa_hub repo folder (see :func:`ijepa_hub.save_pretrained`)."""
+        from ..hub.save import save_pretrained
+
+        kwargs.setdefault("encoder", self.encoder_name)
+        return save_pretrained(self, save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload this model to the Hub in one commit; returns the commit URL (see :func:`ijepa_hub.push_to_hub`)."""
+        from ..hub.save import push_to_hub
+
+        kwargs.setdefault("encoder", self.encoder_name)
+        return push_to_hub(self, repo_id, **kwargs)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in the backward pass (context encoder and predictor)."""
