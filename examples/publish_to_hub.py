@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--metrics", default=None, help="JSON file of metrics for the model card (e.g. from ijepa-eval --json)")
     args = parser.parse_args()
 
-    model = ijepa_hub.from_pretrained(args.source, encoder="both", with_predictor=True)
+    model = ijepa_hub.from_pretrained(args.source, with_context_encoder=True, with_predictor=True)
     # ijepa-eval's JSON (k-NN, linear, synthetic; one result or a list) or a flat {name: number} mapping
     metrics = card_metrics(json.loads(Path(args.metrics).read_text())) if args.metrics else None
     url = model.push_to_hub(args.repo_id, private=args.private, metrics=metrics)

@@ -15,7 +15,6 @@ The helpers here take either kind of parser, so the shared flags read and behave
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import logging
 import sys
 from typing import Any, Callable, Sequence
@@ -36,12 +35,10 @@ DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def version_string() -> str:
-    """``ijepa-hub <version>``, the version of the installed distribution (of the package if not installed)."""
-    try:
-        version = importlib.metadata.version("ijepa-hub")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree that is not installed
-        version = getattr(sys.modules.get("ijepa_hub"), "__version__", "unknown")
-    return f"ijepa-hub {version}"
+    """``ijepa-hub <version>`` (:mod:`ijepa_hub.version`, the one source pyproject.toml reads too)."""
+    from .version import __version__
+
+    return f"ijepa-hub {__version__}"
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, version: bool = True) -> None:

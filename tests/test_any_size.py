@@ -88,7 +88,7 @@ def test_save_and_from_pretrained_round_trip(odd_model, tmp_path, images):
     config = json.loads((tmp_path / "repo" / "config.json").read_text())
     assert config["ijepa"]["model"] == odd_model.config.to_dict()
     assert config["model_args"]["embed_dim"] == 64 and config["model_args"]["mlp_ratio"] == 3.0
-    loaded = ijepa_hub.from_pretrained(tmp_path / "repo", encoder="both", with_predictor=True)
+    loaded = ijepa_hub.from_pretrained(tmp_path / "repo", with_context_encoder=True, with_predictor=True)
     assert loaded.config == odd_model.config
     for part in ("context_encoder", "target_encoder", "predictor"):
         ref = getattr(odd_model, part).state_dict()

@@ -139,7 +139,7 @@ def test_unusual_image_gives_the_same_pixels_in_training_and_extraction(kind, en
 
 
 def test_extract_cli_names_the_broken_file_and_writes_nothing(tiny_model, tmp_path, capsys):
-    folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "model", include_predictor=False)
+    folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "model", with_predictor=False)
     (tmp_path / "images").mkdir()
     Image.fromarray(NOISE).save(tmp_path / "images" / "good.png")
     _truncated_jpeg(tmp_path / "images" / "broken.jpg")

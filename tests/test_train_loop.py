@@ -130,7 +130,7 @@ def test_exported_folder_loads_through_from_pretrained(tiny_recipe, tmp_path):
     result = _run(tiny_recipe, tmp_path, 3)
     assert result.export_dir == tmp_path / "model"
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)["model"]
-    loaded = ijepa_hub.from_pretrained(result.export_dir, encoder="both", with_predictor=True)
+    loaded = ijepa_hub.from_pretrained(result.export_dir, with_context_encoder=True, with_predictor=True)
     assert loaded.config == tiny_recipe.model_config()
     weights = loaded.state_dict()
     assert weights.keys() == state.keys()
@@ -142,6 +142,6 @@ def test_exported_folder_loads_through_from_pretrained(tiny_recipe, tmp_path):
 def test_push_to_hub_uploads_the_trained_model(hub_server, tiny_recipe, tmp_path):
     result = _run(tiny_recipe, tmp_path, 2, push_to_hub="tester/trained-tiny")
     assert result.hub_url.startswith(f"{hub_server.endpoint}/tester/trained-tiny/commit/")
-    pulled = ijepa_hub.from_pretrained("tester/trained-tiny", encoder="both", with_predictor=True)
+    pulled = ijepa_hub.from_pretrained("tester/trained-tiny", with_context_encoder=True, with_predictor=True)
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)["model"]
     assert all(torch.equal(v, state[k]) for k, v in pulled.state_dict().items())

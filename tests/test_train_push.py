@@ -38,13 +38,13 @@ def test_unreachable_hub_keeps_the_model_and_names_the_push_command(hub_server, 
     command = f"ijepa-hub push {folder} tester/unreachable"
     assert isinstance(err.value, IJepaError) and f"safe in {folder}" in str(err.value)
     assert str(err.value).endswith(command) and "ConnectError" in str(err.value)
-    local = ijepa_hub.from_pretrained(folder, encoder="both", with_predictor=True)
+    local = ijepa_hub.from_pretrained(folder, with_context_encoder=True, with_predictor=True)
     assert hub_cli(shlex.split(command)[1:]) == 0  # the command the message gives, against the reachable Hub
-    pulled = ijepa_hub.from_pretrained("tester/unreachable", encoder="both", with_predictor=True)
+    pulled = ijepa_hub.from_pretrained("tester/unreachable", with_context_encoder=True, with_predictor=True)
     assert all(torch.equal(v, local.state_dict()[k]) for k, v in pulled.state_dict().items())
 
 
-def test_rejected_upload_is_one_error_line_from_the_cli(hub_server, tiny_train_args, tmp_path, monkeypatch, caplog):
+def test_rejected_upload_is_one_error_line_from_the_cli(hub_server, tiny_train_args, tmp_path, monkeypatch, capsys):
     def refuse(folder, repo_id, **kwargs):  # an HTTP error answered by the (loopback) Hub
         huggingface_hub.HfApi().model_info("tester/no-such-repo")
 
@@ -52,8 +52,8 @@ def test_rejected_upload_is_one_error_line_from_the_cli(hub_server, tiny_train_a
     out = tmp_path / "run"
     rc = train_cli([*tiny_train_args, "--train.max_steps", "1", "--out", str(out), "--no-progress",
                     "--push-to-hub", "tester/theirs"])
-    assert rc == 2 and (out / "model" / "model.safetensors").is_file()
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert rc == 1 and (out / "model" / "model.safetensors").is_file()
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ijepa-train: error:")]
     assert len(errors) == 1 and "RepositoryNotFoundError" in errors[0]
     assert errors[0].endswith(f"push it again with: ijepa-hub push {out / 'model'} tester/theirs")
 

@@ -39,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_hub_args(p)
 
     p = sub.add_parser("push", help="upload an ijepa_hub folder (or anything from_pretrained loads) to the Hub")
-    add_source_args(p, encoders=("target", "context", "both"))
+    add_source_args(p)
     p.add_argument("repo_id", help="target Hub repo, owner/name")
+    p.add_argument("--with-context-encoder", action="store_true",
+                   help="include the context encoder beside the target encoder (non-folder sources)")
     p.add_argument("--with-predictor", action="store_true", help="include the predictor (non-folder sources)")
     _add_hub_args(p)
 
@@ -63,11 +65,10 @@ def _convert(args) -> None:
     from .load import from_pretrained
     from .save import push_folder
 
-    model = from_pretrained(args.checkpoint, encoder="both", with_predictor=not args.no_predictor)
-    folder = model.save_pretrained(
-        args.output, encoder=args.encoder, include_context_encoder=not args.no_context_encoder,
-        include_predictor=not args.no_predictor,
-    )
+    parts = dict(encoder=args.encoder, with_context_encoder=not args.no_context_encoder,
+                 with_predictor=not args.no_predictor)
+    model = from_pretrained(args.checkpoint, **parts)
+    folder = model.save_pretrained(args.output, **parts)
     print(f"wrote {folder}")
     if args.push:
         url = push_folder(folder, args.push, token=args.token, private=args.private, revision=args.revision,
@@ -84,7 +85,8 @@ def _push(args) -> None:
     if config.is_file() and "ijepa" in json.loads(config.read_text()):
         print(push_folder(source, args.repo_id, **hub))
     else:
-        print(load_model(args, with_predictor=args.with_predictor).push_to_hub(args.repo_id, **hub))
+        parts = dict(with_context_encoder=args.with_context_encoder, with_predictor=args.with_predictor)
+        print(load_model(args, **parts).push_to_hub(args.repo_id, **parts, **hub))
 
 
 def _export(args) -> None:
@@ -96,12 +98,12 @@ def _export(args) -> None:
 
 def _info(args) -> None:
     from ..reference import infer_model_config, read_reference_checkpoint
-    from ..registry import VARIANTS
+    from ..registry import VARIANTS, resolve_alias
     from .load import read_config
 
-    if args.source in VARIANTS:
-        v = VARIANTS[args.source]
-        info = {"variant": v.name, "model": v.model_config.to_dict(), "url": v.url,
+    if resolve_alias(args.source) in VARIANTS:
+        v = VARIANTS[resolve_alias(args.source)]
+        info = {"variant": v.name, "name": v.model_config.name, "model": v.model_config.to_dict(), "url": v.url,
                 "transformers_repo": v.hf_transformers_repo, "dataset": v.dataset, "epochs": v.epochs,
                 "imagenet_linear_top1": v.imagenet_linear_top1, "license": v.license}
     elif os.path.isfile(args.source):
