@@ -11,12 +11,15 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
 from .errors import RecipeError
 from .registry import MODEL_FIELDS, ModelConfig, get_model_config
+
+if TYPE_CHECKING:
+    from .models.objectives import Objectives
 
 __all__ = [
     "Recipe",
@@ -24,6 +27,7 @@ __all__ = [
     "DataSection",
     "MaskSection",
     "OptimSection",
+    "LossSection",
     "TrainSection",
     "RecipeError",
     "list_recipes",
@@ -120,6 +124,34 @@ class OptimSection:
 
 
 @dataclass
+class LossSection:
+    """Opt-in anti-collapse terms and the target normalisation (ijepa_hub.models.objectives); off as released."""
+
+    target_norm: Literal["layer_norm", "batch_norm", "none"] = _key(
+        "layer_norm", "regression targets: layer_norm per token (released), batch_norm per feature, or none"
+    )
+    sigreg_weight: float = _key(0.0, "weight of SIGReg (LeJEPA: random projections pushed to N(0,1)); 0: off")
+    sigreg_projections: int = _key(256, "SIGReg: random 1-D projections drawn at each step")
+    sigreg_on: Literal["context", "context_pooled", "predictor"] = _key(
+        "context_pooled", "SIGReg features: context-encoder tokens, their per-image mean, or predictor outputs"
+    )
+    vcreg_variance: float = _key(0.0, "weight of the VICReg variance hinge (feature std below 1); 0: off")
+    vcreg_covariance: float = _key(0.0, "weight of the VICReg off-diagonal covariance penalty; 0: off")
+    vcreg_on: Literal["context", "context_pooled", "predictor"] = _key(
+        "context", "variance/covariance features: context-encoder tokens, their per-image mean, or predictor outputs"
+    )
+
+    def objectives(self) -> Objectives:
+        """These choices as the model's :class:`~ijepa_hub.models.objectives.Objectives`."""
+        from .models.objectives import Objectives
+
+        try:
+            return Objectives(**dataclasses.asdict(self))
+        except ValueError as err:
+            raise RecipeError(str(err)) from None
+
+
+@dataclass
 class TrainSection:
     """How a run executes; none of these change the mathematics except ``seed``."""
 
@@ -141,7 +173,7 @@ class TrainSection:
 
 @dataclass
 class Recipe:
-    """A training run's numbers: the five sections below, read from a YAML file."""
+    """A training run's numbers: the six sections below, read from a YAML file."""
 
     name: str = _key("custom", "the recipe's name (the default run folder is runs/<name>)")
     description: str = _key("", "one line about the recipe")
@@ -149,6 +181,7 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     mask: MaskSection = field(default_factory=MaskSection)
     optim: OptimSection = field(default_factory=OptimSection)
+    loss: LossSection = field(default_factory=LossSection)
     train: TrainSection = field(default_factory=TrainSection)
 
     def model_config(self) -> ModelConfig:

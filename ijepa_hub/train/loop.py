@@ -247,7 +247,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     resumed = Resume.find(resume, out_dir, recipe)
     config = recipe.model_config()
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    core = IJepa(config, loss=recipe.optim.loss, drop_path_rate=recipe.model.drop_path_rate)
+    core = IJepa(config, loss=recipe.optim.loss, drop_path_rate=recipe.model.drop_path_rate,
+                 objectives=recipe.loss.objectives())
     if cfg.grad_checkpointing:
         core.set_grad_checkpointing(True)
 
