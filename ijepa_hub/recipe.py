@@ -29,6 +29,7 @@ __all__ = [
     "OptimSection",
     "LossSection",
     "TrainSection",
+    "EvalSection",
     "RecipeError",
     "list_recipes",
     "load_recipe",
@@ -161,6 +162,7 @@ class TrainSection:
     log_every: int = _key(10, "steps between metric lines (JSONL / TensorBoard)")
     monitor_every: int = _key(100, "steps between collapse checks (std and RankMe of target features)")
     monitor_batch: int = _key(256, "images in the fixed batch of the collapse monitor")
+    eval_every: int = _key(0, "steps between online k-NN probes of the target encoder (section eval); 0: none")
     num_workers: int = _key(8, "DataLoader workers per process (masks are drawn inside them)")
     threads: int | None = _key(None, "CPU intra-op threads per process; None: the cores the workers leave, shared")
     device: Literal["auto", "cpu", "cuda"] = _key("auto", "auto: cuda if available, else cpu")
@@ -172,8 +174,20 @@ class TrainSection:
 
 
 @dataclass
+class EvalSection:
+    """The online probe (train.eval_every): k-NN top-1 of pooled target features on a held-out labelled split."""
+
+    data: str | None = _key(
+        None, "folder with one subfolder per class (or hfds/NAME); null: held-out synthetic shapes (shape, count)"
+    )
+    num_train: int = _key(256, "labelled images the k-NN votes with (at most)")
+    num_test: int = _key(128, "held-out images it classifies (at most)")
+    k: int = _key(20, "neighbours that vote")
+
+
+@dataclass
 class Recipe:
-    """A training run's numbers: the six sections below, read from a YAML file."""
+    """A training run's numbers: the seven sections below, read from a YAML file."""
 
     name: str = _key("custom", "the recipe's name (the default run folder is runs/<name>)")
     description: str = _key("", "one line about the recipe")
@@ -183,6 +197,7 @@ class Recipe:
     optim: OptimSection = field(default_factory=OptimSection)
     loss: LossSection = field(default_factory=LossSection)
     train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
 
     def model_config(self) -> ModelConfig:
         """The :class:`ModelConfig` of ``model``: the named model with the section's sizes applied."""

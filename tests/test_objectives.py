@@ -11,7 +11,12 @@ from conftest import TINY_TRAIN_ARGS
 import ijepa_hub
 from ijepa_hub.errors import RecipeError
 from ijepa_hub.models.objectives import (
-    Objectives, covariance_loss, epps_pulley, normalize_targets, sigreg, variance_loss,
+    Objectives,
+    covariance_loss,
+    epps_pulley,
+    normalize_targets,
+    sigreg,
+    variance_loss,
 )
 from ijepa_hub.recipe import LossSection, recipe_key_help
 
