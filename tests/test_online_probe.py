@@ -55,7 +55,7 @@ def test_probe_is_the_knn_of_the_pooled_features(tiny_ijepa):
     assert encoder.training  # put back in training mode
 
 
-def test_probe_splits_synthetic_folder_and_the_error_without_labels(tmp_path):
+def test_probe_splits_synthetic_folder_and_the_error_without_labels(tmp_path, caplog):
     from ijepa_hub.recipe import Recipe
 
     recipe = Recipe()
@@ -73,6 +73,10 @@ def test_probe_splits_synthetic_folder_and_the_error_without_labels(tmp_path):
     recipe.eval.data, recipe.data.dataset, recipe.data.path = None, "mine", str(tmp_path)
     with pytest.raises(RecipeError, match="eval.data"):
         probe_splits(recipe)
+    recipe.train.eval_every = 50  # the default recipe on unlabelled images of one's own: no probe, a warning
+    with caplog.at_level(logging.WARNING):
+        assert OnlineProbe.from_recipe(recipe) is None
+    assert "--eval.data" in caplog.text
 
 
 def test_monitor_warns_when_the_probe_falls_several_times_in_a_row(caplog):

@@ -42,11 +42,15 @@ def _subset(splits: LabelledSplits, num_train: int, num_test: int) -> LabelledSp
     )
 
 
+def _synthetic(recipe: Recipe) -> bool:
+    return recipe.data.path is None and recipe.data.dataset == "synthetic"
+
+
 def probe_splits(recipe: Recipe) -> dict[str, LabelledSplits]:
     """The online probe's labelled splits by name: ``shape`` and ``count`` (synthetic) or ``class``."""
     ev = recipe.eval
     if ev.data is None:
-        if recipe.data.path is not None or recipe.data.dataset != "synthetic":
+        if not _synthetic(recipe):
             raise RecipeError(
                 "train.eval_every > 0 needs eval.data (a folder with one subfolder per class, or hfds/NAME) "
                 "when the training data is not the built-in synthetic set; or set train.eval_every 0"
@@ -81,8 +85,14 @@ class OnlineProbe:
 
     @classmethod
     def from_recipe(cls, recipe: Recipe) -> OnlineProbe | None:
-        """The probe of ``recipe`` (None when ``train.eval_every`` is 0)."""
+        """The probe of ``recipe``; None when ``train.eval_every`` is 0, or when the training data is not the
+        synthetic set and ``eval.data`` is not given (a warning says so: the default recipe on your images)."""
         if recipe.train.eval_every <= 0:
+            return None
+        if recipe.eval.data is None and not _synthetic(recipe):
+            logger.warning("online probe off: train.eval_every is %d but there are no labelled images to probe "
+                           "%s with; pass --eval.data DIR (one subfolder per class)", recipe.train.eval_every,
+                           recipe.data.path)
             return None
         return cls(probe_splits(recipe), recipe.model_config().img_size, k=recipe.eval.k)
 
