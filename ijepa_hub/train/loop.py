@@ -281,7 +281,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     if resumed:
         monitor.load_state_dict(resumed.state["monitor"])
         broken.load_state_dict(resumed.state["data"])
-    log = _open_log(out_dir, run, config.name, resumed, progress)
+    log = _open_log(out_dir, run, config.describe(), resumed, progress)
     checkpointer = Checkpointer(out_dir, run, core, optimizer, broken=broken, monitor=monitor, resumed=resumed)
     result = TrainResult(out_dir, run.start_step, run.start_step, run.schedules.total_steps)
     measure = functools.partial(monitor.measure, core.target_encoder, device=env.device, autocast=autocast)
