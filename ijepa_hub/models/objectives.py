@@ -9,7 +9,9 @@
 
 :class:`Objectives` holds the choices; :meth:`Objectives.extra_loss` adds the enabled terms to the
 prediction loss. With every weight at 0 nothing is computed and no random number is drawn, so a run
-without them is bit-identical to one made before they existed.
+without them is bit-identical to one made before they existed. The terms are statistics of each
+micro-batch on each process (as in VICReg and LeJEPA, nothing is gathered): with them, gradient
+accumulation and the number of processes change the result, unlike the prediction loss alone.
 """
 from __future__ import annotations
 
