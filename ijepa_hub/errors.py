@@ -16,6 +16,8 @@ __all__ = [
     "TooManyBrokenImagesError",
     "TrainingDivergedError",
     "PushToHubError",
+    "ExportError",
+    "MissingExtraError",
 ]
 
 
@@ -101,3 +103,11 @@ class TrainingDivergedError(IJepaError, FloatingPointError):
 
 class PushToHubError(IJepaError):
     """Uploading a trained model failed; it is still on disk, and the message gives the command to push it again."""
+
+
+class ExportError(IJepaError, ValueError):
+    """A deployment export (ONNX, torch.export) failed or its outputs differ from the eager model's."""
+
+
+class MissingExtraError(IJepaError, ImportError):
+    """An optional dependency is not installed; the message names the pip extra that provides it."""

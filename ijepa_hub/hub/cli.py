@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import HubLayoutError
 from ..cli_common import add_common_args, add_source_args, load_model, run_cli, setup_logging
 from ..eval.cli import add_extract_command, run_extract
 
@@ -46,10 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-predictor", action="store_true", help="include the predictor (non-folder sources)")
     _add_hub_args(p)
 
-    p = sub.add_parser("export", help="write a folder in another library's layout")
+    p = sub.add_parser("export", help="write a folder in another library's layout, or a deployable ONNX / torch.export model")
     add_source_args(p)
     p.add_argument("output", help="folder to write")
-    p.add_argument("--format", choices=("transformers",), required=True, help="layout to write")
+    p.add_argument("--format", choices=("transformers", "onnx", "torch-export"), required=True,
+                   help="transformers: a folder transformers loads; onnx / torch-export: a deployable model (encoders give "
+                   "patch tokens and pooled features, fine-tuned classifiers logits; dynamic batch), checked against eager")
+    p.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
+                   help="onnx / torch-export: weight and input type (default fp32; bf16: torch-export only)")
 
     add_extract_command(sub, help_suffix=" (alias of ijepa-eval extract)")
 
@@ -93,6 +98,16 @@ def _export(args) -> None:
     from .save import export_transformers
 
     model = load_model(args)
+    if args.format != "transformers":
+        from ..deploy import export_model
+
+        result = export_model(model, args.output, format=args.format, dtype=args.dtype, source=args.source)
+        diffs = ", ".join(f"batch {b}: {d:.2g}" for b, d in result.max_abs_diff.items())
+        print(f"wrote {result.file} ({result.format}, {result.dtype}; max |export - eager| {diffs})")
+        return
+    if not hasattr(model, "config") or not hasattr(model, "encoder"):
+        raise HubLayoutError(f"{args.source} is a fine-tuned classifier; the transformers layout holds encoders only. "
+                             "Export it with --format onnx or torch-export")
     print(f"wrote {export_transformers(model.encoder, model.config, args.output)}")
 
 

@@ -135,6 +135,7 @@ def _deprecated(message: str) -> None:
 KNOWN_FIELDS = (
     "format_version", "library_version", "model", "encoder", "files", "preprocessing", "variant", "source_url",
     "base_variant", "recipe", "metrics", "license",
+    "classifier",  # fine-tuned classifiers (hub/classifier.py)
 )
 
 logger = logging.getLogger(__name__)

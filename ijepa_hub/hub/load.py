@@ -187,6 +187,10 @@ def _load_files(files, *, options, allow_pickle, variant=None) -> PretrainedIJep
             f"{files.source}: config.json is neither ijepa_hub's (no 'ijepa' section) nor transformers' "
             "I-JEPA (model_type 'ijepa'); it is not an I-JEPA repo"
         )
+    if "classifier" in data["ijepa"]:  # a fine-tuned classifier (ijepa-finetune): see hub/classifier.py
+        from .classifier import load_classifier
+
+        return load_classifier(files, data, options=options, allow_pickle=allow_pickle)
     repo = parse_config(data, source=files.source)
     parts = {part: partial(_read_weights, files, name, allow_pickle=allow_pickle) for part, name in repo.files.items()}
     return _assemble(repo.model, parts, options=options, source=files.source, variant=variant or repo.variant)

@@ -168,6 +168,10 @@ def save_pretrained(
 
 
 def _card_for(config: Mapping[str, Any], *, repo_id: str | None, source: str):
+    if "classifier" in (config.get("ijepa") or {}):  # a fine-tuned classifier has a card of its own
+        from .classifier import classifier_card
+
+        return classifier_card(config, repo_id=repo_id)
     parsed = parse_config(config, source=source)
     recipe = parsed.extra.get("recipe")
     return render_model_card(

@@ -1,4 +1,5 @@
 """I-JEPA networks: encoder, predictor and the IJepa wrapper, and the factory that builds them."""
+from .classifier import Classifier
 from .encoder import VisionTransformerEncoder, apply_masks, gather_tokens
 from .factory import create_model
 from .ijepa import IJepa, jepa_loss
@@ -6,6 +7,7 @@ from .predictor import Predictor
 
 __all__ = [
     "VisionTransformerEncoder",
+    "Classifier",
     "Predictor",
     "IJepa",
     "create_model",

@@ -13,7 +13,7 @@ from ..recipe import Recipe, list_recipes, load_recipe, recipe_from_namespace, r
 if TYPE_CHECKING:
     from .loop import TrainResult
 
-__all__ = ["main", "build_parser", "parse_args", "next_steps"]
+__all__ = ["main", "build_parser", "parse_args", "next_steps", "add_run_args", "setup_rank_logging"]
 
 _EPILOG = """\
 Every recipe key can be overridden by its dotted name, e.g. --optim.lr 5e-4 --train.max_steps 100
@@ -44,7 +44,14 @@ def build_parser(recipe: str | os.PathLike = "default"):
         description="Train I-JEPA. With no arguments: the built-in default (tiny ViT, synthetic shapes, CPU).",
         epilog=_EPILOG.format(recipes=", ".join(list_recipes())),
     )
-    parser.set_defaults(_flat(load_recipe(recipe).to_dict()))
+    return add_run_args(parser, load_recipe(recipe).to_dict(), recipe)
+
+
+def add_run_args(parser, recipe_dict: dict[str, Any], recipe: str | os.PathLike):
+    """A recipe parser's defaults set to ``recipe_dict`` (the recipe named ``recipe``), the ``--data`` shorthand,
+    the common flags and the run options (``--recipe --out --resume --push-to-hub --no-progress``); returns it.
+    ``ijepa-train`` and ``ijepa-finetune`` share it."""
+    parser.set_defaults(_flat(recipe_dict))
     for action in parser._actions:
         if action.dest == "data":  # the section-file option is shadowed by the shorthand (see parse_args)
             action.metavar, action.help = "PATH", "short for --data.path PATH"
@@ -123,13 +130,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_cli("ijepa-train", lambda: _run(argv))
 
 
-def _run(argv: list[str]) -> None:
-    recipe, args = parse_args(argv)
+def setup_rank_logging(args: Any) -> int:
+    """Logging for a process of a (torchrun) run, returning its rank: other ranks log warnings only, unless -v."""
     rank = int(os.environ.get("RANK", "0"))
     level = log_level(args)
     if rank != 0 and level > logging.DEBUG:
-        level = logging.WARNING  # other ranks: warnings only, unless -v
+        level = logging.WARNING
     setup_logging(args, fmt=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", level=level)
+    return rank
+
+
+def _run(argv: list[str]) -> None:
+    recipe, args = parse_args(argv)
+    rank = setup_rank_logging(args)
 
     from .loop import train
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from contextlib import closing, nullcontext
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -45,7 +45,7 @@ from .run import Run
 from .schedules import Hyperparams, Schedules
 from .threads import set_training_threads
 
-__all__ = ["train", "train_step", "train_iteration", "TrainResult"]
+__all__ = ["train", "train_step", "accumulated_step", "train_iteration", "TrainResult"]
 
 logger = logging.getLogger("ijepa_hub.train")
 
@@ -66,6 +66,38 @@ class TrainResult:
     hub_url: str | None = None
 
 
+def accumulated_step(
+    module: nn.Module,
+    micro_batches: Sequence[Any],
+    optimizer: torch.optim.Optimizer,
+    loss_of: Callable[[nn.Module, Any], torch.Tensor],
+    *,
+    device: torch.device,
+    autocast: Callable[[], ContextManager] = nullcontext,
+    clip_grad: float | None = None,
+    no_sync: Callable[[], ContextManager] | None = None,
+) -> torch.Tensor:
+    """One optimiser step over ``k`` micro-batches (gradient accumulation); returns the mean loss.
+
+    ``loss_of(module, micro_batch)`` is a micro-batch's mean loss; each is scaled by ``1/k`` so the gradient
+    equals that of the whole batch (every micro-batch has the same size). ``no_sync`` (DDP/FSDP) skips the
+    gradient all-reduce on all but the last micro-batch. The trainer and ``ijepa-finetune`` share it.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    k = len(micro_batches)
+    total = torch.zeros((), device=device)
+    for i, mb in enumerate(micro_batches):
+        with no_sync() if (no_sync is not None and i < k - 1) else nullcontext():
+            with autocast():
+                loss = loss_of(module, mb)
+            (loss / k).backward()
+        total += loss.detach().float()
+    if clip_grad is not None:
+        torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], clip_grad)
+    optimizer.step()
+    return total / k
+
+
 def train_step(
     module: nn.Module,
     micro_batches: Sequence[MicroBatch],
@@ -76,28 +108,19 @@ def train_step(
     clip_grad: float | None = None,
     no_sync: Callable[[], ContextManager] | None = None,
 ) -> torch.Tensor:
-    """One optimiser step over ``k`` micro-batches (gradient accumulation); returns the mean loss.
+    """One optimiser step of the I-JEPA loss over ``k`` micro-batches (see :func:`accumulated_step`).
 
-    Each micro-batch's loss is scaled by ``1/k`` so the gradient equals that of the whole batch (the
-    loss is a mean and every micro-batch has the same size and mask lengths). ``no_sync`` (DDP/FSDP)
-    skips the gradient all-reduce on all but the last micro-batch.
+    The loss is a mean and every micro-batch has the same size and mask lengths, so the accumulated
+    gradient is that of the whole batch.
     """
-    optimizer.zero_grad(set_to_none=True)
-    k = len(micro_batches)
-    total = torch.zeros((), device=device)
-    for i, mb in enumerate(micro_batches):
+    def loss_of(m: nn.Module, mb: MicroBatch) -> torch.Tensor:
         images = mb.images.to(device, non_blocking=True)
-        context = [m.to(device, non_blocking=True) for m in mb.context_masks]
-        targets = [m.to(device, non_blocking=True) for m in mb.target_masks]
-        with no_sync() if (no_sync is not None and i < k - 1) else nullcontext():
-            with autocast():
-                loss = module(images, context, targets)
-            (loss / k).backward()
-        total += loss.detach().float()
-    if clip_grad is not None:
-        torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], clip_grad)
-    optimizer.step()
-    return total / k
+        context = [x.to(device, non_blocking=True) for x in mb.context_masks]
+        targets = [x.to(device, non_blocking=True) for x in mb.target_masks]
+        return m(images, context, targets)
+
+    return accumulated_step(module, micro_batches, optimizer, loss_of, device=device, autocast=autocast,
+                            clip_grad=clip_grad, no_sync=no_sync)
 
 
 def train_iteration(
@@ -228,11 +251,19 @@ def train(
     calls this; the global batch, sample order, masks and schedules do not depend on the world size.
     """
     cfg, out_dir = recipe.train, Path(out_dir)
+    with training_process(cfg) as env:
+        return _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export)
+
+
+@contextmanager
+def training_process(cfg: Any) -> Iterator[DistEnv]:
+    """This process set up for a run (``cfg``: a recipe's train section): the process group torchrun
+    describes joined, the CPU threads set; both undone on exit. The trainer and ``ijepa-finetune`` share it."""
     env = init_distributed(cfg.device)
     created_group = env.distributed
     previous_threads = set_training_threads(cfg.threads, workers=cfg.num_workers, cpu=env.device.type == "cpu")
     try:
-        return _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export)
+        yield env
     finally:
         if previous_threads is not None:
             torch.set_num_threads(previous_threads)
