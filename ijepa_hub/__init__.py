@@ -2,17 +2,20 @@
 from .version import __version__
 
 from .errors import (
-    CheckpointError, CheckpointWriteError, DataError, HubLayoutError, IJepaError, ImageReadError, PickleNotAllowedError,
-    StateDictMismatchError, TooManyBrokenImagesError, TrainingDivergedError, WeightsNotCachedError,
+    CheckpointError, CheckpointWriteError, DataError, ExportError, HubLayoutError, IJepaError, ImageReadError,
+    MissingExtraError,
+    PickleNotAllowedError, PushToHubError, RecipeError, StateDictMismatchError, TooManyBrokenImagesError,
+    TrainingDivergedError, WeightsNotCachedError,
 )
 from .features import Features, extract_features, preprocess
-from .models import IJepa, Predictor, VisionTransformerEncoder, create_model
+from .models import Classifier, IJepa, Predictor, VisionTransformerEncoder, create_model
 from .recipe import Recipe, list_recipes, load_recipe
 from .reference import infer_model_config, load_reference_checkpoint, read_reference_checkpoint
 from .registry import ModelConfig, get_model_config, get_variant, list_models, list_variants
 from .hub import PretrainedIJepa, export_transformers, from_pretrained, push_to_hub, save_pretrained
 from .data import SyntheticShapes
 from . import train  # the trainer: ijepa_hub.train.train(recipe, out_dir=...), CLI ijepa-train
+from . import finetune  # fine-tuning: ijepa_hub.finetune.finetune(recipe, out_dir=...), CLI ijepa-finetune
 
 __all__ = [
     "__version__",
@@ -35,6 +38,8 @@ __all__ = [
     "load_recipe",
     "list_recipes",
     "train",
+    "finetune",
+    "Classifier",
     "SyntheticShapes",
     "IJepa",
     "VisionTransformerEncoder",
@@ -52,4 +57,8 @@ __all__ = [
     "ImageReadError",
     "TooManyBrokenImagesError",
     "TrainingDivergedError",
+    "RecipeError",
+    "PushToHubError",
+    "MissingExtraError",
+    "ExportError",
 ]

@@ -110,4 +110,4 @@ class ExportError(IJepaError, ValueError):
 
 
 class MissingExtraError(IJepaError, ImportError):
-    """An optional dependency is not installed; the message names the pip extra that provides it."""
+    """An optional dependency is not installed; the message gives the ``pip install`` line of its extra."""

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from ..data.images import list_images
 from ..data.transforms import INTERPOLATION, MEAN, STD
 from ..errors import DataError
-from ..eval.data import SYNTHETIC, LabelledSplits, folder_splits, synthetic_splits
+from ..eval.data import SYNTHETIC, LabelledSplits, labelled_splits
 from .recipe import FtDataSection
 
 __all__ = ["finetune_splits", "LabelledItems", "SeededTransform", "train_transform", "collate", "seeded_numpy_and_random",
@@ -48,15 +48,12 @@ def finetune_splits(data: FtDataSection, *, seed: int = 0) -> LabelledSplits:
     if data.path is None:
         raise DataError("this recipe has no data.path: pass --data /path/to/folder (train/<class>/, val/<class>/)")
     if data.path == SYNTHETIC:
-        splits = synthetic_splits(data.label, num_train=data.num_train, num_test=data.num_val,
-                                  size=data.source_size, seed=seed)
+        splits = labelled_splits(SYNTHETIC, label=data.label, num_train=data.num_train, num_test=data.num_val,
+                                 size=data.source_size, seed=seed)
     else:
-        root = Path(data.path)
-        if not root.is_dir():
-            raise FileNotFoundError(f"no image folder at {data.path!r}: pass a folder with one subfolder per class, "
-                                    "or 'synthetic'")
-        _check_class_folders(root)
-        splits = folder_splits(root, seed=seed)
+        if Path(data.path).is_dir():
+            _check_class_folders(Path(data.path))
+        splits = labelled_splits(data.path, seed=seed)  # a folder, or hfds/NAME (a Hugging Face dataset)
     if len(splits.classes) < 2:
         raise DataError(
             f"{data.path}: fine-tuning a classifier needs at least 2 classes, found {len(splits.classes)} "

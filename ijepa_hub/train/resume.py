@@ -35,7 +35,7 @@ class Resume:
         if source is None:
             return None
         state = load_checkpoint(source)
-        check_resumable(state, recipe.to_dict(), source=str(source))
+        check_resumable(state, recipe.to_dict(), source=str(source), defaults=type(recipe)().to_dict())
         return cls(source, state)
 
     @property
