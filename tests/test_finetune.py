@@ -12,8 +12,10 @@ import jsonargparse
 import pytest
 import torch
 
+from ijepa_hub.errors import RecipeError
 from ijepa_hub.finetune import finetune, list_finetune_recipes, load_finetune_recipe
 from ijepa_hub.finetune.cli import main, parse_args
+from ijepa_hub.finetune.model import build_classifier
 from ijepa_hub.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +124,20 @@ def test_folder_data_trains_with_the_folder_classes(tmp_path):
     assert config["num_classes"] == 2 and config["label_names"] == ["cat", "dog"] and len(result.evals) == 1
 
 
+def test_a_pretrained_source_gives_its_encoder_weights_at_any_size(tiny_model, tmp_path):
+    folder = tiny_model.save_pretrained(tmp_path / "pretrained")
+    for encoder, net in (("target", tiny_model.target_encoder), ("context", tiny_model.context_encoder)):
+        recipe, _ = parse_args([str(folder), "--model.encoder", encoder, "--model.img_size", "48"])
+        assert recipe.model.depth is None
+        clf = build_classifier(recipe.model, ["a", "b"], crop_pct=1.0)
+        assert clf.config.img_size == 48 and clf.pos_embed.shape[1] == 9  # 3x3 grid of 16 px patches
+        mine, theirs = clf.state_dict(), net.state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs if k != "pos_embed")
+        assert clf(torch.zeros(2, 3, 48, 48)).shape == (2, 2)
+    with pytest.raises(RecipeError, match="model.depth applies to a random initialisation only"):
+        build_classifier(parse_args([str(folder), "--model.depth", "2"])[0].model, ["a", "b"], crop_pct=1.0)
+
+
 def test_recipes_parse_with_dotted_overrides_and_errors_name_the_key(capsys):
     assert list_finetune_recipes() == ["finetune_default", "finetune_vith14"]
     vith = load_finetune_recipe("finetune_vith14")
@@ -131,6 +147,10 @@ def test_recipes_parse_with_dotted_overrides_and_errors_name_the_key(capsys):
     recipe, args = parse_args(["runs/x/model", "--recipe", "finetune_vith14", "--optim.lr", "1e-3", "--data", "/d"])
     assert (recipe.model.source, recipe.optim.lr, recipe.data.path, recipe.name) == ("runs/x/model", 1e-3, "/d",
                                                                                        "finetune_vith14")
+    assert (recipe.model.img_size, recipe.model.depth) == (None, None)  # the pretrained source's own
+    default, _ = parse_args(["runs/x/model", "--model.img_size", "48"])  # pretrained: its sizes unless given
+    assert (default.model.img_size, default.model.depth) == (48, None)
+    assert parse_args([])[0].model.depth == 4 and parse_args(["vit_tiny_patch8"])[0].model.depth == 4
     with pytest.raises(jsonargparse.ArgumentError, match="model.mode"):
         parse_args(["--model.mode", "attentive"])
     assert main(["--optim.learning_rate", "1"]) == 2

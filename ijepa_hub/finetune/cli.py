@@ -10,13 +10,15 @@ from typing import Any
 from ..cli_common import run_cli
 from ..recipe import recipe_from_namespace, recipe_parser
 from ..train.cli import _rewrite_data_shorthand, add_run_args, setup_rank_logging
+from .model import is_random_init
 from .recipe import FinetuneRecipe, list_finetune_recipes, load_finetune_recipe
 
 __all__ = ["main", "build_parser", "parse_args"]
 
 _EPILOG = """\
 SOURCE (optional, = --model.source): a folder (e.g. runs/default/model), Hub repo, released variant
-(ijepa_vith14_1k) or vit_<size>_patch<p> for a random initialisation. --data PATH is short for --data.path:
+(ijepa_vith14_1k) or vit_<size>_patch<p> for a random initialisation; a pretrained SOURCE keeps its own img_size
+and depth unless --model.img_size / --model.depth say otherwise. --data PATH is short for --data.path:
 'synthetic' or a folder with train/<class>/ and val/<class>/. Every recipe key can be overridden by its
 dotted name, e.g. --optim.lr 1e-3 --model.mode linear --train.max_steps 100. The defaults shown are those
 of the recipe selected with --recipe. Shipped recipes: {recipes}.
@@ -46,6 +48,10 @@ def parse_args(argv: Sequence[str]) -> tuple[FinetuneRecipe, Any]:
     recipe = recipe_from_namespace(args, schema=FinetuneRecipe)
     if args.source is not None:
         recipe.model.source = args.source
+        if not is_random_init(args.source):  # a pretrained source keeps its own sizes, unless asked on the command line
+            for key in ("img_size", "depth"):
+                if not any(a == f"--model.{key}" or a.startswith(f"--model.{key}=") for a in argv):
+                    setattr(recipe.model, key, None)
     return recipe, args
 
 

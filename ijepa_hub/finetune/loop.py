@@ -145,7 +145,8 @@ def finetune_step(
     """
     def loss_of(m: nn.Module, mb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         images, targets = mb
-        return criterion(m(images.to(device, non_blocking=True)), targets.to(device, non_blocking=True))
+        logits = m(images.to(device, non_blocking=True)).float()  # the loss in fp32 under bf16 autocast
+        return criterion(logits, targets.to(device, non_blocking=True))
 
     return accumulated_step(module, micro_batches, optimizer, loss_of, device=device, autocast=autocast,
                             clip_grad=clip_grad, no_sync=no_sync)
@@ -202,8 +203,7 @@ def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> Fi
         resumed.restore_rng(env, cfg.seed)
     else:
         torch.manual_seed(cfg.seed + 1 + env.rank)  # drop path differs per rank
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if env.device.type == "cuda" else "fp32")
-    autocast = lambda: autocast_context(env.device, precision)  # noqa: E731
+    autocast = lambda: autocast_context(env.device, cfg.precision)  # noqa: E731  (auto: bf16 on CUDA, fp32 on CPU)
     no_sync = (lambda: no_grad_sync(module, False)) if env.distributed else None
     criterion = _criterion(recipe)
     mixup = build_mixup(data, len(splits.classes), recipe.optim.label_smoothing)
