@@ -10,7 +10,7 @@ import torch
 
 import ijepa_hub
 from ijepa_hub.deploy import export_model, run_exported
-from ijepa_hub.errors import HubLayoutError, MissingExtraError
+from ijepa_hub.errors import ExportError, HubLayoutError, MissingExtraError
 from ijepa_hub.finetune.cli import main as finetune_main
 from ijepa_hub.hub.cli import main as hub_main
 from ijepa_hub.models import Classifier
@@ -135,3 +135,15 @@ def test_missing_onnx_extra_names_the_pip_command(monkeypatch, tmp_path, tiny_mo
 def test_classifier_repo_refuses_parts_it_does_not_have(run_dir):
     with pytest.raises(HubLayoutError, match="fine-tuned classifier"):
         ijepa_hub.from_pretrained(run_dir / "model", with_predictor=True)
+
+
+def test_half_precision_exports_where_the_format_allows(tmp_path):
+    torch.manual_seed(0)
+    model = ijepa_hub.create_model("vit_tiny_patch8", img_size=32, depth=1, with_predictor=False).eval()
+    result = export_model(model, tmp_path / "bf16", format="torch-export", dtype="bf16", check_batch_sizes=(3,))
+    tokens, pooled = run_exported(result.file, _batch(3).bfloat16())
+    assert tokens.dtype == pooled.dtype == torch.bfloat16 and pooled.shape == (3, 192)
+    assert json.loads((tmp_path / "bf16" / "export.json").read_text())["inputs"][0]["dtype"] == "bf16"
+    with pytest.raises(ExportError, match="bf16 ONNX models do not run in onnxruntime"):
+        export_model(model, tmp_path / "onnx-bf16", format="onnx", dtype="bf16")
+    assert not (tmp_path / "onnx-bf16").exists()
