@@ -2,9 +2,9 @@
 inherited timm / DINOv2 intermediate-layer methods, each against the computation written out block by block."""
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 import ijepa_hub
-from conftest import REPO_ROOT
 from ijepa_hub.features import block_indices, preprocess, tokens_to_map
 from ijepa_hub.models.pos_embed import resize_pos_embed
 
@@ -76,7 +76,7 @@ def test_extract_features_layers_and_patch_maps_equal_the_block_by_block_computa
     torch.testing.assert_close(picked.pooled, torch.cat([want[i].mean(1) for i in (2, 7, 11)], 1), atol=1e-5, rtol=0)
     torch.testing.assert_close(picked.patch_tokens, want[11], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="per_layer=True"):
-        picked.layer_maps
+        _ = picked.layer_maps
 
 
 def test_layer_arguments_are_checked():
