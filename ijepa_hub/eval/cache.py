@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from ..features import extract_features
 
-__all__ = ["default_cache_dir", "weights_digest", "cached_features"]
+__all__ = ["default_cache_dir", "weights_digest", "cached_features", "cached_tensors"]
 
 
 def default_cache_dir() -> Path:
@@ -61,19 +61,38 @@ def cached_features(
     uses :func:`default_cache_dir`; ``cache_dir=""`` disables the cache.
     """
     options = {"layers": layers, "crop_pct": crop_pct, "img_size": img_size, "n": len(images)}
-    key = hashlib.sha256(
-        json.dumps([weights_key or weights_digest(encoder), fingerprint, options], sort_keys=True).encode()
-    ).hexdigest()[:32]
-    path = None if cache_dir == "" else Path(cache_dir or default_cache_dir()) / f"{key}.safetensors"
+
+    def compute() -> dict[str, torch.Tensor]:
+        return {"pooled": extract_features(
+            encoder, list(images), layers=layers, crop_pct=crop_pct, img_size=img_size, batch_size=batch_size,
+            device=device, progress=progress,
+        ).pooled}
+
+    return cached_tensors(compute, key=[weights_key or weights_digest(encoder), fingerprint, options],
+                          cache_dir=cache_dir, metadata={"fingerprint": fingerprint[:200], **options})["pooled"]
+
+
+def cached_tensors(
+    compute: Callable[[], dict[str, torch.Tensor]],
+    *,
+    key: Any,
+    cache_dir: str | os.PathLike | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, torch.Tensor]:
+    """``compute()``'s tensors, read from ``cache_dir`` when one with the same ``key`` (any JSON value: the
+    weights digest, the data fingerprint and the options) was stored before, else computed and stored.
+
+    ``cache_dir=None`` uses :func:`default_cache_dir`; ``cache_dir=""`` disables the cache.
+    """
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    path = None if cache_dir == "" else Path(cache_dir or default_cache_dir()) / f"{digest}.safetensors"
     if path is not None and path.is_file():
-        return load_file(path)["pooled"]
-    pooled = extract_features(
-        encoder, list(images), layers=layers, crop_pct=crop_pct, img_size=img_size, batch_size=batch_size,
-        device=device, progress=progress,
-    ).pooled
+        return load_file(path)
+    tensors = compute()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
-        save_file({"pooled": pooled.contiguous()}, partial, metadata={"fingerprint": fingerprint[:200], **{k: str(v) for k, v in options.items()}})
+        save_file({k: v.contiguous() for k, v in tensors.items()}, partial,
+                  metadata={k: str(v) for k, v in (metadata or {}).items()})
         os.replace(partial, path)  # atomic: a concurrent or killed run never leaves a partial file
-    return pooled
+    return tensors

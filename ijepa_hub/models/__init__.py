@@ -1,6 +1,7 @@
 """I-JEPA networks: encoder, predictor and the IJepa wrapper, and the factory that builds them."""
 from .encoder import VisionTransformerEncoder, apply_masks, gather_tokens
 from .factory import create_model
+from .heads import AttentivePooler
 from .ijepa import IJepa, jepa_loss
 from .predictor import Predictor
 
@@ -12,4 +13,5 @@ __all__ = [
     "jepa_loss",
     "apply_masks",
     "gather_tokens",
+    "AttentivePooler",
 ]
