@@ -15,12 +15,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from huggingface_hub.utils import tqdm
 
 from ..features import extract_features
 from ..models.heads import AttentivePooler
 from .cache import cached_tensors, weights_digest
 from .data import LabelledSplits
+from .fit import fit_probe
 from .linear import linear_probe
 
 __all__ = ["AttentiveProbeResult", "train_attentive", "attentive_probe", "split_tokens", "evaluate_attentive"]
@@ -37,22 +37,12 @@ def train_attentive(
     batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.05, seed: int = 0, progress: bool = False,
 ) -> AttentivePooler:
     """An :class:`AttentivePooler` trained on frozen ``tokens`` [N, T, D] (AdamW, cosine, cross-entropy)."""
-    gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         probe = AttentivePooler(tokens.shape[-1], num_heads=num_heads, num_classes=num_classes)
-    steps = epochs * max(1, -(-len(tokens) // batch_size))
-    opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    probe.train()
-    for _ in tqdm(range(epochs), desc="attentive probe", unit="epoch", disable=not progress):
-        for idx in torch.randperm(len(tokens), generator=gen).split(batch_size):
-            loss = F.cross_entropy(probe(tokens[idx]), labels[idx].long())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return probe.eval()
+    return fit_probe(probe, lambda idx: F.cross_entropy(probe(tokens[idx]), labels[idx].long()), len(tokens),
+                     epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                     desc="attentive probe", progress=progress)
 
 
 @torch.no_grad()

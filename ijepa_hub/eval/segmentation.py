@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from huggingface_hub.utils import tqdm
 
 from ..features import extract_features
 from .cache import cached_tensors, weights_digest
+from .fit import fit_probe
 from .segdata import IGNORE_INDEX, SegmentationSplits, read_mask, resize_masks
 
 __all__ = ["LinearSegmentationHead", "SegmentationScores", "segmentation_scores", "train_segmentation_head",
@@ -74,25 +74,16 @@ def train_segmentation_head(
 ) -> LinearSegmentationHead:
     """Train a :class:`LinearSegmentationHead` on frozen ``maps`` [N, C, h, w] for ``labels`` [N, H, W]
     (AdamW, cosine schedule, cross-entropy with 255 ignored)."""
-    gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = LinearSegmentationHead(maps.shape[1], num_classes)
-    steps = epochs * max(1, -(-len(maps) // batch_size))
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    head.train()
     size = tuple(labels.shape[-2:])
-    for _ in tqdm(range(epochs), desc="segmentation head", unit="epoch", disable=not progress):
-        for idx in torch.randperm(len(maps), generator=gen).split(batch_size):
-            if len(idx) < 2 and len(maps) > 1:  # BatchNorm needs two samples
-                continue
-            loss = F.cross_entropy(head(maps[idx], size), labels[idx].long(), ignore_index=IGNORE_INDEX)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return head.eval()
+
+    def loss_of(idx: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(head(maps[idx], size), labels[idx].long(), ignore_index=IGNORE_INDEX)
+
+    return fit_probe(head, loss_of, len(maps), epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                     seed=seed, min_batch=2, desc="segmentation head", progress=progress)
 
 
 @torch.no_grad()
