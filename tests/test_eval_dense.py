@@ -166,3 +166,15 @@ def test_attentive_cli_reports_top1_beside_the_linear_probe(model_dir, tmp_path,
         assert r["protocol"] == "attentive" and 0 <= r["top1"] <= 100 and 0 <= r["linear_top1"] <= 100
     assert results[0]["top1"] == 100.0  # dark red vs bright blue: any encoder separates them
     assert "attentive top-1 %" in capsys.readouterr().out
+
+
+def test_layers_option_takes_a_count_or_block_indices(capsys):
+    from ijepa_hub.eval.cli import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["seg", "m", "--layers", "4"]).layers == 4 and parse(["seg", "m"]).layers == 1
+    assert parse(["seg", "m", "--layers", "2,5,-1"]).layers == [2, 5, -1]
+    assert parse(["extract", "m", "imgs", "f.npy", "--layers", "3,"]).layers == [3]
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["seg", "m", "--layers", "last"])
+    assert exit_info.value.code == 2 and "block indices like 2,5,11" in capsys.readouterr().err

@@ -52,7 +52,8 @@ def add_extract_command(sub: Any, *, help_suffix: str = "") -> argparse.Argument
     p.add_argument("images", help="folder of images (searched recursively)")
     p.add_argument("output", type=_features_output, help="output file, .safetensors or .npy")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--layers", type=int, default=1, help="4: concatenated last four blocks (linear-probe feature)")
+    p.add_argument("--layers", type=_layer_choice, default=1,
+                   help="n: the last n blocks concatenated (4: the linear-probe feature); 2,5,11: those block indices")
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--patch-tokens", action="store_true", help="also store patch tokens (.safetensors only)")
     return p
@@ -65,10 +66,21 @@ def run_extract(args: argparse.Namespace) -> None:
 
     check_features_output(args.output, patch_tokens=args.patch_tokens)  # before the work, not after
     model = load_model(args, device=default_device(args.device))
-    paths, feats = extract_folder(model.encoder, args.images, batch_size=args.batch_size, layers=args.layers,
-                                  progress=True)
+    paths, feats = extract_folder(model.encoder, args.images, batch_size=args.batch_size,
+                                  layers=args.layers, progress=True)
     metadata = {"source": args.source, "encoder": args.encoder, "layers": str(args.layers)}
     print(write_features(args.output, paths, feats, patch_tokens=args.patch_tokens, metadata=metadata))
+
+
+def _layer_choice(value: str) -> int | list[int]:
+    """``--layers`` as extract_features takes it: ``4`` is the last four blocks, ``2,5,11`` those block indices."""
+    try:
+        parts = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a number n (the last n blocks) or block indices like 2,5,11") from None
+    if not parts:
+        raise argparse.ArgumentTypeError("--layers needs a number n or block indices like 2,5,11")
+    return parts[0] if len(parts) == 1 and "," not in value else parts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--data", default="synthetic",
                    help="DIR with {train,val}/images/* and {train,val}/masks/<stem>.png (255 = ignore), or 'synthetic'")
-    p.add_argument("--layers", type=int, nargs="+", default=[1],
-                   help="one number n: the last n blocks concatenated (1 or 4); several: those block indices")
+    p.add_argument("--layers", type=_layer_choice, default=1,
+                   help="n: the last n blocks concatenated (1 or 4); 2,5,11: those block indices")
     p.add_argument("--num-classes", type=int, default=None, help="folder data without classes.txt: the class count")
     p.add_argument("--img-size", type=int, default=None, help="probe resolution (default: the model's)")
     p.add_argument("--epochs", type=int, default=20)
@@ -214,12 +226,11 @@ def _seg(args) -> None:
     from .segdata import segmentation_splits
     from .segmentation import evaluate_segmentation
 
-    layers = args.layers[0] if len(args.layers) == 1 else args.layers
     splits = segmentation_splits(args.data, seed=args.seed, num_classes=args.num_classes,
                                  **({"num_train": args.num_train, "num_test": args.num_test} if args.data == "synthetic" else {}))
     results, tensors = [], {}
     for who, encoder in _encoders(args):
-        r = evaluate_segmentation(encoder, splits, layers=layers, img_size=args.img_size, epochs=args.epochs, lr=args.lr,
+        r = evaluate_segmentation(encoder, splits, layers=args.layers, img_size=args.img_size, epochs=args.epochs, lr=args.lr,
                                   seed=args.seed, keep_predictions=who == "model", **_feature_kwargs(args))
         if who == "model":
             tensors = {"predictions": r.pop("predictions"), "labels": r.pop("labels")}
