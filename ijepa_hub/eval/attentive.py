@@ -21,7 +21,7 @@ from ..models.heads import AttentivePooler
 from .cache import cached_tensors, weights_digest
 from .data import LabelledSplits
 from .fit import fit_probe
-from .linear import linear_probe
+from .linear import _standardise, linear_probe
 
 __all__ = ["AttentiveProbeResult", "train_attentive", "attentive_probe", "split_tokens", "evaluate_attentive"]
 
@@ -55,10 +55,17 @@ def attentive_probe(
     train_tokens: torch.Tensor, train_labels: torch.Tensor, test_tokens: torch.Tensor, test_labels: torch.Tensor,
     **train_kwargs: Any,
 ) -> AttentiveProbeResult:
-    """Train on the training tokens, report top-1 on the test tokens (see :func:`train_attentive`)."""
+    """Train on the training tokens, report top-1 on the test tokens (see :func:`train_attentive`).
+
+    Tokens are standardised per channel with the training tokens' mean and std, as the linear probe
+    standardises its features: a component shared by all tokens would otherwise drown the differences.
+    """
     num_classes = int(max(train_labels.max(), test_labels.max()) + 1)
-    probe = train_attentive(train_tokens.float(), train_labels, num_classes, **train_kwargs)
-    return AttentiveProbeResult(_top1(probe, test_tokens.float(), test_labels), _top1(probe, train_tokens.float(), train_labels))
+    d = train_tokens.shape[-1]
+    train_x, test_x = (x.reshape(t.shape) for x, t in zip(
+        _standardise(train_tokens.float().reshape(-1, d), test_tokens.float().reshape(-1, d)), (train_tokens, test_tokens)))
+    probe = train_attentive(train_x, train_labels, num_classes, **train_kwargs)
+    return AttentiveProbeResult(_top1(probe, test_x, test_labels), _top1(probe, train_x, train_labels))
 
 
 def split_tokens(
