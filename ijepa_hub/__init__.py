@@ -2,8 +2,9 @@
 from .version import __version__
 
 from .errors import (
-    CheckpointError, CheckpointWriteError, DataError, HubLayoutError, IJepaError, ImageReadError, PickleNotAllowedError,
-    StateDictMismatchError, TooManyBrokenImagesError, TrainingDivergedError, WeightsNotCachedError,
+    CheckpointError, CheckpointWriteError, DataError, HubLayoutError, IJepaError, ImageReadError, MissingExtraError,
+    PickleNotAllowedError, PushToHubError, RecipeError, StateDictMismatchError, TooManyBrokenImagesError,
+    TrainingDivergedError, WeightsNotCachedError,
 )
 from .features import Features, extract_features, preprocess
 from .models import IJepa, Predictor, VisionTransformerEncoder, create_model
@@ -52,4 +53,7 @@ __all__ = [
     "ImageReadError",
     "TooManyBrokenImagesError",
     "TrainingDivergedError",
+    "RecipeError",
+    "PushToHubError",
+    "MissingExtraError",
 ]
