@@ -5,6 +5,7 @@ from .errors import (
     CheckpointError, CheckpointWriteError, DataError, HubLayoutError, IJepaError, ImageReadError, PickleNotAllowedError,
     StateDictMismatchError, TooManyBrokenImagesError, TrainingDivergedError, WeightsNotCachedError,
 )
+from .errors import MaskError, RunFolderError, RunLockedError
 from .features import Features, extract_features, preprocess
 from .models import IJepa, Predictor, VisionTransformerEncoder, create_model
 from .recipe import Recipe, list_recipes, load_recipe
@@ -52,4 +53,7 @@ __all__ = [
     "ImageReadError",
     "TooManyBrokenImagesError",
     "TrainingDivergedError",
+    "MaskError",
+    "RunFolderError",
+    "RunLockedError",
 ]
