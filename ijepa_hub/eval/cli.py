@@ -243,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ijepa-eval`` console script."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    return run_cli(f"ijepa-eval {args.command}", lambda: _COMMANDS[args.command](args))
+    return run_cli(f"ijepa-eval {args.command}", lambda: _COMMANDS[args.command](args), debug=getattr(args, "debug", False))
 
 
 if __name__ == "__main__":
