@@ -257,12 +257,29 @@ def export_transformers(encoder: nn.Module, config, save_directory: str | os.Pat
     (ImageNet mean/std; transformers' processor resizes to the model size without cropping).
     """
     keep = frozenset({WEIGHTS_NAME, CONFIG_NAME, _PROCESSOR_NAME})
+    _refuse_model_folder(Path(save_directory), keep)
     with _written_atomically(Path(save_directory), keep=keep) as stage:
         weights = timm_to_transformers(_cpu_tensors(encoder))
         save_file(weights, os.fspath(stage / WEIGHTS_NAME), metadata={"format": "pt"})
         (stage / CONFIG_NAME).write_text(json.dumps(transformers_config(config), indent=2) + "\n")
         (stage / _PROCESSOR_NAME).write_text(json.dumps(_processor_config(config), indent=2) + "\n")
     return Path(save_directory)
+
+
+def _refuse_model_folder(folder: Path, keep: frozenset[str]) -> None:
+    """An export may replace an earlier export, never an ijepa_hub model (its config and weights would be lost)."""
+    config = folder / CONFIG_NAME
+    try:
+        data = json.loads(config.read_text()) if config.is_file() else {}
+    except (OSError, ValueError):
+        data = None
+    others = sorted(p.name for p in folder.glob("*.safetensors") if p.name not in keep) if folder.is_dir() else []
+    if not isinstance(data, dict) or "ijepa" in data or others:
+        raise HubLayoutError(
+            f"{folder} holds a model ({'its ' + CONFIG_NAME if not others else ', '.join(others)}) that an export "
+            "would overwrite; an export goes into a new folder (or one an earlier export wrote). Fix: choose "
+            "another output folder."
+        )
 
 
 def _processor_config(config) -> dict[str, Any]:

@@ -1,0 +1,160 @@
+"""Sources that must not be trusted blindly: downloads, exports, folders that name other files (issue 17)."""
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+import ijepa_hub
+from ijepa_hub.errors import CheckpointError, HubLayoutError, PickleNotAllowedError
+from ijepa_hub.hub.released import cache_path
+from test_reference_checkpoint import write_released_layout
+
+
+@pytest.fixture
+def torch_hub_dir(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "torch_hub"))
+    return tmp_path / "torch_hub"
+
+
+def _tiny(seed: int):
+    torch.manual_seed(seed)
+    return ijepa_hub.create_model("vit_tiny_patch16", img_size=32, patch_size=8, pred_depth=2)
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# --- 4. the download cache is keyed on the whole source and checked by content ---------------------------------
+
+def test_two_urls_with_one_file_name_and_a_file_replaced_in_place_are_never_served_stale(tmp_path, torch_hub_dir):
+    one, two = _tiny(1), _tiny(2)
+    a, b = tmp_path / "a" / "ckpt.pth.tar", tmp_path / "b" / "ckpt.pth.tar"
+    for model, path in ((one, a), (two, b)):
+        path.parent.mkdir()
+        write_released_layout(model, path)
+    assert _same(ijepa_hub.load_reference_checkpoint(a.as_uri()).target_encoder, one.target_encoder)
+    assert _same(ijepa_hub.load_reference_checkpoint(b.as_uri()).target_encoder, two.target_encoder)
+    before = a.stat()
+    shutil.copyfile(b, a)  # cp -p: new content, the old modification time
+    os.utime(a, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert _same(ijepa_hub.load_reference_checkpoint(a.as_uri()).target_encoder, two.target_encoder)
+
+
+# --- 5. an HTML page is never cached as a checkpoint ----------------------------------------------------------
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def web(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+_PAGE = "<!DOCTYPE html>\n<html><body>Please log in to the proxy</body></html>\n"
+
+
+def test_an_html_page_is_refused_and_never_cached_and_a_cached_one_is_named(web, torch_hub_dir, monkeypatch):
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    root, base = web
+    (root / "ckpt.pth.tar").write_text(_PAGE)
+    url = f"{base}/ckpt.pth.tar"
+    with pytest.raises(CheckpointError, match="sent an HTML page.*nothing was cached"):
+        ijepa_hub.load_reference_checkpoint(url)
+    checkpoints = torch_hub_dir / "checkpoints"
+    assert not checkpoints.exists() or list(checkpoints.iterdir()) == []
+    cached = cache_path(url)  # what an older version left in the cache
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(_PAGE)
+    with pytest.raises(CheckpointError, match=f"is an HTML page.*Fix: delete {cached}"):
+        ijepa_hub.load_reference_checkpoint(url)
+
+
+# --- 7 and 8. an export never overwrites a model, and an interrupted re-export leaves the old one whole -------------
+
+def test_export_refuses_the_source_folder_and_any_folder_holding_a_model(tiny_model, tmp_path, capsys):
+    from ijepa_hub.hub.cli import main as hub_cli
+
+    out = tiny_model.save_pretrained(tmp_path / "out")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert hub_cli(["export", str(out), str(out), "--format", "transformers"]) == 1
+    assert "is the source" in capsys.readouterr().err
+    other = tiny_model.save_pretrained(tmp_path / "other")
+    assert hub_cli(["export", str(other), str(out), "--format", "transformers"]) == 1
+    assert f"{out} holds a model" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_an_interrupted_re_export_leaves_the_previous_export_whole(tiny_model, tmp_path, monkeypatch):
+    import ijepa_hub.hub.save as save
+
+    out = tmp_path / "hf"
+    save.export_transformers(tiny_model.target_encoder, tiny_model.config, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = save.save_file
+
+    def killed(tensors, path, **kwargs):
+        real(tensors, path, **kwargs)  # the new weights are written, then the process dies
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(save, "save_file", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save.export_transformers(tiny_model.context_encoder, tiny_model.config, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # no half-written sibling left
+    monkeypatch.undo()
+    assert _same(ijepa_hub.from_pretrained(out, encoder="context").encoder, tiny_model.target_encoder)
+
+
+# --- 12 and 13. weights are judged by content, and stay inside their folder ---------------------------------------
+
+@pytest.fixture
+def folder(tiny_model, tmp_path) -> Path:
+    return ijepa_hub.save_pretrained(tiny_model, tmp_path / "repo")
+
+
+def _point_predictor_at(folder: Path, name: str) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    config["ijepa"]["files"]["predictor"] = name
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("name", ["predictor.PT", "predictor.pickle", "predictor"])
+def test_a_pickle_under_any_name_is_refused_without_allow_pickle(name, folder, tiny_model):
+    torch.save(tiny_model.predictor.state_dict(), folder / name)
+    _point_predictor_at(folder, name)
+    with pytest.raises(PickleNotAllowedError, match=f"{name} .*allow_pickle=True"):
+        ijepa_hub.from_pretrained(folder, with_predictor=True)
+    assert _same(ijepa_hub.from_pretrained(folder, with_predictor=True, allow_pickle=True).predictor,
+                 tiny_model.predictor)
+
+
+def test_safetensors_under_another_name_loads_by_its_content(folder, tiny_model):
+    (folder / "predictor.safetensors").rename(folder / "predictor.weights")
+    _point_predictor_at(folder, "predictor.weights")
+    assert _same(ijepa_hub.from_pretrained(folder, with_predictor=True).predictor, tiny_model.predictor)
+
+
+@pytest.mark.parametrize("where", ["absolute", "parent"])
+def test_weight_files_outside_the_folder_are_refused(where, folder, tiny_model, tmp_path):
+    other = ijepa_hub.save_pretrained(tiny_model, tmp_path / "other") / "predictor.safetensors"
+    _point_predictor_at(folder, str(other) if where == "absolute" else "../other/predictor.safetensors")
+    with pytest.raises(HubLayoutError, match="a path that leaves the folder"):
+        ijepa_hub.from_pretrained(folder, with_predictor=True)
