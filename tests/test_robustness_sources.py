@@ -158,3 +158,44 @@ def test_weight_files_outside_the_folder_are_refused(where, folder, tiny_model, 
     _point_predictor_at(folder, str(other) if where == "absolute" else "../other/predictor.safetensors")
     with pytest.raises(HubLayoutError, match="a path that leaves the folder"):
         ijepa_hub.from_pretrained(folder, with_predictor=True)
+
+
+# --- 14 and 15. a push uploads the model's own files, and only a model that loads ------------------------------------
+
+def test_push_uploads_only_the_layout_and_refuses_links_leaving_the_folder(hub_server, folder, tmp_path):
+    from huggingface_hub import HfApi
+
+    from ijepa_hub.hub.save import push_folder
+
+    secret = tmp_path / "id_rsa"
+    secret.write_text("PRIVATE KEY")
+    (folder / "notes.txt").symlink_to(secret)
+    (folder / "train.log").write_text("not part of the model")
+    push_folder(folder, "tester/robust-push-layout")
+    assert set(HfApi().list_repo_files("tester/robust-push-layout")) == {
+        ".gitattributes", "README.md", "config.json", "model.safetensors", "context_encoder.safetensors",
+        "predictor.safetensors"}
+    outside = tmp_path / "elsewhere.safetensors"
+    (folder / "predictor.safetensors").rename(outside)
+    (folder / "predictor.safetensors").symlink_to(outside)
+    with pytest.raises(HubLayoutError, match="predictor.safetensors leads outside"):
+        push_folder(folder, "tester/robust-push-layout")
+
+
+@pytest.mark.parametrize("damage", ["nan", "missing", "misfit"])
+def test_push_refuses_a_folder_that_does_not_load(damage, hub_server, folder, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from ijepa_hub.hub.cli import main as hub_cli
+
+    if damage == "missing":
+        (folder / "predictor.safetensors").unlink()
+    else:
+        tensors = load_file(folder / "predictor.safetensors")
+        name = sorted(tensors)[0]
+        tensors[name] = torch.full_like(tensors[name], float("nan")) if damage == "nan" else tensors[name][..., :1]
+        save_file(tensors, folder / "predictor.safetensors")
+    before = len(hub_server.requests)
+    assert hub_cli(["push", str(folder), f"tester/robust-push-{damage}"]) == 1
+    assert "does not load, so it was not pushed" in capsys.readouterr().err
+    assert len(hub_server.requests) == before  # nothing was sent
