@@ -199,3 +199,62 @@ def test_push_refuses_a_folder_that_does_not_load(damage, hub_server, folder, ca
     assert hub_cli(["push", str(folder), f"tester/robust-push-{damage}"]) == 1
     assert "does not load, so it was not pushed" in capsys.readouterr().err
     assert len(hub_server.requests) == before  # nothing was sent
+
+
+# --- 10. loading is bounded: declared sizes are checked before anything is built or inflated ------------------------
+
+@pytest.fixture
+def no_build(monkeypatch):
+    """Building a model (even on the meta device) fails the test: the refusal must come first."""
+    import ijepa_hub.hub.load as load
+    import ijepa_hub.reference as reference
+
+    fail = lambda *a, **k: pytest.fail("a model was built before the check")  # noqa: E731
+    monkeypatch.setattr(reference, "IJepa", fail)
+    monkeypatch.setattr(load, "PretrainedIJepa", type("Fail", (), {"__init__": fail, "parts_for": staticmethod(
+        load.PretrainedIJepa.parts_for)}))
+
+
+def test_a_stray_block_index_is_refused_before_building(tiny_model, tmp_path, no_build):
+    path = tmp_path / "stray.pth.tar"
+    write_released_layout(tiny_model, path)
+    blob = torch.load(path, weights_only=True)
+    blob["predictor"]["module.predictor_blocks.20000.norm1.weight"] = torch.ones(96)
+    torch.save(blob, path)
+    for load in (ijepa_hub.load_reference_checkpoint, ijepa_hub.from_pretrained):
+        with pytest.raises(CheckpointError, match=r"predictor_blocks blocks are numbered up to 20000 but only 7 exist \(stray: 20000\)"):
+            load(path)
+
+
+def test_a_zero_stride_tensor_is_refused(tiny_model, tmp_path):
+    path = tmp_path / "strided.pth.tar"
+    write_released_layout(tiny_model, path)
+    size = path.stat().st_size
+    blob = torch.load(path, weights_only=True)
+    blob["encoder"]["module.pos_embed"] = torch.zeros(1, 1, 1).expand(1, 1 << 20, 192)  # 4 bytes stored, 805 MB declared
+    torch.save(blob, path)
+    assert path.stat().st_size < size  # the file shrank
+    with pytest.raises(CheckpointError, match=r"tensor encoder.module.pos_embed declares shape \(1, 1048576, 192\)"):
+        ijepa_hub.load_reference_checkpoint(path)
+
+
+def test_an_archive_that_inflates_far_beyond_its_size_is_refused_before_reading(tmp_path, monkeypatch):
+    import zipfile
+
+    path = tmp_path / "bomb.pth.tar"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        with z.open("archive/data/0", "w", force_zip64=True) as f:
+            for _ in range(256):
+                f.write(bytes(1 << 20))  # 256 MiB of zeros, a few hundred kB on disk
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("the archive was read"))
+    with pytest.raises(CheckpointError, match="inflates to 268435462 bytes from .* on disk"):
+        ijepa_hub.load_reference_checkpoint(path)
+
+
+def test_a_config_declaring_a_huge_model_is_refused_before_building(folder, no_build):
+    config = json.loads((folder / "config.json").read_text())
+    config["ijepa"]["model"]["pred_depth"] = 20000
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"predictor depth 20000, .*deeper than 320 blocks\); refused before building"):
+        ijepa_hub.from_pretrained(folder)

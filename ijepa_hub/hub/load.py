@@ -34,6 +34,7 @@ from huggingface_hub.errors import (
 )
 
 from ..errors import HubLayoutError, PickleNotAllowedError, WeightsNotCachedError
+from ..limits import check_declared_size
 from ..reference import infer_model_config, read_reference_checkpoint
 from ..registry import ALIASES, VARIANTS, ModelConfig
 from ..state_dict import load_strict, read_safetensors, read_torch_pickle, strip_prefix
@@ -188,6 +189,7 @@ def _assemble(
             f"{source} holds {sorted(parts)} but not {missing} (asked for {asked})."
             f"{hint or ' Ask only for what the repo holds.'}"
         )
+    check_declared_size(config, source=source)  # before building even on the meta device
     with torch.device("meta"):  # no memory and no init for weights that are about to be replaced
         model = PretrainedIJepa(config, **options, variant=variant, source=source)
     for part in wanted:
