@@ -231,3 +231,14 @@ def test_a_torn_last_line_in_metrics_does_not_block_resume(tiny_recipe, tmp_path
         f.write('{"step": 3, "lo')  # killed while writing step 3's record
     assert _run(tiny_recipe, out, 3, resume="auto").step == 3
     assert _metric_steps(out) == [1, 2, 3]
+
+
+# --- 11c. arguments are checked before anything is built ----------------------------------------------------------
+
+def test_a_recipe_without_its_data_is_refused_before_the_model_is_built(tmp_path, monkeypatch, capsys):
+    import ijepa_hub.train.loop as loop
+
+    monkeypatch.setattr(loop, "IJepa", lambda *a, **k: pytest.fail("a ViT-H was built before the data was checked"))
+    rc = train_cli(["--recipe", "in1k_vith14", "--train.device", "cpu", "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc in (1, 2) and err.startswith("ijepa-train: error: ") and "data" in err and err.count("\n") == 1

@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import threading
 from pathlib import Path
 
@@ -258,3 +259,40 @@ def test_a_config_declaring_a_huge_model_is_refused_before_building(folder, no_b
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=r"predictor depth 20000, .*deeper than 320 blocks\); refused before building"):
         ijepa_hub.from_pretrained(folder)
+
+
+# --- 11 and 11d. image inputs: only regular files, and float pixels in [0, 1] -------------------------------------------
+
+def test_a_fifo_named_like_an_image_is_skipped_not_read(tmp_path, images):
+    from PIL import Image
+
+    from ijepa_hub.data.images import list_images
+    from ijepa_hub.features import extract_folder
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, array in enumerate(images[:2]):
+        Image.fromarray(array).save(folder / f"{i}.png")
+    os.mkfifo(folder / "2.png")  # opening it for reading would wait for a writer forever
+    assert list_images(folder) == [str(folder / "0.png"), str(folder / "1.png")]
+    previous = signal.signal(signal.SIGALRM, lambda *_: pytest.fail("extract hung on the FIFO"))
+    signal.alarm(60)
+    try:
+        paths, feats = extract_folder(_tiny(0).target_encoder, folder, batch_size=2)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert paths == ["0.png", "1.png"] and feats.pooled.shape[0] == 2
+
+
+@pytest.mark.parametrize("kind", ["tensor", "array"])
+def test_float_pixels_outside_0_1_are_refused_not_read_as_white(kind):
+    from ijepa_hub.data.images import load_image
+
+    pixels = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0)) * 255
+    image = pixels if kind == "tensor" else pixels.permute(1, 2, 0).numpy()
+    with pytest.raises(ValueError, match=r"float pixels are read as values in \[0, 1\], these span \[0.*, 25\d.*divide by 255"):
+        load_image(image)
+    with pytest.raises(ValueError, match="float pixels are read as values in"):
+        ijepa_hub.extract_features(_tiny(0).target_encoder, [image])
+    assert torch.equal(load_image(pixels / 255), (pixels / 255).float())  # in range: taken as it is

@@ -278,13 +278,13 @@ def check_settings(recipe: Recipe) -> None:
 def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> TrainResult:
     resumed = Resume.find(resume, out_dir, recipe)
     check_settings(recipe)  # before building anything: a recipe that cannot train is refused here
+    dataset = build_dataset(recipe.data, seed=cfg.seed)  # missing data is refused before the model is built
     config = recipe.model_config()
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     core = IJepa(config, loss=recipe.optim.loss, drop_path_rate=recipe.model.drop_path_rate)
     if cfg.grad_checkpointing:
         core.set_grad_checkpointing(True)
 
-    dataset = build_dataset(recipe.data, seed=cfg.seed)
     run = Run.create(recipe, env, len(dataset), start_step=resumed.step if resumed else 0)
     if resumed:
         resumed.check_run(run)
