@@ -1,23 +1,30 @@
 """Features extracted once per (model, data, options) and kept as safetensors in a cache folder.
 
 The key hashes the model's weights (not its name: a retrained folder gets a new key), the data
-fingerprint and the extraction options, so a stale cache is never read.
+fingerprint, the extraction options and where they run (device type, compute and weight dtypes: bf16
+GPU features are not fp32 CPU ones), so a stale cache is never read. An unreadable cache file is
+extracted again and replaced.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..features import extract_features
+from ..precision import resolve_precision
 
 __all__ = ["default_cache_dir", "weights_digest", "cached_features"]
+
+logger = logging.getLogger("ijepa_hub.eval")
 
 
 def default_cache_dir() -> Path:
@@ -60,13 +67,22 @@ def cached_features(
     calling repeatedly with one encoder: hashing a ViT-H reads 2.5 GB). ``cache_dir=None``
     uses :func:`default_cache_dir`; ``cache_dir=""`` disables the cache.
     """
-    options = {"layers": layers, "crop_pct": crop_pct, "img_size": img_size, "n": len(images)}
+    where = torch.device(device) if device is not None else next(encoder.parameters()).device
+    options = {
+        "layers": layers, "crop_pct": crop_pct, "img_size": img_size, "n": len(images),
+        # bf16 GPU features differ from fp32 CPU ones: where and how they were computed is part of the key
+        "device": where.type, "compute_dtype": str(resolve_precision("auto", where)),
+        "weights_dtype": str(next(encoder.parameters()).dtype),
+    }
     key = hashlib.sha256(
         json.dumps([weights_key or weights_digest(encoder), fingerprint, options], sort_keys=True).encode()
     ).hexdigest()[:32]
     path = None if cache_dir == "" else Path(cache_dir or default_cache_dir()) / f"{key}.safetensors"
     if path is not None and path.is_file():
-        return load_file(path)["pooled"]
+        try:
+            return load_file(path)["pooled"]
+        except (SafetensorError, OSError, KeyError) as err:  # damaged: extract again and replace it
+            logger.warning("feature cache %s is unreadable (%s); extracting again", path, err)
     pooled = extract_features(
         encoder, list(images), layers=layers, crop_pct=crop_pct, img_size=img_size, batch_size=batch_size,
         device=device, progress=progress,

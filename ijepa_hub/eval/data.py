@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -103,6 +104,13 @@ def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: 
             )
         if not 0.0 < test_fraction < 1.0:
             raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        counts = Counter(label for _, label in folder.samples)
+        lonely = [folder.classes[c] for c in range(len(folder.classes)) if counts[c] < 2]
+        if lonely:
+            raise ValueError(
+                f"{root}: class(es) {', '.join(lonely[:10])} hold a single image (or none), which can be trained on "
+                "or tested, not both, so they cannot be measured. Fix: add images, or remove those class folders."
+            )
         gen = torch.Generator().manual_seed(seed)
         train_pairs, test_pairs = [], []
         for c in range(len(folder.classes)):
