@@ -13,6 +13,8 @@ numbers live in :mod:`ijepa_hub.data.transforms`): resize the shorter side to
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ from torchvision.transforms import v2
 
 from .data.images import ImageInput, list_images, load_image
 from .data.transforms import CROP_PCT, MEAN, STD
+from .errors import DataError, ImageReadError
 from .models.ijepa import IJepa
 from .precision import autocast_context
 
@@ -36,6 +39,8 @@ __all__ = [
     "extract_features",
     "extract_folder",
 ]
+
+logger = logging.getLogger("ijepa_hub.features")
 
 
 @dataclass
@@ -140,8 +145,37 @@ def extract_features(
     return Features(pooled=torch.cat(pooled), patch_tokens=torch.cat(tokens))
 
 
-def extract_folder(encoder: nn.Module, folder: str | os.PathLike, **kwargs) -> tuple[list[str], Features]:
-    """Features of every image under ``folder``; returns the paths (relative, sorted) and the features."""
+def extract_folder(
+    encoder: nn.Module, folder: str | os.PathLike, *, skip_broken: bool = False, **kwargs
+) -> tuple[list[str], Features]:
+    """Features of every image under ``folder``; returns the paths (relative, sorted) and the features.
+
+    ``skip_broken=True``: an image that cannot be decoded is skipped (logged by name) instead of stopping
+    the whole extraction; the returned paths list only the images whose features are returned. The
+    work is done in chunks, so a bad image costs one chunk's rerun, never the batches before it.
+    """
     paths = list_images(folder)
-    feats = extract_features(encoder, paths, **kwargs)
-    return [os.path.relpath(p, folder) for p in paths], feats
+    if not skip_broken:
+        return [os.path.relpath(p, folder) for p in paths], extract_features(encoder, paths, **kwargs)
+    chunk = max(1, kwargs.get("batch_size", 64)) * 16
+    kept, parts, broken = [], [], []
+    for start in tqdm(range(0, len(paths), chunk), desc="chunks", disable=not kwargs.pop("progress", False)):
+        todo = paths[start : start + chunk]
+        while todo:
+            try:
+                parts.append(extract_features(encoder, todo, **kwargs))
+            except ImageReadError as err:
+                if err.path not in todo:
+                    raise
+                logger.warning("skipped %s", err)
+                broken.append(err.path)
+                todo = [p for p in todo if p != err.path]
+                continue
+            kept += todo
+            break
+    if not parts:
+        raise DataError(f"{folder}: none of the {len(paths)} images could be decoded ({', '.join(broken[:5])}, ...)")
+    if broken:
+        logger.warning("%d of %d images could not be decoded and were skipped", len(broken), len(paths))
+    merged = Features(**{f.name: torch.cat([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(Features)})
+    return [os.path.relpath(p, folder) for p in kept], merged

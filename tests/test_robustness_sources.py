@@ -296,3 +296,28 @@ def test_float_pixels_outside_0_1_are_refused_not_read_as_white(kind):
     with pytest.raises(ValueError, match="float pixels are read as values in"):
         ijepa_hub.extract_features(_tiny(0).target_encoder, [image])
     assert torch.equal(load_image(pixels / 255), (pixels / 255).float())  # in range: taken as it is
+
+
+# --- 11b. one bad image does not cost an extraction its work ----------------------------------------------------------
+
+def test_extract_skips_and_counts_a_bad_image_and_strict_makes_it_fatal(tiny_model, images, tmp_path, caplog):
+    from PIL import Image
+    from safetensors import safe_open
+
+    from ijepa_hub.eval.cli import main as eval_cli
+
+    model = tiny_model.save_pretrained(tmp_path / "model")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, array in enumerate(images[:3]):
+        Image.fromarray(array).save(folder / f"{i}.png")
+    (folder / "1b.png").write_bytes((folder / "1.png").read_bytes()[:60])  # truncated
+    out = tmp_path / "features.safetensors"
+    args = ["extract", str(model), str(folder), str(out), "--batch-size", "2", "--device", "cpu"]
+    with caplog.at_level("WARNING", logger="ijepa_hub"):
+        assert eval_cli(args) == 0
+    with safe_open(out, "pt") as f:
+        assert json.loads(f.metadata()["paths"]) == ["0.png", "1.png", "2.png"] and f.get_tensor("pooled").shape[0] == 3
+    assert "1b.png" in caplog.text and "1 of 4 images could not be decoded" in caplog.text
+    out.unlink()
+    assert eval_cli([*args, "--strict"]) == 1 and not out.exists()

@@ -55,6 +55,8 @@ def add_extract_command(sub: Any, *, help_suffix: str = "") -> argparse.Argument
     p.add_argument("--layers", type=int, default=1, help="4: concatenated last four blocks (linear-probe feature)")
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--patch-tokens", action="store_true", help="also store patch tokens (.safetensors only)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first image that cannot be decoded (default: skip it, log and count it)")
     return p
 
 
@@ -66,7 +68,7 @@ def run_extract(args: argparse.Namespace) -> None:
     check_features_output(args.output, patch_tokens=args.patch_tokens)  # before the work, not after
     model = load_model(args, device=default_device(args.device))
     paths, feats = extract_folder(model.encoder, args.images, batch_size=args.batch_size, layers=args.layers,
-                                  progress=True)
+                                  progress=True, skip_broken=not args.strict)
     metadata = {"source": args.source, "encoder": args.encoder, "layers": str(args.layers)}
     print(write_features(args.output, paths, feats, patch_tokens=args.patch_tokens, metadata=metadata))
 
