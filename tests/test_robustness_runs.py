@@ -242,3 +242,30 @@ def test_a_recipe_without_its_data_is_refused_before_the_model_is_built(tmp_path
     rc = train_cli(["--recipe", "in1k_vith14", "--train.device", "cpu", "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
     assert rc in (1, 2) and err.startswith("ijepa-train: error: ") and "data" in err and err.count("\n") == 1
+
+
+def _cli_case(case: str, tmp_path: Path, monkeypatch) -> tuple[object, list[str]]:
+    if case == "out_is_a_file":
+        (tmp_path / "afile").touch()
+        return train_cli, [*TINY_TRAIN_ARGS, "--out", str(tmp_path / "afile")]
+    if case == "recipe_yaml_syntax":
+        (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+        return train_cli, ["--recipe", str(tmp_path / "bad.yaml")]
+    if case == "tensorboard_missing":
+        import importlib.util
+
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+        return train_cli, [*TINY_TRAIN_ARGS, "--train.tensorboard", "true", "--out", str(tmp_path / "run")]
+    from ijepa_hub.eval.cli import main as eval_cli
+
+    return eval_cli, ["masks", "--num", "0", str(tmp_path / "masks.png")]
+
+
+@pytest.mark.parametrize("case", ["out_is_a_file", "recipe_yaml_syntax", "tensorboard_missing", "masks_num_0"])
+def test_cli_errors_are_one_line_without_a_traceback(case, tmp_path, monkeypatch, capsys):
+    main, argv = _cli_case(case, tmp_path, monkeypatch)
+    assert main([*argv, "--no-progress"] if main is train_cli else argv) in (1, 2)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and ": error: " in err[0] and "Traceback" not in err[0], err
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

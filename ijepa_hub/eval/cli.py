@@ -188,6 +188,8 @@ def _example_images(paths: list[str] | None, num: int, size: int):
     from ..data import SyntheticShapes
     from ..data.images import load_image
 
+    if not paths and num < 1:
+        raise ValueError(f"--num must be at least 1, got {num}")
     items = paths if paths else [SyntheticShapes(num, size=size, seed=7)[i][0] for i in range(num)]
     resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
     return torch.stack([(resize(load_image(x)).clamp(0, 1) * 255).round().to(torch.uint8) for x in items])

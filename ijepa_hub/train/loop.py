@@ -13,6 +13,7 @@ writing over the last good checkpoint; SIGTERM / SIGUSR1 / SIGINT checkpoint and
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import math
 from contextlib import closing, contextmanager, nullcontext
@@ -271,6 +272,8 @@ def check_settings(recipe: Recipe) -> None:
     for key, least in (("checkpoint_every", 1), ("log_every", 1), ("monitor_every", 0), ("num_workers", 0)):
         if getattr(recipe.train, key) < least:
             raise RecipeError(f"train.{key} must be at least {least}, got {getattr(recipe.train, key)}")
+    if recipe.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise RecipeError("train.tensorboard=true needs the tensorboard package: pip install tensorboard")
     config = recipe.model_config()
     MaskCollator(recipe.mask, img_size=config.img_size, patch_size=config.patch_size, seed=recipe.train.seed).validate()
 
