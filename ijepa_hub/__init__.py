@@ -2,8 +2,9 @@
 from .version import __version__
 
 from .errors import (
-    CheckpointError, CheckpointWriteError, DataError, HubLayoutError, IJepaError, ImageReadError, PickleNotAllowedError,
-    StateDictMismatchError, TooManyBrokenImagesError, TrainingDivergedError, WeightsNotCachedError,
+    CheckpointError, CheckpointWriteError, DataError, HubLayoutError, IJepaError, ImageReadError, MissingExtraError,
+    PickleNotAllowedError, PushToHubError, RecipeError, StateDictMismatchError, TooManyBrokenImagesError,
+    TrainingDivergedError, WeightsNotCachedError,
 )
 from .errors import MaskError, RunFolderError, RunLockedError
 from .features import Features, extract_features, preprocess
@@ -53,6 +54,9 @@ __all__ = [
     "ImageReadError",
     "TooManyBrokenImagesError",
     "TrainingDivergedError",
+    "RecipeError",
+    "PushToHubError",
+    "MissingExtraError",
     "MaskError",
     "RunFolderError",
     "RunLockedError",

@@ -16,6 +16,7 @@ __all__ = [
     "TooManyBrokenImagesError",
     "TrainingDivergedError",
     "PushToHubError",
+    "MissingExtraError",
     "RunFolderError",
     "RunLockedError",
     "MaskError",
@@ -104,6 +105,10 @@ class TrainingDivergedError(IJepaError, FloatingPointError):
 
 class PushToHubError(IJepaError):
     """Uploading a trained model failed; it is still on disk, and the message gives the command to push it again."""
+
+
+class MissingExtraError(IJepaError, ImportError):
+    """An optional dependency is not installed; the message gives the ``pip install`` line of its extra."""
 
 
 class RunFolderError(CheckpointError):

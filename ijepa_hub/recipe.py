@@ -63,7 +63,9 @@ class DataSection:
     """Where the images come from and how they are cut into micro-batches."""
 
     dataset: str = _key("synthetic", "'synthetic' (built in) or a name for the data at data.path")
-    path: str | None = _key(None, "image folder or .tar shard(s) (brace patterns, globs); null: synthetic")
+    path: str | None = _key(
+        None, "image folder, .tar shard(s) (brace patterns, globs), hfds/NAME or hfids/NAME; null: synthetic"
+    )
     num_samples: int = _key(4096, "synthetic only: number of images")
     source_size: int = _key(96, "synthetic only: side of the drawn images before the crop")
     crop_scale: tuple[float, float] = _key((0.3, 1.0), "RandomResizedCrop area fraction (min, max)")
@@ -72,6 +74,11 @@ class DataSection:
     max_broken_fraction: float = _key(
         0.01, "unreadable images are skipped; stop once more than this fraction of those read (>= 1000) were"
     )
+    split: str = _key("train", "hfds/ and hfids/ data: the split to train on")
+    image_column: str | None = _key(None, "hfds/, hfids/: the image column (null: the first Image feature)")
+    label_column: str | None = _key(None, "hfds/, hfids/: the label column (null: the first ClassLabel, if any)")
+    stream_size: int | None = _key(None, "hfids/: images per epoch when the dataset does not state it")
+    shuffle_buffer: int = _key(10000, "hfids/: shuffle buffer, reseeded each pass (0: the stream's order)")
 
 
 @dataclass

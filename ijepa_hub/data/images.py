@@ -167,8 +167,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def load_image(image: ImageInput) -> torch.Tensor:
     """Any supported input as a float32 RGB tensor [3, H, W] in [0, 1].
 
-    Paths are read with :func:`open_image` (errors name the file). Paths and PIL images are turned
-    upright from their EXIF orientation; animated images give their first frame; greyscale is repeated to
+    Paths and binary file objects are read with :func:`open_image` (errors name the file). Files and PIL
+    images are turned upright from their EXIF orientation; animated images give their first frame; greyscale is repeated to
     three channels; an alpha channel is composited onto white; uint8 is divided by 255 and uint16 by
     65535; float arrays and tensors are taken as already in [0, 1] (outside it, a ValueError says so). Arrays are HWC (or HW); tensors
     are CHW (or HW).
@@ -177,6 +177,10 @@ def load_image(image: ImageInput) -> torch.Tensor:
     if isinstance(image, (str, os.PathLike)):
         source = os.fspath(image)
         array = _pil_to_array(open_image(source))
+    elif hasattr(image, "read"):  # a binary file object (a Hugging Face dataset's image bytes)
+        source = _describe(image)
+        image.seek(0)
+        array = _pil_to_array(open_image(image))
     elif isinstance(image, Image.Image):
         array = _pil_to_array(image)
     elif isinstance(image, np.ndarray):

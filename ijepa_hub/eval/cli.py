@@ -30,9 +30,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="synthetic",
-                   help="folder with one subfolder per class (train/ and val/ used if present), or 'synthetic'")
+                   help="folder with one subfolder per class (train/ and val/ used if present), hfds/NAME (a Hugging Face "
+                        "dataset: train and validation/test splits), or 'synthetic'")
     p.add_argument("--label", choices=("shape", "count"), default="shape", help="synthetic data: which label")
     p.add_argument("--test-fraction", type=float, default=0.2, help="folder without train/val: held-out share")
+    p.add_argument("--data.image-column", dest="image_column", default=None,
+                   help="hfds/ data: the image column (default: the first Image feature)")
+    p.add_argument("--data.label-column", dest="label_column", default=None,
+                   help="hfds/ data: the label column (default: the first ClassLabel feature)")
 
 
 def _features_output(value: str) -> str:
@@ -131,7 +136,8 @@ def _splits(args):
     from .data import labelled_splits
 
     extra = {} if args.data == "synthetic" else {"test_fraction": args.test_fraction}
-    return labelled_splits(args.data, label=args.label, seed=args.seed, **extra)
+    return labelled_splits(args.data, label=args.label, seed=args.seed, image_column=args.image_column,
+                           label_column=args.label_column, **extra)
 
 
 def _emit(args, results: Any, table: str) -> None:

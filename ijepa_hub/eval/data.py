@@ -1,6 +1,7 @@
 """Labelled train / test splits for evaluation: a folder with class subfolders, or the synthetic shapes."""
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -13,7 +14,9 @@ from ..data.folder import ImageFolder
 from ..data.transforms import CROP_PCT
 from ..data.synthetic import MAX_COUNT, SHAPES, SyntheticShapes
 
-__all__ = ["LabelledSplits", "labelled_splits", "synthetic_splits", "synthetic_splits_by_label", "folder_splits", "SYNTHETIC"]
+__all__ = ["LabelledSplits", "labelled_splits", "synthetic_splits", "synthetic_splits_by_label", "folder_splits", "hf_splits", "SYNTHETIC"]
+
+logger = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
 SyntheticLabel = Literal["shape", "count"]
@@ -102,23 +105,10 @@ def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: 
                 f"{root}: evaluation needs labelled images, one subfolder per class (images directly in "
                 f"{root} have no label); arrange them as {root}/<class>/<image>"
             )
-        if not 0.0 < test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-        counts = Counter(label for _, label in folder.samples)
-        lonely = [folder.classes[c] for c in range(len(folder.classes)) if counts[c] < 2]
-        if lonely:
-            raise ValueError(
-                f"{root}: class(es) {', '.join(lonely[:10])} hold a single image (or none), which can be trained on "
-                "or tested, not both, so they cannot be measured. Fix: add images, or remove those class folders."
-            )
-        gen = torch.Generator().manual_seed(seed)
-        train_pairs, test_pairs = [], []
-        for c in range(len(folder.classes)):
-            members = [s for s in folder.samples if s[1] == c]
-            order = torch.randperm(len(members), generator=gen).tolist()
-            n_test = max(1, round(len(members) * test_fraction)) if len(members) > 1 else 0
-            test_pairs += [members[i] for i in order[:n_test]]
-            train_pairs += [members[i] for i in order[n_test:]]
+        train_rows, test_rows = _hold_out(
+            [y for _, y in folder.samples], len(folder.classes), test_fraction, seed, folder.classes
+        )
+        train_pairs, test_pairs = [folder.samples[i] for i in train_rows], [folder.samples[i] for i in test_rows]
         classes = folder.classes
 
     def stat(pairs) -> str:
@@ -133,8 +123,66 @@ def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: 
     )
 
 
-def labelled_splits(data: str, *, label: SyntheticLabel = "shape", seed: int = 0, **kwargs: Any) -> LabelledSplits:
-    """``"synthetic"`` (the built-in shapes, labelled by ``label``) or a folder with class subfolders."""
+def _hold_out(
+    labels: Sequence[int], num_classes: int, test_fraction: float, seed: int, names: Sequence[str] | None = None
+) -> tuple[list[int], list[int]]:
+    """Indices ``(train, test)``: ``test_fraction`` of each class held out at random (one at least). A class
+    with a single image (``names`` name them in the error) is refused: it could never be tested."""
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    counts = Counter(labels)
+    lonely = [str(names[c]) if names else str(c) for c in range(num_classes) if counts[c] == 1]
+    if lonely:
+        raise ValueError(
+            f"class(es) {', '.join(lonely[:10])} hold a single image, which can be trained on or tested, "
+            "not both, so they cannot be measured. Fix: add images, or leave those classes out."
+        )
+    gen = torch.Generator().manual_seed(seed)
+    train, test = [], []
+    for c in range(num_classes):
+        members = [i for i, y in enumerate(labels) if y == c]
+        order = torch.randperm(len(members), generator=gen).tolist()
+        n_test = max(1, round(len(members) * test_fraction)) if len(members) > 1 else 0
+        test += [members[i] for i in order[:n_test]]
+        train += [members[i] for i in order[n_test:]]
+    return train, test
+
+
+def hf_splits(
+    spec: str, *, test_fraction: float = 0.2, seed: int = 0, image_column: str | None = None,
+    label_column: str | None = None,
+) -> LabelledSplits:
+    """A Hugging Face dataset (``hfds/NAME``): its train split and its validation / test split when it has one,
+    else ``test_fraction`` of each class of the train split held out. Damaged images are left out and named."""
+    from ..data.hf_datasets import labelled_images
+
+    train, test = labelled_images(spec, image_column=image_column, label_column=label_column)
+    for part in (train, test):
+        if part is not None and part.skipped:
+            logger.warning("%s: %d damaged image(s) left out: %s", part.name, len(part.skipped), ", ".join(part.skipped[:5]))
+    if test is not None:
+        return LabelledSplits(spec, train.images, train.labels, test.images, test.labels, train.classes, CROP_PCT,
+                              f"{train.fingerprint}|{test.fingerprint}")
+    train_rows, test_rows = _hold_out(train.labels.tolist(), len(train.classes), test_fraction, seed, train.classes)
+    return LabelledSplits(
+        spec, [train.images[i] for i in train_rows], train.labels[train_rows],
+        [train.images[i] for i in test_rows], train.labels[test_rows], train.classes, CROP_PCT,
+        f"{train.fingerprint}:held-out:{test_fraction}:{seed}",
+    )
+
+
+def labelled_splits(
+    data: str, *, label: SyntheticLabel = "shape", seed: int = 0, image_column: str | None = None,
+    label_column: str | None = None, **kwargs: Any,
+) -> LabelledSplits:
+    """``"synthetic"`` (the built-in shapes, labelled by ``label``), a folder with class subfolders, or a Hugging
+    Face dataset ``hfds/NAME`` (columns found, or named by ``image_column`` / ``label_column``)."""
+    from ..data.hf_datasets import is_hf_spec
+
+    if is_hf_spec(data):
+        return hf_splits(data, seed=seed, image_column=image_column, label_column=label_column, **kwargs)
+    if image_column is not None or label_column is not None:
+        raise ValueError(f"--data.image-column and --data.label-column apply to hfds/ data, not to {data!r}")
     if data == SYNTHETIC:
         return synthetic_splits(label, seed=seed, **kwargs)
     if not Path(data).is_dir():

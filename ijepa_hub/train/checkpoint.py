@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, CheckpointWriteError, RunFolderError
+from ..recipe import Recipe
 from ..state_dict import read_torch_pickle
 
 __all__ = [
@@ -181,9 +182,10 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def check_resumable(state: dict[str, Any], recipe: dict[str, Any], *, source: str) -> None:
     """Raise :class:`CheckpointError` naming every recipe key that differs from the checkpoint's.
 
-    Keys that only change how the run executes (workers, logging, ``max_steps``...) may differ.
+    Keys that only change how the run executes (workers, logging, ``max_steps``...) may differ. A key
+    the checkpoint lacks (written before the key existed) counts as its default.
     """
-    saved, current = _flatten(state["recipe"]), _flatten(recipe)
+    saved, current = _flatten(Recipe().to_dict()) | _flatten(state["recipe"]), _flatten(recipe)
     diffs = sorted(
         k for k in saved.keys() | current.keys() if k not in _RUNTIME_KEYS and saved.get(k) != current.get(k)
     )

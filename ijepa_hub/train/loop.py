@@ -27,9 +27,11 @@ import torch.nn as nn
 import yaml
 from torch.utils.data import DataLoader
 
-from ..data import MaskedCollate, MicroBatch, MicroBatchSampler, TrainingSamples, build_dataset
+from ..data import (
+    HFImageStream, MaskedCollate, MicroBatch, MicroBatchSampler, StreamedMicroBatches, TrainingSamples, build_dataset,
+)
 from ..data.transforms import min_crop_fraction, training_transform
-from ..errors import RecipeError, RunLockedError
+from ..errors import MissingExtraError, RecipeError, RunLockedError
 from ..masks import MaskCollator
 from ..models import IJepa
 from ..recipe import Recipe
@@ -149,9 +151,9 @@ def _autocast_factory(recipe: Recipe, device: torch.device) -> Callable[[], Cont
 def _build_loader(run: Run, dataset, min_fraction: float) -> DataLoader:
     """This process's micro-batches for the run's steps, masks drawn in the workers."""
     recipe, config, cfg, env = run.recipe, run.recipe.model_config(), run.recipe.train, run.env
-    samples = TrainingSamples(
-        dataset,
-        training_transform(config.img_size, crop_scale=recipe.data.crop_scale, crop_ratio=recipe.data.crop_ratio),
+    samples = functools.partial(
+        TrainingSamples,
+        transform=training_transform(config.img_size, crop_scale=recipe.data.crop_scale, crop_ratio=recipe.data.crop_ratio),
         img_size=config.img_size, min_fraction=min_fraction,
     )
     sampler = MicroBatchSampler(
@@ -160,11 +162,12 @@ def _build_loader(run: Run, dataset, min_fraction: float) -> DataLoader:
     collate = MaskedCollate(
         MaskCollator(recipe.mask, img_size=config.img_size, patch_size=config.patch_size, seed=cfg.seed), seed=cfg.seed
     )
-    return DataLoader(
-        samples, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
-        pin_memory=env.device.type == "cuda", prefetch_factor=4 if cfg.num_workers > 0 else None,
-        worker_init_fn=ignore_stop_signals,  # a group-wide SIGTERM / Ctrl-C is the main process's to handle
-    )
+    options = dict(num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda",
+                   prefetch_factor=4 if cfg.num_workers > 0 else None,
+                   worker_init_fn=ignore_stop_signals)  # a group-wide SIGTERM / Ctrl-C is the main process's
+    if isinstance(dataset, HFImageStream):  # hfids/: read in stream order, the sampler gives steps and keys
+        return DataLoader(StreamedMicroBatches(dataset, sampler, samples, collate), batch_size=None, **options)
+    return DataLoader(samples(dataset), batch_sampler=sampler, collate_fn=collate, **options)
 
 
 def _open_log(out_dir: Path, run: Run, model_name: str, resumed: Resume | None, progress: bool) -> StepLogger:
@@ -273,7 +276,7 @@ def check_settings(recipe: Recipe) -> None:
         if getattr(recipe.train, key) < least:
             raise RecipeError(f"train.{key} must be at least {least}, got {getattr(recipe.train, key)}")
     if recipe.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
-        raise RecipeError("train.tensorboard=true needs the tensorboard package: pip install tensorboard")
+        raise MissingExtraError("train.tensorboard=true needs the tensorboard package: pip install tensorboard")
     config = recipe.model_config()
     MaskCollator(recipe.mask, img_size=config.img_size, patch_size=config.patch_size, seed=recipe.train.seed).validate()
 
@@ -314,7 +317,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     if resumed:
         monitor.load_state_dict(resumed.state["monitor"])
         broken.load_state_dict(resumed.state["data"])
-    log = _open_log(out_dir, run, config.name, resumed, progress)
+    log = _open_log(out_dir, run, config.describe(), resumed, progress)
     checkpointer = Checkpointer(out_dir, run, core, optimizer, broken=broken, monitor=monitor, resumed=resumed)
     result = TrainResult(out_dir, run.start_step, run.start_step, run.schedules.total_steps)
     measure = functools.partial(monitor.measure, core.target_encoder, device=env.device, autocast=autocast)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..data.hf_datasets import dataset_items
 from ..data.pipeline import load_rgb
 from ..errors import ImageReadError, RunFolderError, TooManyBrokenImagesError
 from ..features import preprocess
@@ -112,11 +113,11 @@ def monitor_images(dataset: Any, count: int, img_size: int, min_fraction: float,
     """The collapse monitor's fixed batch: the first ``count`` readable images of ``dataset`` (``source``
     names it in the error when none is), preprocessed as for feature extraction."""
     n, images = min(count, len(dataset)), []
-    for i in range(len(dataset)):
+    for item, _ in dataset_items(dataset):  # a map-style dataset or a stream (hfids/)
         if len(images) == n:
             break
         try:
-            images.append(preprocess(load_rgb(dataset[i][0], img_size, min_fraction), img_size))
+            images.append(preprocess(load_rgb(item, img_size, min_fraction), img_size))
         except ImageReadError as err:
             logger.warning("collapse monitor: skipping unreadable image: %s", err)
     if not images:
