@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,12 +101,17 @@ def ignore_stop_signals(worker_id: int = 0) -> None:
 
 class StopSignal:
     """SIGTERM / SIGUSR1 (preemption) and SIGINT (Ctrl-C) set a flag; the loop checkpoints after the current
-    step and exits. A second signal stops the process at once (the signal's default action)."""
+    step and exits. A second signal (more than :attr:`REPEAT_WINDOW_S` after the first) stops the process
+    at once (the signal's default action)."""
 
     SIGNALS = _STOP_SIGNALS
+    # A repeat this soon is the first signal delivered twice (to the process group, then forwarded by
+    # torchrun's agent), not a user asking to stop now.
+    REPEAT_WINDOW_S = 1.0
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self._first = 0.0
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> "StopSignal":
@@ -116,12 +122,14 @@ class StopSignal:
 
     def _handle(self, signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
-        if self.received is not None:  # the second one: stop now
+        if self.received is not None:
+            if time.monotonic() - self._first < self.REPEAT_WINDOW_S:
+                return  # the same event twice: torchrun forwards the group's signal to its workers
             os.write(2, f"ijepa-train: second stop signal ({name}): stopping at once\n".encode())
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        self.received = signum
+        self.received, self._first = signum, time.monotonic()
         os.write(2, f"ijepa-train: {name} received: finishing the step and writing a checkpoint "
                     "(send it again to stop at once)\n".encode())
 
