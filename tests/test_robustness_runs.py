@@ -172,6 +172,27 @@ def test_sigterm_to_the_process_group_with_two_workers_checkpoints_and_exits_zer
     assert step >= 2 and _metric_steps(out) == list(range(1, step + 1))
 
 
+def test_sigterm_to_a_torchrun_process_group_checkpoints_every_rank(tmp_path):
+    out = tmp_path / "run"
+    args = [*TINY_TRAIN_ARGS, "--train.num_workers", "2", "--optim.epochs", "200", "--train.checkpoint_every", "100000",
+            "--data.batch_size_per_device", "4", "--train.device", "cpu", "--out", str(out), "--no-progress"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ijepa_hub.train",
+         *args], env=_env(), start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while len(_metric_steps(out)) < 2:
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the run never logged two steps"
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGTERM)  # the workers get it, then torchrun's agent forwards it: one event
+    _, stderr = child.communicate(timeout=120)
+    # torchrun itself exits 1 on a signal (its SignalException); every rank checkpointed and exited 0
+    assert stderr.count("stop signal received; checkpoint written") == 2, stderr
+    assert "ChildFailedError" not in stderr and "killed by signal" not in stderr
+    step = load_checkpoint(out / CHECKPOINT_NAME)["step"]
+    assert step >= 2 and _metric_steps(out) == list(range(1, step + 1))
+
+
 def test_ctrl_c_checkpoints_like_sigterm(tmp_path, monkeypatch, capsys):
     import ijepa_hub.train.loop as loop
 
