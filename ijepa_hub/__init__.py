@@ -6,6 +6,7 @@ from .errors import (
     PickleNotAllowedError, PushToHubError, RecipeError, StateDictMismatchError, TooManyBrokenImagesError,
     TrainingDivergedError, WeightsNotCachedError,
 )
+from .errors import MaskError, RunFolderError, RunLockedError
 from .features import Features, extract_features, preprocess
 from .models import IJepa, Predictor, VisionTransformerEncoder, create_model
 from .recipe import Recipe, list_recipes, load_recipe
@@ -56,4 +57,7 @@ __all__ = [
     "RecipeError",
     "PushToHubError",
     "MissingExtraError",
+    "MaskError",
+    "RunFolderError",
+    "RunLockedError",
 ]

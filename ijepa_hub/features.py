@@ -13,6 +13,7 @@ numbers live in :mod:`ijepa_hub.data.transforms`): resize the shorter side to
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from torchvision.transforms import v2
 
 from .data.images import ImageInput, list_images, load_image
 from .data.transforms import CROP_PCT, MEAN, STD
+from .errors import DataError, ImageReadError
 from .models.ijepa import IJepa
 from .precision import autocast_context
 
@@ -38,6 +40,8 @@ __all__ = [
     "extract_features",
     "extract_folder",
 ]
+
+logger = logging.getLogger("ijepa_hub.features")
 
 
 @dataclass
@@ -60,6 +64,16 @@ class Features:
 
     def __len__(self) -> int:
         return self.pooled.shape[0]
+
+    @classmethod
+    def concat(cls, parts: Sequence["Features"]) -> "Features":
+        """The features of several batches of images with the same options, in order."""
+        first = parts[0]
+        layer_tokens = None if first.layer_tokens is None else tuple(
+            torch.cat(ts) for ts in zip(*(p.layer_tokens for p in parts))
+        )
+        return cls(pooled=torch.cat([p.pooled for p in parts]), patch_tokens=torch.cat([p.patch_tokens for p in parts]),
+                   grid=first.grid, layers=first.layers, layer_tokens=layer_tokens)
 
     @property
     def patch_map(self) -> torch.Tensor:
@@ -189,8 +203,36 @@ def extract_features(
                     layer_tokens=per_block if per_layer else None)
 
 
-def extract_folder(encoder: nn.Module, folder: str | os.PathLike, **kwargs) -> tuple[list[str], Features]:
-    """Features of every image under ``folder``; returns the paths (relative, sorted) and the features."""
+def extract_folder(
+    encoder: nn.Module, folder: str | os.PathLike, *, skip_broken: bool = False, **kwargs
+) -> tuple[list[str], Features]:
+    """Features of every image under ``folder``; returns the paths (relative, sorted) and the features.
+
+    ``skip_broken=True``: an image that cannot be decoded is skipped (logged by name) instead of stopping
+    the whole extraction; the returned paths list only the images whose features are returned. The
+    work is done in chunks, so a bad image costs one chunk's rerun, never the batches before it.
+    """
     paths = list_images(folder)
-    feats = extract_features(encoder, paths, **kwargs)
-    return [os.path.relpath(p, folder) for p in paths], feats
+    if not skip_broken:
+        return [os.path.relpath(p, folder) for p in paths], extract_features(encoder, paths, **kwargs)
+    chunk = max(1, kwargs.get("batch_size", 64)) * 16
+    kept, parts, broken = [], [], []
+    for start in tqdm(range(0, len(paths), chunk), desc="chunks", disable=not kwargs.pop("progress", False)):
+        todo = paths[start : start + chunk]
+        while todo:
+            try:
+                parts.append(extract_features(encoder, todo, **kwargs))
+            except ImageReadError as err:
+                if err.path not in todo:
+                    raise
+                logger.warning("skipped %s", err)
+                broken.append(err.path)
+                todo = [p for p in todo if p != err.path]
+                continue
+            kept += todo
+            break
+    if not parts:
+        raise DataError(f"{folder}: none of the {len(paths)} images could be decoded ({', '.join(broken[:5])}, ...)")
+    if broken:
+        logger.warning("%d of %d images could not be decoded and were skipped", len(broken), len(paths))
+    return [os.path.relpath(p, folder) for p in kept], Features.concat(parts)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ..features import extract_features
 from ..models.heads import AttentivePooler
-from .cache import cached_tensors, weights_digest
+from .cache import cached_tensors, computed_on, weights_digest
 from .data import LabelledSplits
 from .fit import fit_probe
 from .linear import _standardise, linear_probe
@@ -80,7 +80,7 @@ def split_tokens(
             return {"tokens": extract_features(encoder, images, crop_pct=splits.crop_pct, batch_size=batch_size,
                                                device=device, progress=progress).patch_tokens}
 
-        options = {"kind": "patch_tokens", "crop_pct": splits.crop_pct, "n": len(images)}
+        options = {"kind": "patch_tokens", "crop_pct": splits.crop_pct, "n": len(images), **computed_on(encoder, device)}
         return cached_tensors(compute, key=[weights_key, fingerprint, options], cache_dir=cache_dir,
                               metadata=options)["tokens"]
 

@@ -61,6 +61,8 @@ def add_extract_command(sub: Any, *, help_suffix: str = "") -> argparse.Argument
                    help="n: the last n blocks concatenated (4: the linear-probe feature); 2,5,11: those block indices")
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--patch-tokens", action="store_true", help="also store patch tokens (.safetensors only)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first image that cannot be decoded (default: skip it, log and count it)")
     return p
 
 
@@ -71,8 +73,8 @@ def run_extract(args: argparse.Namespace) -> None:
 
     check_features_output(args.output, patch_tokens=args.patch_tokens)  # before the work, not after
     model = load_model(args, device=default_device(args.device))
-    paths, feats = extract_folder(model.encoder, args.images, batch_size=args.batch_size,
-                                  layers=args.layers, progress=True)
+    paths, feats = extract_folder(model.encoder, args.images, batch_size=args.batch_size, layers=args.layers,
+                                  progress=True, skip_broken=not args.strict)
     metadata = {"source": args.source, "encoder": args.encoder, "layers": str(args.layers)}
     print(write_features(args.output, paths, feats, patch_tokens=args.patch_tokens, metadata=metadata))
 
@@ -289,6 +291,8 @@ def _example_images(paths: list[str] | None, num: int, size: int):
     from ..data import SyntheticShapes
     from ..data.images import load_image
 
+    if not paths and num < 1:
+        raise ValueError(f"--num must be at least 1, got {num}")
     items = list(paths) if paths else [SyntheticShapes(num, size=size, seed=7)[i][0] for i in range(num)]
     resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
     return torch.stack([(resize(load_image(x)).clamp(0, 1) * 255).round().to(torch.uint8) for x in items])
@@ -346,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ijepa-eval`` console script."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    return run_cli(f"ijepa-eval {args.command}", lambda: _COMMANDS[args.command](args))
+    return run_cli(f"ijepa-eval {args.command}", lambda: _COMMANDS[args.command](args), debug=getattr(args, "debug", False))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..features import extract_features
-from .cache import cached_tensors, weights_digest
+from .cache import cached_tensors, computed_on, weights_digest
 from .fit import fit_probe
 from .segdata import IGNORE_INDEX, SegmentationSplits, read_mask, resize_masks
 
@@ -106,7 +106,8 @@ def segmentation_features(
                                  img_size=img_size, batch_size=batch_size, device=device, progress=progress)
         return {"maps": torch.cat(feats.layer_maps, dim=1)}
 
-    options = {"kind": "patch_maps", "layers": layers, "img_size": img_size, "crop_pct": 1.0, "n": len(images)}
+    options = {"kind": "patch_maps", "layers": layers, "img_size": img_size, "crop_pct": 1.0, "n": len(images),
+               **computed_on(encoder, device)}
     key = [weights_key or weights_digest(encoder), fingerprint, options]
     return cached_tensors(compute, key=key, cache_dir=cache_dir, metadata=options)["maps"]
 

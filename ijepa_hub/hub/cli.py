@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..cli_common import add_common_args, add_source_args, load_model, run_cli, setup_logging
+from ..errors import HubLayoutError
 from ..eval.cli import add_extract_command, run_extract
 
 __all__ = ["main", "build_parser"]
@@ -92,6 +93,8 @@ def _push(args) -> None:
 def _export(args) -> None:
     from .save import export_transformers
 
+    if os.path.exists(args.source) and os.path.realpath(args.source) == os.path.realpath(args.output):
+        raise HubLayoutError(f"ijepa-hub export: the output {args.output} is the source; choose another folder")
     model = load_model(args)
     print(f"wrote {export_transformers(model.encoder, model.config, args.output)}")
 
@@ -124,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ijepa-hub`` console script."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    return run_cli(f"ijepa-hub {args.command}", lambda: _COMMANDS[args.command](args))
+    return run_cli(f"ijepa-hub {args.command}", lambda: _COMMANDS[args.command](args), debug=getattr(args, "debug", False))
 
 
 if __name__ == "__main__":
