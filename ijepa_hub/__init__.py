@@ -7,6 +7,7 @@ from .errors import (
     PickleNotAllowedError, PushToHubError, RecipeError, StateDictMismatchError, TooManyBrokenImagesError,
     TrainingDivergedError, WeightsNotCachedError,
 )
+from .errors import MaskError, RunFolderError, RunLockedError
 from .features import Features, extract_features, preprocess
 from .models import Classifier, IJepa, Predictor, VisionTransformerEncoder, create_model
 from .recipe import Recipe, list_recipes, load_recipe
@@ -61,4 +62,7 @@ __all__ = [
     "PushToHubError",
     "MissingExtraError",
     "ExportError",
+    "MaskError",
+    "RunFolderError",
+    "RunLockedError",
 ]

@@ -18,6 +18,9 @@ __all__ = [
     "PushToHubError",
     "ExportError",
     "MissingExtraError",
+    "RunFolderError",
+    "RunLockedError",
+    "MaskError",
 ]
 
 
@@ -111,3 +114,21 @@ class ExportError(IJepaError, ValueError):
 
 class MissingExtraError(IJepaError, ImportError):
     """An optional dependency is not installed; the message gives the ``pip install`` line of its extra."""
+
+
+class RunFolderError(CheckpointError):
+    """A run folder cannot be used as asked: it holds another run's output, or ``--resume`` names another folder.
+
+    A :class:`CheckpointError`, as the refusal of a folder holding a checkpoint was before it had its own class."""
+
+
+class RunLockedError(RunFolderError):
+    """Another live process is writing to the run folder; ``pid`` names it."""
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class MaskError(IJepaError, ValueError):
+    """The mask settings cannot produce masks for this patch grid; the message names the settings."""

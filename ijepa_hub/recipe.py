@@ -11,9 +11,12 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
+
+if TYPE_CHECKING:
+    import jsonargparse
 
 from .errors import RecipeError
 from .registry import MODEL_FIELDS, ModelConfig, get_model_config
@@ -280,7 +283,10 @@ def load_recipe(name_or_path: str | os.PathLike, *, schema: type = None) -> Reci
                 f"unknown recipe {str(name_or_path)!r}; shipped recipes: {', '.join(list_recipes(schema=schema))}"
             )
         source, text = f"recipe {name_or_path}", entry.read_text()
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{source} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a YAML mapping, got {type(data).__name__}")
     try:

@@ -144,7 +144,8 @@ def test_extract_cli_names_the_broken_file_and_writes_nothing(tiny_model, tmp_pa
     Image.fromarray(NOISE).save(tmp_path / "images" / "good.png")
     _truncated_jpeg(tmp_path / "images" / "broken.jpg")
     out = tmp_path / "feats.npy"
-    assert hub_cli(["extract", str(folder), str(tmp_path / "images"), str(out)]) == 1
+    # fatal with --strict; by default the file is skipped and counted (issue 17, test_robustness_sources.py)
+    assert hub_cli(["extract", str(folder), str(tmp_path / "images"), str(out), "--strict"]) == 1
     err = capsys.readouterr().err
     assert f"{tmp_path / 'images' / 'broken.jpg'}: cannot decode the image" in err and "Traceback" not in err
     assert not out.exists()

@@ -67,8 +67,7 @@ def _run(argv: list[str]) -> None:
 
     from .loop import finetune
 
-    out = args.out or f"runs/{recipe.name}"
-    result = finetune(recipe, out_dir=out, resume=args.resume, push_to_hub=args.push_to_hub,
+    result = finetune(recipe, out_dir=args.out, resume=args.resume, push_to_hub=args.push_to_hub,
                       progress=not args.no_progress)
     if rank != 0:
         return
@@ -78,14 +77,14 @@ def _run(argv: list[str]) -> None:
     if result.top1 is not None:
         summary += f", val top-1 {result.top1:.2f}%"
     if result.preempted:
-        print(f"ijepa-finetune: {summary}; preempted: resume with --out {out} --resume auto")
+        print(f"ijepa-finetune: {summary}; preempted: resume with --out {result.out_dir} --resume auto")
         return
     print(f"ijepa-finetune: {summary}" + (f"; classifier in {result.export_dir}" if result.export_dir else ""))
     if result.export_dir is not None:
         model = result.export_dir
         print("next:\n"
               f"  load:   ijepa_hub.from_pretrained({str(model)!r}).classify(['image.jpg'])\n"
-              f"  export: ijepa-hub export {model} {out}/onnx --format onnx\n"
+              f"  export: ijepa-hub export {model} {result.out_dir}/onnx --format onnx\n"
               + (f"  pushed: {result.hub_url}" if result.hub_url else f"  push:   ijepa-hub push {model} <owner/name>"))
 
 

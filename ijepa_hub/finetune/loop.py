@@ -30,10 +30,10 @@ from ..data.pipeline import _sample_seed
 from ..data.transforms import min_crop_fraction
 from ..models.classifier import Classifier
 from ..precision import autocast_context
-from ..train.checkpoint import remove_partial_checkpoints
+from ..train.checkpoint import remove_partial_checkpoints, run_folder
 from ..train.checkpointer import Checkpointer
 from ..train.distributed import all_reduce_mean, any_rank, no_grad_sync, wrap_model
-from ..train.faults import BrokenImageCounter, StopSignal
+from ..train.faults import BrokenImageCounter, StopSignal, ignore_stop_signals
 from ..train.loop import TrainResult, accumulated_step, training_process
 from ..train.monitor import MetricsWriter, progress_bar
 from ..train.resume import Resume
@@ -155,19 +155,22 @@ def finetune_step(
 def finetune(
     recipe: FinetuneRecipe,
     *,
-    out_dir: str | Path = "runs/finetune",
+    out_dir: str | Path | None = None,
     resume: str | None = None,
     push_to_hub: str | None = None,
     progress: bool = True,
     export: bool = True,
 ) -> FinetuneResult:
-    """Fine-tune ``recipe``; write checkpoints, ``metrics.jsonl`` and the classifier (``<out>/model``).
+    """Fine-tune ``recipe``; write checkpoints, ``metrics.jsonl`` and the classifier (``<out>/model``) under
+    ``out_dir`` (default ``runs/<recipe name>``).
 
     ``resume``: ``None`` for a new run, ``"auto"`` to continue the run in ``out_dir`` if it has a checkpoint,
-    or a checkpoint path (as in :func:`ijepa_hub.train.train`). Under ``torchrun`` every rank calls this.
+    or a run folder (as in :func:`ijepa_hub.train.train`, with the same folder lock). Under ``torchrun``
+    every rank calls this.
     """
-    with training_process(recipe.train) as env:
-        return _finetune(recipe, Path(out_dir), env, resume, push_to_hub, progress, export)
+    out_dir = run_folder(out_dir, resume, default=Path("runs") / recipe.name)
+    with training_process(recipe.train, out_dir) as env:
+        return _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export)
 
 
 def _loader(recipe: FinetuneRecipe, run: Run, items: LabelledItems, img_size: int) -> DataLoader:
@@ -179,6 +182,7 @@ def _loader(recipe: FinetuneRecipe, run: Run, items: LabelledItems, img_size: in
     return DataLoader(
         samples, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
         pin_memory=run.env.device.type == "cuda", generator=torch.Generator(),  # leaves the global RNG alone
+        worker_init_fn=ignore_stop_signals,  # a group-wide SIGTERM / Ctrl-C is the main process's
     )
 
 

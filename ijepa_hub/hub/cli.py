@@ -13,6 +13,7 @@ from typing import Sequence
 
 from ..errors import HubLayoutError
 from ..cli_common import add_common_args, add_source_args, load_model, run_cli, setup_logging
+from ..errors import HubLayoutError
 from ..eval.cli import add_extract_command, run_extract
 
 __all__ = ["main", "build_parser"]
@@ -97,6 +98,8 @@ def _push(args) -> None:
 def _export(args) -> None:
     from .save import export_transformers
 
+    if os.path.exists(args.source) and os.path.realpath(args.source) == os.path.realpath(args.output):
+        raise HubLayoutError(f"ijepa-hub export: the output {args.output} is the source; choose another folder")
     model = load_model(args)
     if args.format != "transformers":
         from ..deploy import export_model
@@ -139,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ijepa-hub`` console script."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    return run_cli(f"ijepa-hub {args.command}", lambda: _COMMANDS[args.command](args))
+    return run_cli(f"ijepa-hub {args.command}", lambda: _COMMANDS[args.command](args), debug=getattr(args, "debug", False))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from .classifier import Classifier
 from .encoder import VisionTransformerEncoder, apply_masks, gather_tokens
 from .factory import create_model
+from .heads import AttentivePooler
 from .ijepa import IJepa, jepa_loss
 from .predictor import Predictor
 
@@ -14,4 +15,5 @@ __all__ = [
     "jepa_loss",
     "apply_masks",
     "gather_tokens",
+    "AttentivePooler",
 ]

@@ -60,7 +60,8 @@ def add_run_args(parser, recipe_dict: dict[str, Any], recipe: str | os.PathLike)
     parser.add_argument("--out", type=str | None, default=None, help="run folder (default: runs/<recipe name>)")
     parser.add_argument(
         "--resume", type=str | None, default=None,
-        help="'auto': continue the run in --out if it has a checkpoint; or a checkpoint path",
+        help="'auto': continue the run in --out if it has a checkpoint; or a run folder (or its checkpoint.pt): "
+        "continue that run, in that folder",
     )
     parser.add_argument("--push-to-hub", type=str | None, default=None, help="Hub repo id to upload the result to")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to JSONL)")
@@ -127,7 +128,7 @@ def _summary(result: TrainResult) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ijepa-train``, ``python -m ijepa_hub.train`` and ``torchrun -m ijepa_hub.train``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    return run_cli("ijepa-train", lambda: _run(argv))
+    return run_cli("ijepa-train", lambda: _run(argv), debug="--debug" in argv)
 
 
 def setup_rank_logging(args: Any) -> int:
@@ -147,7 +148,7 @@ def _run(argv: list[str]) -> None:
     from .loop import train
 
     result = train(
-        recipe, out_dir=args.out or f"runs/{recipe.name}", resume=args.resume,
+        recipe, out_dir=args.out, resume=args.resume,
         push_to_hub=args.push_to_hub, progress=not args.no_progress,
     )
     if rank == 0:

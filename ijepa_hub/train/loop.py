@@ -8,11 +8,12 @@ progress bar).
 
 Faults: unreadable images are skipped and counted (the run stops past ``data.max_broken_fraction``,
 after a checkpoint); a NaN or infinite loss, or non-finite weights at a checkpoint, stop the run without
-writing over the last good checkpoint; SIGTERM / SIGUSR1 checkpoint and return.
+writing over the last good checkpoint; SIGTERM / SIGUSR1 / SIGINT checkpoint and return (workers ignore them).
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import math
 from contextlib import closing, contextmanager, nullcontext
@@ -30,16 +31,18 @@ from ..data import (
     HFImageStream, MaskedCollate, MicroBatch, MicroBatchSampler, StreamedMicroBatches, TrainingSamples, build_dataset,
 )
 from ..data.transforms import min_crop_fraction, training_transform
+from ..errors import MissingExtraError, RecipeError, RunLockedError
 from ..masks import MaskCollator
 from ..models import IJepa
 from ..recipe import Recipe
-from .checkpoint import remove_partial_checkpoints
+from .checkpoint import remove_partial_checkpoints, run_folder
 from .checkpointer import Checkpointer
 from .distributed import (
     DistEnv, all_reduce_mean, any_rank, ema_update, full_state, init_distributed, no_grad_sync, wrap_model,
 )
 from .export import export_model, push_model
-from .faults import BrokenImageCounter, StopSignal
+from .faults import BrokenImageCounter, StopSignal, ignore_stop_signals
+from .lock import RunLock
 from .monitor import CollapseMonitor, MetricsWriter, StepLogger, monitor_images, progress_bar
 from .optim import build_optimizer, set_hyperparams
 from .resume import Resume
@@ -183,7 +186,8 @@ def _build_loader(run: Run, dataset, min_fraction: float) -> DataLoader:
         MaskCollator(recipe.mask, img_size=config.img_size, patch_size=config.patch_size, seed=cfg.seed), seed=cfg.seed
     )
     options = dict(num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda",
-                   prefetch_factor=4 if cfg.num_workers > 0 else None)
+                   prefetch_factor=4 if cfg.num_workers > 0 else None,
+                   worker_init_fn=ignore_stop_signals)  # a group-wide SIGTERM / Ctrl-C is the main process's
     if isinstance(dataset, HFImageStream):  # hfids/: read in stream order, the sampler gives steps and keys
         return DataLoader(StreamedMicroBatches(dataset, sampler, samples, collate), batch_size=None, **options)
     return DataLoader(samples(dataset), batch_sampler=sampler, collate_fn=collate, **options)
@@ -241,32 +245,38 @@ def _export(core: IJepa, optimizer, run: Run, out_dir: Path, result: TrainResult
 def train(
     recipe: Recipe,
     *,
-    out_dir: str | Path = "runs/default",
+    out_dir: str | Path | None = None,
     resume: str | None = None,
     push_to_hub: str | None = None,
     progress: bool = True,
     export: bool = True,
 ) -> TrainResult:
-    """Train ``recipe``; write checkpoints, ``metrics.jsonl`` and the exported model under ``out_dir``.
+    """Train ``recipe``; write checkpoints, ``metrics.jsonl`` and the exported model under ``out_dir``
+    (default ``runs/<recipe name>``).
 
-    ``resume``: ``None`` for a new run (refused if ``out_dir`` has a checkpoint), ``"auto"`` to continue
-    the run in ``out_dir`` if it has a checkpoint, or a checkpoint path. Under ``torchrun`` every rank
-    calls this; the global batch, sample order, masks and schedules do not depend on the world size.
+    ``resume``: ``None`` for a new run (refused if ``out_dir`` holds a previous run's output), ``"auto"`` to
+    continue the run in ``out_dir`` if it has a checkpoint, or a run folder (or its ``checkpoint.pt``) to
+    continue that run in that folder. The run holds an exclusive lock on its folder
+    (:class:`~ijepa_hub.train.lock.RunLock`). Under ``torchrun`` every rank calls this; the global batch,
+    sample order, masks and schedules do not depend on the world size.
     """
-    cfg, out_dir = recipe.train, Path(out_dir)
-    with training_process(cfg) as env:
+    cfg = recipe.train
+    out_dir = run_folder(out_dir, resume, default=Path("runs") / recipe.name)
+    with training_process(cfg, out_dir) as env:
         return _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export)
 
 
 @contextmanager
-def training_process(cfg: Any) -> Iterator[DistEnv]:
-    """This process set up for a run (``cfg``: a recipe's train section): the process group torchrun
-    describes joined, the CPU threads set; both undone on exit. The trainer and ``ijepa-finetune`` share it."""
+def training_process(cfg: Any, out_dir: Path) -> Iterator[DistEnv]:
+    """This process set up for a run writing to ``out_dir`` (``cfg``: a recipe's train section): the process
+    group torchrun describes joined, the CPU threads set, the folder's lock held by rank 0; all undone on exit.
+    The trainer and ``ijepa-finetune`` share it."""
     env = init_distributed(cfg.device)
     created_group = env.distributed
     previous_threads = set_training_threads(cfg.threads, workers=cfg.num_workers, cpu=env.device.type == "cpu")
     try:
-        yield env
+        with _folder_lock(out_dir, env):
+            yield env
     finally:
         if previous_threads is not None:
             torch.set_num_threads(previous_threads)
@@ -274,15 +284,45 @@ def training_process(cfg: Any) -> Iterator[DistEnv]:
             dist.destroy_process_group()
 
 
+@contextmanager
+def _folder_lock(out_dir: Path, env: DistEnv) -> Iterator[None]:
+    """Rank 0 holds the run folder's lock for the whole run; every rank stops when it cannot be taken."""
+    lock, error = RunLock(out_dir), None
+    if env.is_main:
+        try:
+            lock.acquire()
+        except RunLockedError as err:
+            error = err
+    if any_rank(error is not None, env):
+        raise error or RunLockedError(f"run folder {out_dir} is in use by another run (rank 0's error names it)")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def check_settings(recipe: Recipe) -> None:
+    """Refuse, before anything is built, run settings out of range (:class:`~ijepa_hub.errors.RecipeError`)
+    and mask settings that cannot give masks on the model's patch grid (:class:`~ijepa_hub.errors.MaskError`)."""
+    for key, least in (("checkpoint_every", 1), ("log_every", 1), ("monitor_every", 0), ("num_workers", 0)):
+        if getattr(recipe.train, key) < least:
+            raise RecipeError(f"train.{key} must be at least {least}, got {getattr(recipe.train, key)}")
+    if recipe.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise MissingExtraError("train.tensorboard=true needs the tensorboard package: pip install tensorboard")
+    config = recipe.model_config()
+    MaskCollator(recipe.mask, img_size=config.img_size, patch_size=config.patch_size, seed=recipe.train.seed).validate()
+
+
 def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> TrainResult:
     resumed = Resume.find(resume, out_dir, recipe)
+    check_settings(recipe)  # before building anything: a recipe that cannot train is refused here
+    dataset = build_dataset(recipe.data, seed=cfg.seed)  # missing data is refused before the model is built
     config = recipe.model_config()
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     core = IJepa(config, loss=recipe.optim.loss, drop_path_rate=recipe.model.drop_path_rate)
     if cfg.grad_checkpointing:
         core.set_grad_checkpointing(True)
 
-    dataset = build_dataset(recipe.data, seed=cfg.seed)
     run = Run.create(recipe, env, len(dataset), start_step=resumed.step if resumed else 0)
     if resumed:
         resumed.check_run(run)

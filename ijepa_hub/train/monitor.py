@@ -19,7 +19,7 @@ import torch
 
 from ..data.hf_datasets import dataset_items
 from ..data.pipeline import load_rgb
-from ..errors import ImageReadError, TooManyBrokenImagesError
+from ..errors import ImageReadError, RunFolderError, TooManyBrokenImagesError
 from ..features import preprocess
 
 if TYPE_CHECKING:
@@ -147,8 +147,25 @@ class MetricsWriter:
             self._tb = SummaryWriter(str(Path(out_dir) / "tensorboard"))
 
     def _truncate_after(self, step: int) -> None:
-        """Drop records a killed run wrote after its last checkpoint, so the file matches the resumed run."""
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        """Drop records a killed run wrote after its last checkpoint, so the file matches the resumed run.
+
+        A torn last line (the run was killed while writing it) is dropped too; a damaged line before it is
+        an error naming the file and the line.
+        """
+        lines = [line for line in self.path.read_text(errors="replace").splitlines() if line]
+        kept = []
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                if number == len(lines):
+                    break  # torn by a kill mid-write
+                raise RunFolderError(
+                    f"{self.path}, line {number}: not a JSON record ({err}); the metrics of this run are damaged. "
+                    "Fix: delete that line (or the file, losing the curves), then resume again."
+                ) from None
+            if record.get("step", 0) <= step:
+                kept.append(line)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.path)
