@@ -21,6 +21,7 @@ from ..data.transforms import MEAN, STD
 from ..models import IJepa
 from ..recipe import Recipe
 from .convert import timm_to_transformers, transformers_config
+from .card import render_model_card
 from .layout import (
     CONFIG_NAME,
     ENCODER_PART,
@@ -29,7 +30,6 @@ from .layout import (
     EncoderName,
     build_config,
     parse_config,
-    render_model_card,
     renamed_options,
     select_parts,
     write_config,
