@@ -21,13 +21,18 @@ if TYPE_CHECKING:
 from .errors import RecipeError
 from .registry import MODEL_FIELDS, ModelConfig, get_model_config
 
+if TYPE_CHECKING:
+    from .models.objectives import Objectives
+
 __all__ = [
     "Recipe",
     "ModelSection",
     "DataSection",
     "MaskSection",
     "OptimSection",
+    "LossSection",
     "TrainSection",
+    "EvalSection",
     "RecipeError",
     "list_recipes",
     "load_recipe",
@@ -123,6 +128,34 @@ class OptimSection:
 
 
 @dataclass
+class LossSection:
+    """Opt-in anti-collapse terms and the target normalisation (ijepa_hub.models.objectives); off as released."""
+
+    target_norm: Literal["layer_norm", "batch_norm", "none"] = _key(
+        "layer_norm", "regression targets: layer_norm per token (released), batch_norm per feature, or none"
+    )
+    sigreg_weight: float = _key(0.0, "weight of SIGReg (LeJEPA: random projections pushed to N(0,1)); 0: off")
+    sigreg_projections: int = _key(256, "SIGReg: random 1-D projections drawn at each step")
+    sigreg_on: Literal["context", "context_pooled", "predictor"] = _key(
+        "context_pooled", "SIGReg features: context-encoder tokens, their per-image mean, or predictor outputs"
+    )
+    vcreg_variance: float = _key(0.0, "weight of the VICReg variance hinge (feature std below 1); 0: off")
+    vcreg_covariance: float = _key(0.0, "weight of the VICReg off-diagonal covariance penalty; 0: off")
+    vcreg_on: Literal["context", "context_pooled", "predictor"] = _key(
+        "context", "variance/covariance features: context-encoder tokens, their per-image mean, or predictor outputs"
+    )
+
+    def objectives(self) -> Objectives:
+        """These choices as the model's :class:`~ijepa_hub.models.objectives.Objectives`."""
+        from .models.objectives import Objectives
+
+        try:
+            return Objectives(**dataclasses.asdict(self))
+        except ValueError as err:
+            raise RecipeError(str(err)) from None
+
+
+@dataclass
 class TrainSection:
     """How a run executes; none of these change the mathematics except ``seed``."""
 
@@ -132,6 +165,7 @@ class TrainSection:
     log_every: int = _key(10, "steps between metric lines (JSONL / TensorBoard)")
     monitor_every: int = _key(100, "steps between collapse checks (std and RankMe of target features)")
     monitor_batch: int = _key(256, "images in the fixed batch of the collapse monitor")
+    eval_every: int = _key(0, "steps between online k-NN probes of the target encoder (section eval); 0: none")
     num_workers: int = _key(8, "DataLoader workers per process (masks are drawn inside them)")
     threads: int | None = _key(None, "CPU intra-op threads per process; None: the cores the workers leave, shared")
     device: Literal["auto", "cpu", "cuda"] = _key("auto", "auto: cuda if available, else cpu")
@@ -143,8 +177,20 @@ class TrainSection:
 
 
 @dataclass
+class EvalSection:
+    """The online probe (train.eval_every): k-NN top-1 of pooled target features on a held-out labelled split."""
+
+    data: str | None = _key(
+        None, "folder with one subfolder per class (or hfds/NAME); null: held-out synthetic shapes (shape, count)"
+    )
+    num_train: int = _key(256, "labelled images the k-NN votes with (at most)")
+    num_test: int = _key(128, "held-out images it classifies (at most)")
+    k: int = _key(20, "neighbours that vote")
+
+
+@dataclass
 class Recipe:
-    """A training run's numbers: the five sections below, read from a YAML file."""
+    """A training run's numbers: the seven sections below, read from a YAML file."""
 
     name: str = _key("custom", "the recipe's name (the default run folder is runs/<name>)")
     description: str = _key("", "one line about the recipe")
@@ -152,7 +198,9 @@ class Recipe:
     data: DataSection = field(default_factory=DataSection)
     mask: MaskSection = field(default_factory=MaskSection)
     optim: OptimSection = field(default_factory=OptimSection)
+    loss: LossSection = field(default_factory=LossSection)
     train: TrainSection = field(default_factory=TrainSection)
+    eval: EvalSection = field(default_factory=EvalSection)
 
     def model_config(self) -> ModelConfig:
         """The :class:`ModelConfig` of ``model``: the named model with the section's sizes applied."""

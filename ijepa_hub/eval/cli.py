@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", nargs="*", default=None, help="image files (default: synthetic shapes)")
     p.add_argument("--num", type=int, default=4, help="how many synthetic images when --images is not given")
 
-    p = sub.add_parser("curves", help="PNG: loss, lr, momentum and RankMe from a run's metrics.jsonl")
+    p = sub.add_parser("curves", help="PNG: loss, lr, momentum, RankMe and the online probe from a run's metrics.jsonl")
     p.add_argument("metrics", help="metrics.jsonl of a run (or the run folder)")
     p.add_argument("output", help="PNG file to write")
     for p in sub.choices.values():

@@ -19,6 +19,7 @@ __all__ = [
     "plot_segmentation",
 ]
 
+ONLINE_PROBE = "online_probe"  # the panel of the online probe's k-NN accuracies (knn_<label> keys)
 _TARGET_COLOURS = np.array([[230, 25, 75], [255, 225, 25], [245, 130, 48], [240, 50, 230]]) / 255.0
 _CONTEXT_COLOUR = np.array([0, 130, 200]) / 255.0
 _MEAN = np.array([0.485, 0.456, 0.406])
@@ -173,19 +174,26 @@ def plot_training_curves(
     metrics: str | os.PathLike | list[dict],
     path: str | os.PathLike,
     *,
-    keys: Sequence[str] = ("loss", "lr", "momentum", "rankme", "rankme_centered"),
+    keys: Sequence[str] = ("loss", "lr", "momentum", "rankme", "rankme_centered", ONLINE_PROBE),
 ) -> Path:
-    """One panel per metric against the step, from a run's ``metrics.jsonl`` (missing metrics skipped)."""
+    """One panel per metric against the step, from a run's ``metrics.jsonl`` (missing metrics skipped).
+
+    The ``online_probe`` panel draws every ``knn_<label>`` accuracy of the online probe's records, one line each.
+    """
     plt = _pyplot()
     records = read_metrics(metrics) if not isinstance(metrics, list) else metrics
-    present = [k for k in keys if any(k in r for r in records)]
+    probe_keys = sorted({k for r in records for k in r if k.startswith("knn_")})
+    present = [k for k in keys if (probe_keys if k == ONLINE_PROBE else any(k in r for r in records))]
     if not present:
         raise ValueError(f"none of {list(keys)} found in the metrics ({len(records)} records)")
     fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 2.8), squeeze=False)
     for ax, key in zip(axes[0], present):
-        pts = [(r["step"], r[key]) for r in records if key in r and "step" in r]
-        ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None)
-        ax.set_title(key, fontsize=9)
+        for line in probe_keys if key == ONLINE_PROBE else [key]:
+            pts = [(r["step"], r[line]) for r in records if line in r and "step" in r]
+            ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=line[len("knn_"):])
+        if key == ONLINE_PROBE:
+            ax.legend(fontsize=7)
+        ax.set_title("online probe: k-NN top-1 %" if key == ONLINE_PROBE else key, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
         if key == "loss" and min(v for _, v in pts) > 0:

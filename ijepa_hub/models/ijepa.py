@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from ..registry import ModelConfig
 from .encoder import MaskArg, VisionTransformerEncoder, apply_masks
+from .objectives import Objectives, normalize_targets
 from .predictor import Predictor
 
 if TYPE_CHECKING:  # the feature and hub modules import this one; they are imported lazily in the methods
@@ -73,10 +74,12 @@ class IJepa(nn.Module):
         loss: LossKind = "smooth_l1",
         drop_path_rate: float = 0.0,
         with_predictor: bool = True,
+        objectives: Objectives | None = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.loss_kind: LossKind = loss
+        self.objectives = objectives if objectives is not None else Objectives()  # opt-in extra terms
         self.context_encoder = VisionTransformerEncoder.from_config(config, drop_path_rate=drop_path_rate)
         self.target_encoder = copy.deepcopy(self.context_encoder)
         self.target_encoder.requires_grad_(False)
@@ -119,26 +122,34 @@ class IJepa(nn.Module):
 
     @torch.no_grad()
     def target_features(self, images: torch.Tensor, target_masks: MaskArg) -> torch.Tensor:
-        """The regression targets: target encoder on the full image, non-affine layer norm, gather.
+        """The regression targets: target encoder on the full image, normalisation (released: non-affine
+        layer norm; ``objectives.target_norm``), gather.
 
         Returns [M*B, K_tgt, D], mask-major.
         """
         h = self.target_encoder(images)
-        h = F.layer_norm(h, (h.shape[-1],))
+        h = normalize_targets(h, self.objectives.target_norm)
         return apply_masks(h, target_masks)
 
     def predict(self, images: torch.Tensor, context_masks: MaskArg, target_masks: MaskArg) -> torch.Tensor:
         """Predicted target features [M*B, K_tgt, D] from the context tokens."""
+        return self._context_and_prediction(images, context_masks, target_masks)[1]
+
+    def _context_and_prediction(
+        self, images: torch.Tensor, context_masks: MaskArg, target_masks: MaskArg
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.predictor is None:
             raise RuntimeError("this IJepa was built without a predictor (with_predictor=False)")
         z = self.context_encoder(images, context_masks)
-        return self.predictor(z, context_masks, target_masks)
+        return z, self.predictor(z, context_masks, target_masks)
 
     def forward(self, images: torch.Tensor, context_masks: MaskArg, target_masks: MaskArg) -> torch.Tensor:
-        """The I-JEPA loss for a batch of images and their masks."""
+        """The I-JEPA loss for a batch of images and their masks, plus the enabled :attr:`objectives`."""
         target = self.target_features(images, target_masks)
-        prediction = self.predict(images, context_masks, target_masks)
-        return jepa_loss(prediction, target.to(prediction.dtype), self.loss_kind)
+        context, prediction = self._context_and_prediction(images, context_masks, target_masks)
+        loss = jepa_loss(prediction, target.to(prediction.dtype), self.loss_kind)
+        extra = self.objectives.extra_loss(context, prediction)
+        return loss if extra is None else loss + extra
 
     def _ema_pairs(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         target = [p for p in self.target_encoder.parameters()]

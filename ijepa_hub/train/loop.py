@@ -44,6 +44,7 @@ from .export import export_model, push_model
 from .faults import BrokenImageCounter, StopSignal, ignore_stop_signals
 from .lock import RunLock
 from .monitor import CollapseMonitor, MetricsWriter, StepLogger, monitor_images, progress_bar
+from .online_probe import OnlineProbe, run_probe
 from .optim import build_optimizer, set_hyperparams
 from .resume import Resume
 from .run import Run
@@ -65,6 +66,7 @@ class TrainResult:
     total_steps: int  # length of the schedules
     losses: list[float] = field(default_factory=list)  # one per step run in this call (mean over ranks)
     monitor: list[dict[str, Any]] = field(default_factory=list)
+    online_probe: list[dict[str, Any]] = field(default_factory=list)  # k-NN top-1 records (train.eval_every)
     preempted: bool = False
     checkpoint: Path | None = None
     export_dir: Path | None = None
@@ -319,7 +321,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     dataset = build_dataset(recipe.data, seed=cfg.seed)  # missing data is refused before the model is built
     config = recipe.model_config()
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    core = IJepa(config, loss=recipe.optim.loss, drop_path_rate=recipe.model.drop_path_rate)
+    core = IJepa(config, loss=recipe.optim.loss, drop_path_rate=recipe.model.drop_path_rate,
+                 objectives=recipe.loss.objectives())
     if cfg.grad_checkpointing:
         core.set_grad_checkpointing(True)
 
@@ -355,6 +358,11 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     measure = functools.partial(monitor.measure, core.target_encoder, device=env.device, autocast=autocast)
     if resumed is None and cfg.monitor_every > 0:
         result.monitor.append(log.monitor(measure(step=0)))
+    probe = OnlineProbe.from_recipe(recipe)  # None when train.eval_every is 0
+    evaluate = functools.partial(run_probe, probe, core.target_encoder, log=log, monitor=monitor,
+                                 device=env.device, autocast=autocast)
+    if probe is not None and resumed is None:
+        result.online_probe.append(evaluate(step=0))
 
     core.train()
     step = run.start_step
@@ -375,6 +383,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
             log.step(step, loss_value, used, micro[0], skipped=skipped, broken_total=broken.total)
             if cfg.monitor_every > 0 and (step % cfg.monitor_every == 0 or step == run.end_step):
                 result.monitor.append(log.monitor(measure(step=step)))
+            if probe is not None and (step % cfg.eval_every == 0 or step == run.end_step):
+                result.online_probe.append(evaluate(step=step))
             checkpointer.save(step)
             if broken.exceeded:
                 checkpointer.save(step, force=True)

@@ -62,13 +62,34 @@ class CollapseMonitor:
     ``warn_fraction`` of its peak (fewer directions tell images apart), or the feature std falls below
     ``MIN_FEATURE_STD`` (every image maps to nearly one vector). A falling raw RankMe / std with a steady
     centred RankMe is a growing shared component, not collapse: the built-in default run shows it while
-    its probes rise above random initialisation (README, Evaluation). ``history`` is saved in the
-    checkpoint, so a resumed run warns against the same peaks.
+    its probes rise above random initialisation (README, Evaluation). It also watches the online probe
+    (:meth:`watch_probe`): a k-NN accuracy that falls ``probe_falls`` evaluations in a row is a warning.
+    ``history`` and ``probe_history`` are saved in the checkpoint, so a resumed run warns against the
+    same peaks and trends.
     """
 
-    def __init__(self, images: torch.Tensor, *, warn_fraction: float = 0.5) -> None:
-        self.images, self.warn_fraction = images, warn_fraction
+    def __init__(self, images: torch.Tensor, *, warn_fraction: float = 0.5, probe_falls: int = 3) -> None:
+        self.images, self.warn_fraction, self.probe_falls = images, warn_fraction, probe_falls
         self.history: list[dict[str, float]] = []
+        self.probe_history: list[dict[str, float]] = []
+
+    def watch_probe(self, record: dict[str, Any]) -> str:
+        """Record an online-probe result (``{"step", "knn_<label>": top1...}``); returns (and logs) a warning
+        naming each accuracy that fell at each of the last ``probe_falls`` evaluations, else ``""``."""
+        self.probe_history.append({k: v for k, v in record.items() if k == "step" or k.startswith("knn_")})
+        recent = self.probe_history[-(self.probe_falls + 1):]
+        falling = []
+        if len(recent) == self.probe_falls + 1:
+            for key in (k for k in recent[-1] if k.startswith("knn_")):
+                values = [r.get(key) for r in recent]
+                if None not in values and all(b < a for a, b in zip(values, values[1:])):
+                    falling.append(f"{key} fell {self.probe_falls} evaluations in a row, "
+                                   f"{values[0]:.1f} -> {values[-1]:.1f} (step {recent[0]['step']} -> {recent[-1]['step']})")
+        warning = "; ".join(falling)
+        if warning:
+            logger.warning("step %d: the online probe is falling (collapse, or over-fitting the pretext task?): %s",
+                           record["step"], warning)
+        return warning
 
     @torch.no_grad()
     def measure(self, encoder: torch.nn.Module, step: int, *, device: torch.device, autocast: Any) -> dict[str, Any]:
@@ -103,10 +124,11 @@ class CollapseMonitor:
         return record
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": list(self.history)}
+        return {"history": list(self.history), "probe_history": list(self.probe_history)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.history = list(state["history"])
+        self.probe_history = list(state.get("probe_history", []))  # absent in checkpoints from before the probe
 
 
 def monitor_images(dataset: Any, count: int, img_size: int, min_fraction: float, *, source: Any) -> torch.Tensor:
@@ -204,6 +226,7 @@ class StepLogger:
         self.steps_per_epoch, self.images_per_step = steps_per_epoch, images_per_step
         self._losses: list[float] = []
         self._tick, self._images = time.perf_counter(), 0
+        self._postfix: dict[str, str] = {}  # the latest online probe, shown on the bar
 
     def step(self, step: int, loss: float, used: "Hyperparams", micro: "MicroBatch", *, skipped: int,
              broken_total: int) -> None:
@@ -230,7 +253,7 @@ class StepLogger:
         self.bar.set_postfix(
             loss=f"{record['loss']:.4f}", lr=f"{used.lr:.2e}", mom=f"{used.momentum:.4f}",
             img_s=f"{record['images_per_s']:.0f}", ctx=int(record["context_tokens"]),
-            tgt=int(record["target_tokens"]), refresh=False,
+            tgt=int(record["target_tokens"]), **self._postfix, refresh=False,
         )
         if skipped:
             logger.warning("step %d: %d unreadable image(s) skipped (named above)", step, skipped)
@@ -240,6 +263,13 @@ class StepLogger:
         """Write a collapse-monitor record; returns it."""
         if self.writer is not None:
             self.writer.write({"kind": "monitor", **record})
+        return record
+
+    def probe(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Write an online-probe record and show its accuracies on the progress bar; returns it."""
+        if self.writer is not None:
+            self.writer.write({"kind": "probe", **record})
+        self._postfix = {k: f"{v:.1f}" for k, v in record.items() if k.startswith("knn_")}
         return record
 
     def close(self) -> None:
