@@ -22,8 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import ijepa_hub  # noqa: E402
 from common import add_run_args, environment, interleaved, save_result, speedups, start  # noqa: E402
+
+import ijepa_hub  # noqa: E402
 from ijepa_hub.deploy import deployable, export_model  # noqa: E402
 
 

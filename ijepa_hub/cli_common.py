@@ -18,7 +18,8 @@ import argparse
 import logging
 import sys
 import traceback
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = [
     "version_string",

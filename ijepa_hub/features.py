@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ class Features:
         return self.pooled.shape[0]
 
     @classmethod
-    def concat(cls, parts: Sequence["Features"]) -> "Features":
+    def concat(cls, parts: Sequence[Features]) -> Features:
         """The features of several batches of images with the same options, in order."""
         first = parts[0]
         layer_tokens = None if first.layer_tokens is None else tuple(

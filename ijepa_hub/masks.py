@@ -214,7 +214,8 @@ class _LegacySampler:
             return None
         keep = int(counts.min())  # truncate to the batch minimum, lowest raster indices first
         order = np.argsort(~context, axis=-1, kind="stable")[..., :keep]
-        to_list = lambda a: [torch.from_numpy(np.ascontiguousarray(a[:, j])).long() for j in range(a.shape[1])]
+        def to_list(a):
+            return [torch.from_numpy(np.ascontiguousarray(a[:, j])).long() for j in range(a.shape[1])]
         return to_list(order), to_list(targets)
 
     def sample_sequential(self, batch_size, th, tw, ch, cw):

@@ -232,7 +232,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def recipe_parser(*, schema: type = None, **kwargs: Any) -> "jsonargparse.ArgumentParser":
+def recipe_parser(*, schema: type = None, **kwargs: Any) -> jsonargparse.ArgumentParser:
     """A jsonargparse parser whose schema is :class:`Recipe` (``--optim.lr 2e-3`` style keys).
 
     The dataclasses are the schema: types, ``Literal`` choices and tuple lengths are checked by

@@ -7,8 +7,8 @@ import io
 import struct
 import tarfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -17,9 +17,9 @@ from PIL import Image
 
 import ijepa_hub
 from ijepa_hub.data import ImageFolder, TarShards, TrainingSamples, training_transform
+from ijepa_hub.data.images import load_image
 from ijepa_hub.data.pipeline import load_rgb
 from ijepa_hub.errors import DataError, ImageReadError
-from ijepa_hub.data.images import load_image
 from ijepa_hub.hub.cli import main as hub_cli
 
 RNG = np.random.default_rng(0)

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT, TINY_TRAIN_ARGS
+
 from ijepa_hub.errors import MaskError, RunFolderError, RunLockedError
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.recipe import MaskSection

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_reference_checkpoint import write_released_layout
 
 import ijepa_hub
 from ijepa_hub.errors import CheckpointError, HubLayoutError, PickleNotAllowedError
 from ijepa_hub.hub.released import cache_path
-from test_reference_checkpoint import write_released_layout
 
 
 @pytest.fixture

@@ -15,16 +15,20 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 import torch
+from conftest import REPO_ROOT
 from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from safetensors.torch import load_file, save_file
-
-import ijepa_hub
-from conftest import REPO_ROOT
-from ijepa_hub.errors import (
-    CheckpointError, HubLayoutError, PickleNotAllowedError, StateDictMismatchError, WeightsNotCachedError,
-)
 from test_reference_checkpoint import write_released_layout
 from test_robustness_training import _Payload
+
+import ijepa_hub
+from ijepa_hub.errors import (
+    CheckpointError,
+    HubLayoutError,
+    PickleNotAllowedError,
+    StateDictMismatchError,
+    WeightsNotCachedError,
+)
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ folder are images (used by feature extraction, ``ImageFolder`` and the evaluatio
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ __all__ = [
 # (.ps, .icns, .xbm). The order is the preference among the members of one sample in a .tar shard.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 
 def is_image_file(name: str | os.PathLike) -> bool:

@@ -9,8 +9,9 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..cli_common import add_common_args, add_source_args, default_device, load_model, run_cli, setup_logging
 

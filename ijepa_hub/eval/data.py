@@ -4,15 +4,16 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 
 from ..data.folder import ImageFolder
-from ..data.transforms import CROP_PCT
 from ..data.synthetic import MAX_COUNT, SHAPES, SyntheticShapes
+from ..data.transforms import CROP_PCT
 
 __all__ = ["LabelledSplits", "labelled_splits", "synthetic_splits", "synthetic_splits_by_label", "folder_splits", "hf_splits", "SYNTHETIC"]
 

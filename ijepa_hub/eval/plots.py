@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -57,7 +57,8 @@ def _overlay(rgb: np.ndarray, grid: tuple[int, int], context: np.ndarray, target
         tint[t] = _TARGET_COLOURS[j % len(_TARGET_COLOURS)]
         alpha[t] = 0.55
     tint = np.where(np.isnan(tint), 0.5, tint)
-    up = lambda a: np.repeat(np.repeat(a.reshape(gh, gw, -1), ph, 0), pw, 1)
+    def up(a):
+        return np.repeat(np.repeat(a.reshape(gh, gw, -1), ph, 0), pw, 1)
     return (1 - up(alpha)) * rgb + up(alpha) * up(tint)
 
 

@@ -6,8 +6,9 @@ data and metrics, and never the paper's numbers.
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 

@@ -8,11 +8,11 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from ..errors import HubLayoutError
 from ..cli_common import add_common_args, add_source_args, load_model, run_cli, setup_logging
+from ..errors import HubLayoutError
 from ..eval.cli import add_extract_command, run_extract
 
 __all__ = ["main", "build_parser"]

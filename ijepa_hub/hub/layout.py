@@ -23,14 +23,15 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
-from ..version import __version__
-from ..errors import HubLayoutError
 from ..data.transforms import CROP_PCT, INTERPOLATION, MEAN, STD
+from ..errors import HubLayoutError
 from ..registry import ARCHITECTURES, MODEL_FIELDS, VARIANTS, ModelConfig, PretrainedVariant
+from ..version import __version__
 
 __all__ = [
     "CONFIG_NAME",

@@ -22,15 +22,20 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import torch
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import (
-    GatedRepoError, LocalEntryNotFoundError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+    GatedRepoError,
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
 )
 
 from ..errors import HubLayoutError, PickleNotAllowedError, WeightsNotCachedError

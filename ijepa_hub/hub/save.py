@@ -7,21 +7,22 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
 from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
-from ..errors import HubLayoutError, IJepaError
 from ..data.transforms import MEAN, STD
+from ..errors import HubLayoutError, IJepaError
 from ..models import IJepa
 from ..recipe import Recipe
-from .convert import timm_to_transformers, transformers_config
 from .card import render_model_card
+from .convert import timm_to_transformers, transformers_config
 from .layout import (
     CONFIG_NAME,
     ENCODER_PART,

@@ -1,8 +1,8 @@
 """The I-JEPA encoder: timm's VisionTransformer in the released layout, with a masked forward."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -82,7 +82,7 @@ class VisionTransformerEncoder(VisionTransformer):
         init_weights(self)
 
     @classmethod
-    def from_config(cls, config: ModelConfig, **kwargs) -> "VisionTransformerEncoder":
+    def from_config(cls, config: ModelConfig, **kwargs) -> VisionTransformerEncoder:
         return cls(
             img_size=config.img_size,
             patch_size=config.patch_size,

@@ -5,7 +5,8 @@ import argparse
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..cli_common import add_common_args, log_level, run_cli, setup_logging
 from ..recipe import Recipe, list_recipes, load_recipe, recipe_from_namespace, recipe_parser

@@ -16,10 +16,11 @@ import functools
 import importlib.util
 import logging
 import math
-from contextlib import closing, contextmanager, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -28,7 +29,13 @@ import yaml
 from torch.utils.data import DataLoader
 
 from ..data import (
-    HFImageStream, MaskedCollate, MicroBatch, MicroBatchSampler, StreamedMicroBatches, TrainingSamples, build_dataset,
+    HFImageStream,
+    MaskedCollate,
+    MicroBatch,
+    MicroBatchSampler,
+    StreamedMicroBatches,
+    TrainingSamples,
+    build_dataset,
 )
 from ..data.transforms import min_crop_fraction, training_transform
 from ..errors import MissingExtraError, RecipeError, RunLockedError
@@ -38,7 +45,14 @@ from ..recipe import Recipe
 from .checkpoint import remove_partial_checkpoints, run_folder
 from .checkpointer import Checkpointer
 from .distributed import (
-    DistEnv, all_reduce_mean, any_rank, ema_update, full_state, init_distributed, no_grad_sync, wrap_model,
+    DistEnv,
+    all_reduce_mean,
+    any_rank,
+    ema_update,
+    full_state,
+    init_distributed,
+    no_grad_sync,
+    wrap_model,
 )
 from .export import export_model, push_model
 from .faults import BrokenImageCounter, StopSignal, ignore_stop_signals
@@ -80,9 +94,9 @@ def accumulated_step(
     loss_of: Callable[[nn.Module, Any], torch.Tensor],
     *,
     device: torch.device,
-    autocast: Callable[[], ContextManager] = nullcontext,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
     clip_grad: float | None = None,
-    no_sync: Callable[[], ContextManager] | None = None,
+    no_sync: Callable[[], AbstractContextManager] | None = None,
 ) -> torch.Tensor:
     """One optimiser step over ``k`` micro-batches (gradient accumulation); returns the mean loss.
 
@@ -111,9 +125,9 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     *,
     device: torch.device,
-    autocast: Callable[[], ContextManager] = nullcontext,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
     clip_grad: float | None = None,
-    no_sync: Callable[[], ContextManager] | None = None,
+    no_sync: Callable[[], AbstractContextManager] | None = None,
 ) -> torch.Tensor:
     """One optimiser step of the I-JEPA loss over ``k`` micro-batches (see :func:`accumulated_step`).
 
@@ -139,9 +153,9 @@ def train_iteration(
     step: int,
     *,
     device: torch.device,
-    autocast: Callable[[], ContextManager] = nullcontext,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
     clip_grad: float | None = None,
-    no_sync: Callable[[], ContextManager] | None = None,
+    no_sync: Callable[[], AbstractContextManager] | None = None,
 ) -> tuple[torch.Tensor, Hyperparams]:
     """Iteration ``step`` (from 0) as released: lr and weight decay of ``step + 1``, :func:`train_step`,
     then the EMA of ``core``'s target encoder with the momentum of ``step``.
@@ -166,7 +180,7 @@ def effective_precision(recipe: Recipe, device: torch.device) -> str:
     return precision
 
 
-def _autocast_factory(recipe: Recipe, device: torch.device) -> Callable[[], ContextManager]:
+def _autocast_factory(recipe: Recipe, device: torch.device) -> Callable[[], AbstractContextManager]:
     from ..precision import autocast_context  # the one autocast policy, shared with feature extraction
 
     precision = effective_precision(recipe, device)

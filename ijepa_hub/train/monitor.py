@@ -228,7 +228,7 @@ class StepLogger:
         self._tick, self._images = time.perf_counter(), 0
         self._postfix: dict[str, str] = {}  # the latest online probe, shown on the bar
 
-    def step(self, step: int, loss: float, used: "Hyperparams", micro: "MicroBatch", *, skipped: int,
+    def step(self, step: int, loss: float, used: Hyperparams, micro: MicroBatch, *, skipped: int,
              broken_total: int) -> None:
         """After optimiser step ``step``: its mean ``loss``, the values it ``used``, images ``skipped``."""
         if self.writer is not None:
@@ -238,7 +238,7 @@ class StepLogger:
                 self._record(step, used, micro, skipped, broken_total)
         self.bar.update(1)
 
-    def _record(self, step: int, used: "Hyperparams", micro: "MicroBatch", skipped: int, broken_total: int) -> None:
+    def _record(self, step: int, used: Hyperparams, micro: MicroBatch, skipped: int, broken_total: int) -> None:
         now = time.perf_counter()
         record = {
             "step": step, "epoch": step / self.steps_per_epoch, "loss": sum(self._losses) / len(self._losses),

@@ -28,7 +28,7 @@ class Resume:
         self.source, self.state = source, state
 
     @classmethod
-    def find(cls, resume: str | None, out_dir: Path, recipe: Recipe) -> "Resume | None":
+    def find(cls, resume: str | None, out_dir: Path, recipe: Recipe) -> Resume | None:
         """``None`` for a fresh run; else the checkpoint ``resume`` names (:func:`resolve_resume`), read
         strictly and refused (:class:`CheckpointError`) when written by another recipe."""
         source = resolve_resume(resume, out_dir)
