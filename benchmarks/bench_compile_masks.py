@@ -31,8 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import ijepa_hub  # noqa: E402
 from common import add_run_args, environment, save_result, start  # noqa: E402
+
+import ijepa_hub  # noqa: E402
 
 VARIANTS = {
     "dynamic": {"dynamic": True, "bucket": 1},
@@ -61,8 +62,8 @@ def run_variant(args) -> dict:
 
     from ijepa_hub.data import MicroBatch
     from ijepa_hub.masks import MaskCollator
-    from ijepa_hub.train.optim import build_optimizer
     from ijepa_hub.train.loop import _autocast_factory, train_step
+    from ijepa_hub.train.optim import build_optimizer
 
     device = start(args)
     spec = VARIANTS[args.variant]
@@ -72,7 +73,7 @@ def run_variant(args) -> dict:
     recipe = ijepa_hub.load_recipe(args.recipe)
     cfg = recipe.model_config()
     collator = MaskCollator(recipe.mask, img_size=cfg.img_size, patch_size=cfg.patch_size)
-    models, steps = {}, {}
+    models = {}
     for name in ("eager", "compiled"):
         torch.manual_seed(0)
         model = ijepa_hub.create_model(recipe.model.name, img_size=cfg.img_size, patch_size=cfg.patch_size,

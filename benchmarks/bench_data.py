@@ -28,8 +28,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import ijepa_hub  # noqa: E402
 from common import environment, interleaved, save_result  # noqa: E402
+
+import ijepa_hub  # noqa: E402
 from ijepa_hub.data import BatchPlan, ImageFolder, MaskedCollate, MicroBatchSampler, TrainingSamples  # noqa: E402
 from ijepa_hub.data.transforms import min_crop_fraction, training_transform  # noqa: E402
 from ijepa_hub.masks import MaskCollator  # noqa: E402

@@ -25,10 +25,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import ijepa_hub  # noqa: E402
 from common import (  # noqa: E402
-    add_run_args, encoder_forward_flops, environment, interleaved, peak_flops, save_result, speedups, start,
+    add_run_args,
+    encoder_forward_flops,
+    environment,
+    interleaved,
+    peak_flops,
+    save_result,
+    speedups,
+    start,
 )
+
+import ijepa_hub  # noqa: E402
 from ijepa_hub.hub.save import export_transformers  # noqa: E402
 
 

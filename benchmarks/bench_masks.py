@@ -19,8 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import ijepa_hub  # noqa: E402
 from common import environment  # noqa: E402
+
+import ijepa_hub  # noqa: E402
 from ijepa_hub.masks import MaskCollator, mask_statistics  # noqa: E402
 
 

@@ -28,16 +28,23 @@ import torch._dynamo.utils as dynamo_utils
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import ijepa_hub  # noqa: E402
 from common import (  # noqa: E402
-    FLOP_FORMULA, add_run_args, environment, ijepa_step_flops, peak_flops, save_result, start,
+    FLOP_FORMULA,
+    add_run_args,
+    environment,
+    ijepa_step_flops,
+    peak_flops,
+    save_result,
+    start,
 )
+
+import ijepa_hub  # noqa: E402
 from ijepa_hub.data import MicroBatch  # noqa: E402
 from ijepa_hub.masks import MaskCollator  # noqa: E402
-from ijepa_hub.train.optim import build_optimizer  # noqa: E402
 from ijepa_hub.recipe import OptimSection  # noqa: E402
 from ijepa_hub.train.distributed import ema_update  # noqa: E402
 from ijepa_hub.train.loop import _autocast_factory, effective_precision, train_step  # noqa: E402
+from ijepa_hub.train.optim import build_optimizer  # noqa: E402
 
 CHOICES = {"off": [False], "on": [True], "both": [False, True]}
 

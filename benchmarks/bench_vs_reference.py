@@ -23,14 +23,23 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import ijepa_hub  # noqa: E402
 from common import (  # noqa: E402
-    FLOP_FORMULA, add_run_args, environment, ijepa_step_flops, interleaved, peak_flops, save_result, speedups, start,
+    FLOP_FORMULA,
+    add_run_args,
+    environment,
+    ijepa_step_flops,
+    interleaved,
+    peak_flops,
+    save_result,
+    speedups,
+    start,
 )
+from reference_style import ReferenceStyleStep  # noqa: E402
+
+import ijepa_hub  # noqa: E402
 from ijepa_hub.masks import MaskCollator  # noqa: E402
 from ijepa_hub.recipe import MaskSection, OptimSection  # noqa: E402
 from ijepa_hub.train.optim import build_optimizer  # noqa: E402
-from reference_style import ReferenceStyleStep  # noqa: E402
 
 
 def ijepa_hub_step(model, optimizer, *, bf16: bool, compiled: bool):

@@ -20,8 +20,9 @@ import json
 import platform
 import statistics
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 

@@ -1,19 +1,36 @@
 """ijepa_hub: I-JEPA models, masking, training and Hugging Face Hub loading."""
-from .version import __version__
-
+from . import (
+    finetune,  # fine-tuning: ijepa_hub.finetune.finetune(recipe, out_dir=...), CLI ijepa-finetune
+    train,  # the trainer: ijepa_hub.train.train(recipe, out_dir=...), CLI ijepa-train
+)
+from .data import SyntheticShapes
 from .errors import (
-    CheckpointError, CheckpointWriteError, DataError, HubLayoutError, IJepaError, ImageReadError, MissingExtraError,
-    PickleNotAllowedError, PushToHubError, RecipeError, StateDictMismatchError, TooManyBrokenImagesError,
-    TrainingDivergedError, WeightsNotCachedError,
+    CheckpointError,
+    CheckpointWriteError,
+    DataError,
+    ExportError,
+    HubLayoutError,
+    IJepaError,
+    ImageReadError,
+    MaskError,
+    MissingExtraError,
+    PickleNotAllowedError,
+    PushToHubError,
+    RecipeError,
+    RunFolderError,
+    RunLockedError,
+    StateDictMismatchError,
+    TooManyBrokenImagesError,
+    TrainingDivergedError,
+    WeightsNotCachedError,
 )
 from .features import Features, extract_features, preprocess
-from .models import IJepa, Predictor, VisionTransformerEncoder, create_model
+from .hub import PretrainedIJepa, export_transformers, from_pretrained, push_to_hub, save_pretrained
+from .models import Classifier, IJepa, Predictor, VisionTransformerEncoder, create_model
 from .recipe import Recipe, list_recipes, load_recipe
 from .reference import infer_model_config, load_reference_checkpoint, read_reference_checkpoint
 from .registry import ModelConfig, get_model_config, get_variant, list_models, list_variants
-from .hub import PretrainedIJepa, export_transformers, from_pretrained, push_to_hub, save_pretrained
-from .data import SyntheticShapes
-from . import train  # the trainer: ijepa_hub.train.train(recipe, out_dir=...), CLI ijepa-train
+from .version import __version__
 
 __all__ = [
     "__version__",
@@ -36,6 +53,8 @@ __all__ = [
     "load_recipe",
     "list_recipes",
     "train",
+    "finetune",
+    "Classifier",
     "SyntheticShapes",
     "IJepa",
     "VisionTransformerEncoder",
@@ -56,4 +75,8 @@ __all__ = [
     "RecipeError",
     "PushToHubError",
     "MissingExtraError",
+    "ExportError",
+    "MaskError",
+    "RunFolderError",
+    "RunLockedError",
 ]

@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any, Callable, Sequence
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = [
     "version_string",
@@ -54,6 +56,8 @@ def add_common_args(parser: argparse.ArgumentParser, *, version: bool = True) ->
                         default=argparse.SUPPRESS, help="log warnings and errors only")
     parser.add_argument("-v", "--verbose", dest="log_level", action="store_const", const=logging.DEBUG,
                         default=argparse.SUPPRESS, help="log debug messages too (and tracebacks of errors)")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="on an error, print its full traceback before the one-line message")
 
 
 def log_level(args: Any) -> int:
@@ -105,29 +109,39 @@ def one_line(err: BaseException) -> str:
 
 
 def _errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+
     from .errors import IJepaError, RecipeError
 
     usage = (argparse.ArgumentError, RecipeError)  # a bad option, recipe key or recipe name
-    # our errors; missing files and Hub HTTP errors (OSError); bad values from the libraries we call
-    return usage, (IJepaError, OSError, ValueError)
+    # our errors; missing files and Hub HTTP errors (OSError); bad values from the libraries we call; the Hub
+    # client's errors, including its HTTP library's base error (httpx's is not an OSError)
+    hub = (HfHubHTTPError, HFValidationError, *(c for c in HfHubHTTPError.__mro__[1:] if c.__name__ == "HTTPError"))
+    return usage, (IJepaError, OSError, ValueError, *hub)
 
 
-def run_cli(prog: str, command: Callable[[], Any]) -> int:
+def run_cli(prog: str, command: Callable[[], Any], *, debug: bool | None = None) -> int:
     """Run ``command``; an expected error becomes one line ``<prog>: error: <message>`` on stderr.
 
     Exit codes: 0 done; 2 a usage error (a bad option, recipe key or recipe name, as argparse exits);
-    1 any other expected error: ijepa_hub's own, ``OSError`` (missing files, Hub HTTP errors) or
-    ``ValueError``; 130 Ctrl-C. Anything else is a bug and keeps its traceback. With ``-v`` the traceback
-    of an expected error is logged as well.
+    1 any other expected error: ijepa_hub's own, ``OSError`` (missing files, Hub HTTP errors),
+    ``ValueError`` or a Hugging Face Hub client error; 130 Ctrl-C. Anything else is a bug and keeps its
+    traceback. ``debug`` (default: ``--debug`` on the command line) prints the traceback of an expected
+    error before its line; with ``-v`` it is logged as well.
     """
+    debug = "--debug" in sys.argv[1:] if debug is None else debug
     usage, expected = _errors()
     try:
         command()
     except usage + expected as err:
         logging.getLogger("ijepa_hub").debug("%s failed", prog, exc_info=err)
+        if debug:
+            traceback.print_exception(err, file=sys.stderr)
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
         return 2 if isinstance(err, usage) else 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        if debug:
+            traceback.print_exception(err, file=sys.stderr)
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     return 0

@@ -16,7 +16,11 @@ __all__ = [
     "TooManyBrokenImagesError",
     "TrainingDivergedError",
     "PushToHubError",
+    "ExportError",
     "MissingExtraError",
+    "RunFolderError",
+    "RunLockedError",
+    "MaskError",
 ]
 
 
@@ -104,5 +108,27 @@ class PushToHubError(IJepaError):
     """Uploading a trained model failed; it is still on disk, and the message gives the command to push it again."""
 
 
+class ExportError(IJepaError, ValueError):
+    """A deployment export (ONNX, torch.export) failed or its outputs differ from the eager model's."""
+
+
 class MissingExtraError(IJepaError, ImportError):
     """An optional dependency is not installed; the message gives the ``pip install`` line of its extra."""
+
+
+class RunFolderError(CheckpointError):
+    """A run folder cannot be used as asked: it holds another run's output, or ``--resume`` names another folder.
+
+    A :class:`CheckpointError`, as the refusal of a folder holding a checkpoint was before it had its own class."""
+
+
+class RunLockedError(RunFolderError):
+    """Another live process is writing to the run folder; ``pid`` names it."""
+
+    def __init__(self, message: str, *, pid: int | None = None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+class MaskError(IJepaError, ValueError):
+    """The mask settings cannot produce masks for this patch grid; the message names the settings."""

@@ -13,10 +13,11 @@ numbers live in :mod:`ijepa_hub.data.transforms`): resize the shorter side to
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -26,16 +27,21 @@ from torchvision.transforms import v2
 
 from .data.images import ImageInput, list_images, load_image
 from .data.transforms import CROP_PCT, MEAN, STD
+from .errors import DataError, ImageReadError
 from .models.ijepa import IJepa
 from .precision import autocast_context
 
 __all__ = [
     "Features",
     "ImageInput",
+    "block_indices",
+    "tokens_to_map",
     "preprocess",
     "extract_features",
     "extract_folder",
 ]
+
+logger = logging.getLogger("ijepa_hub.features")
 
 
 @dataclass
@@ -43,16 +49,68 @@ class Features:
     """Encoder outputs for a batch of images (float32, on the CPU).
 
     ``pooled`` [B, D] is the mean over patches of the per-token normed features: the feature the
-    paper evaluates; with ``layers=k`` it is [B, k*D], the average-pooled (and normed) outputs of the
-    last ``k`` blocks concatenated from the earliest to the last. ``patch_tokens`` [B, N, D] are the
-    normed tokens of the last block.
+    paper evaluates; with ``layers=k`` (or a list of k block indices) it is [B, k*D], the average-pooled
+    (and normed) outputs of those blocks concatenated from the earliest to the last. ``patch_tokens``
+    [B, N, D] are the normed tokens of the last of those blocks, ``patch_map`` the same as a dense map
+    [B, D, h, w] on the patch ``grid`` (h, w). ``layer_tokens`` holds the tokens of every block in
+    ``layers`` (kept only with ``extract_features(..., per_layer=True)``), ``layer_maps`` their maps.
     """
 
     pooled: torch.Tensor
     patch_tokens: torch.Tensor
+    grid: tuple[int, int] | None = None  # None: a square grid
+    layers: tuple[int, ...] = ()  # block indices, ascending
+    layer_tokens: tuple[torch.Tensor, ...] | None = None
 
     def __len__(self) -> int:
         return self.pooled.shape[0]
+
+    @classmethod
+    def concat(cls, parts: Sequence[Features]) -> Features:
+        """The features of several batches of images with the same options, in order."""
+        first = parts[0]
+        layer_tokens = None if first.layer_tokens is None else tuple(
+            torch.cat(ts) for ts in zip(*(p.layer_tokens for p in parts))
+        )
+        return cls(pooled=torch.cat([p.pooled for p in parts]), patch_tokens=torch.cat([p.patch_tokens for p in parts]),
+                   grid=first.grid, layers=first.layers, layer_tokens=layer_tokens)
+
+    @property
+    def patch_map(self) -> torch.Tensor:
+        """The last layer's normed patch tokens as [B, D, h, w] (row-major patches, as the encoder reads them)."""
+        return tokens_to_map(self.patch_tokens, self.grid)
+
+    @property
+    def layer_maps(self) -> list[torch.Tensor]:
+        """One [B, D, h, w] map per block in ``layers`` (needs ``per_layer=True`` at extraction)."""
+        if self.layer_tokens is None:
+            raise ValueError("these features hold the last layer's tokens only: extract with per_layer=True")
+        return [tokens_to_map(t, self.grid) for t in self.layer_tokens]
+
+
+def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
+    """Patch tokens [B, N, D] -> a dense map [B, D, h, w]; ``grid`` (h, w) defaults to a square one."""
+    b, n, d = tokens.shape
+    h, w = grid if grid is not None else (math.isqrt(n), math.isqrt(n))
+    if h * w != n:
+        raise ValueError(f"{n} patch tokens do not fill a {h}x{w} grid: pass the grid (h, w)")
+    return tokens.reshape(b, h, w, d).permute(0, 3, 1, 2)
+
+
+def block_indices(depth: int, layers: int | Sequence[int]) -> tuple[int, ...]:
+    """``layers`` as ascending block indices: an int n is the last n blocks; a list may use negative indices."""
+    if isinstance(layers, int):
+        if not 1 <= layers <= depth:
+            raise ValueError(f"layers must be in 1..{depth} (the last n blocks) or a list of block indices, got {layers}")
+        return tuple(range(depth - layers, depth))
+    indices = [int(i) for i in layers]
+    bad = [i for i in indices if not -depth <= i < depth]
+    if not indices or bad:
+        raise ValueError(f"block indices must be in {-depth}..{depth - 1} (the encoder has {depth} blocks), got {list(layers)}")
+    absolute = sorted(i % depth for i in indices)
+    if len(set(absolute)) != len(absolute):
+        raise ValueError(f"block indices repeat a block: {list(layers)}")
+    return tuple(absolute)
 
 
 def preprocess(
@@ -90,7 +148,8 @@ def extract_features(
     *,
     img_size: int | None = None,
     batch_size: int = 32,
-    layers: int = 1,
+    layers: int | Sequence[int] = 1,
+    per_layer: bool = False,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     preprocessed: bool = False,
@@ -101,16 +160,17 @@ def extract_features(
     / :class:`~ijepa_hub.PretrainedIJepa`: its feature encoder ``model.encoder``) on images, in batches.
 
     ``images``: one image or a list (paths, PIL images, HWC numpy arrays, CHW tensors) or a batched
-    NCHW tensor / NHWC array. ``img_size`` defaults to the encoder's native size. ``layers=4`` gives the
-    paper's linear-probe feature. ``device`` moves the encoder there (default: where it is); ``dtype``
+    NCHW tensor / NHWC array. ``img_size`` defaults to the encoder's native size. ``layers``: an int n
+    takes the last n blocks (``layers=4`` gives the paper's linear-probe feature), a list takes those
+    block indices (negative ones count from the end); ``per_layer=True`` keeps every such block's tokens
+    (``Features.layer_tokens`` / ``layer_maps``), not only the last one's. ``device`` moves the encoder there (default: where it is); ``dtype``
     is the autocast type (default bf16 on CUDA, float32 elsewhere). ``preprocessed=True`` takes
     ``images`` as already normalised [B, 3, H, W] tensors; ``crop_pct=1.0`` keeps the whole image (resize
     without a crop: for counting, where a crop would cut objects off); ``progress`` shows a bar over batches.
     """
     if isinstance(encoder, IJepa):
         encoder = encoder.encoder
-    if layers < 1 or layers > len(encoder.blocks):
-        raise ValueError(f"layers must be in 1..{len(encoder.blocks)}, got {layers}")
+    indices = block_indices(len(encoder.blocks), layers)
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if device is not None:
@@ -120,7 +180,7 @@ def extract_features(
     was_training = encoder.training
     encoder.eval()
     items = _as_list(images)
-    pooled, tokens = [], []
+    pooled, tokens, grid = [], [], None
     try:
         for start in tqdm(range(0, len(items), batch_size), desc="batches", unit="batch", disable=not progress):
             chunk = items[start : start + batch_size]
@@ -131,17 +191,48 @@ def extract_features(
             batch = batch.to(device=device, dtype=next(encoder.parameters()).dtype)
             with autocast_context(device, "auto" if dtype is None else dtype):
                 blocks = encoder.forward_intermediates(
-                    batch, indices=layers, norm=True, output_fmt="NLC", intermediates_only=True
+                    batch, indices=list(indices), norm=True, output_fmt="NLC", intermediates_only=True
                 )
+            grid = tuple(encoder.patch_embed.dynamic_feat_size(batch.shape[-2:]))
             pooled.append(torch.cat([b.mean(dim=1) for b in blocks], dim=-1).float().cpu())
-            tokens.append(blocks[-1].float().cpu())
+            tokens.append([b.float().cpu() for b in (blocks if per_layer else blocks[-1:])])
     finally:
         encoder.train(was_training)
-    return Features(pooled=torch.cat(pooled), patch_tokens=torch.cat(tokens))
+    per_block = tuple(torch.cat(t) for t in zip(*tokens))
+    return Features(pooled=torch.cat(pooled), patch_tokens=per_block[-1], grid=grid, layers=indices,
+                    layer_tokens=per_block if per_layer else None)
 
 
-def extract_folder(encoder: nn.Module, folder: str | os.PathLike, **kwargs) -> tuple[list[str], Features]:
-    """Features of every image under ``folder``; returns the paths (relative, sorted) and the features."""
+def extract_folder(
+    encoder: nn.Module, folder: str | os.PathLike, *, skip_broken: bool = False, **kwargs
+) -> tuple[list[str], Features]:
+    """Features of every image under ``folder``; returns the paths (relative, sorted) and the features.
+
+    ``skip_broken=True``: an image that cannot be decoded is skipped (logged by name) instead of stopping
+    the whole extraction; the returned paths list only the images whose features are returned. The
+    work is done in chunks, so a bad image costs one chunk's rerun, never the batches before it.
+    """
     paths = list_images(folder)
-    feats = extract_features(encoder, paths, **kwargs)
-    return [os.path.relpath(p, folder) for p in paths], feats
+    if not skip_broken:
+        return [os.path.relpath(p, folder) for p in paths], extract_features(encoder, paths, **kwargs)
+    chunk = max(1, kwargs.get("batch_size", 64)) * 16
+    kept, parts, broken = [], [], []
+    for start in tqdm(range(0, len(paths), chunk), desc="chunks", disable=not kwargs.pop("progress", False)):
+        todo = paths[start : start + chunk]
+        while todo:
+            try:
+                parts.append(extract_features(encoder, todo, **kwargs))
+            except ImageReadError as err:
+                if err.path not in todo:
+                    raise
+                logger.warning("skipped %s", err)
+                broken.append(err.path)
+                todo = [p for p in todo if p != err.path]
+                continue
+            kept += todo
+            break
+    if not parts:
+        raise DataError(f"{folder}: none of the {len(paths)} images could be decoded ({', '.join(broken[:5])}, ...)")
+    if broken:
+        logger.warning("%d of %d images could not be decoded and were skipped", len(broken), len(paths))
+    return [os.path.relpath(p, folder) for p in kept], Features.concat(parts)

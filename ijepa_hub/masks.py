@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import MaskError
 from .recipe import MaskSection
 
 __all__ = ["MaskCollator", "MaskStats", "mask_statistics"]
@@ -68,6 +69,57 @@ class MaskCollator:
     def num_patches(self) -> int:
         return self.height * self.width
 
+    def describe(self) -> str:
+        """The settings that decide whether masks can be drawn, for error messages."""
+        c = self.config
+        return (
+            f"mask.mode={c.mode}, context_scale={list(c.context_scale)}, context_aspect={list(c.context_aspect)}, "
+            f"target_scale={list(c.target_scale)}, target_aspect={list(c.target_aspect)}, num_targets={c.num_targets}, "
+            f"min_keep={c.min_keep}, allow_overlap={c.allow_overlap} on a {self.height}x{self.width} patch grid"
+        )
+
+    def error(self, what: str) -> MaskError:
+        return MaskError(
+            f"{what} ({self.describe()}). Fix: raise mask.context_scale, lower mask.min_keep or mask.num_targets, "
+            "or use a larger image / smaller patch size."
+        )
+
+    def validate(self) -> None:
+        """Refuse settings that cannot give every image more than ``min_keep`` context patches.
+
+        Checked before the first step, on the block sizes the settings allow (legacy: also the target
+        blocks, whose sampler loops until one holds more than ``min_keep`` patches) and, for corrected
+        masks, on 4096 draws from a fixed generator (the global RNG is not touched).
+        """
+        c = self.config
+        for name in ("context_scale", "target_scale", "context_aspect", "target_aspect"):
+            lo, hi = getattr(c, name)
+            if not (0 < lo <= hi and (hi <= 1 or name.endswith("aspect"))):
+                raise self.error(f"mask.{name}={[lo, hi]} is not a range 0 < min <= max" + (
+                    " <= 1" if name.endswith("scale") else ""))
+        if c.num_targets < 1 or c.num_context < 1 or c.min_keep < 0:
+            raise self.error("mask.num_targets and mask.num_context must be at least 1, mask.min_keep at least 0")
+        if self.config.mode == "legacy":
+            sizes = _LegacySampler(self)
+            for name, scale, aspect in (("context", c.context_scale, c.context_aspect),
+                                        ("target", c.target_scale, c.target_aspect)):
+                smallest = min(np.prod(sizes.block_size_at(u, scale, aspect)) for u in np.linspace(0.0, 1.0, 65))
+                if smallest <= c.min_keep:
+                    raise self.error(
+                        f"{name} blocks can be {smallest} patches, never more than min_keep={c.min_keep} (the released "
+                        "sampler would loop forever)"
+                    )
+            return
+        sampler = _CorrectedSampler(self)
+        largest = max(int(h * w) for h, w in zip(*sampler.size_grid(c.context_scale, c.context_aspect)))
+        if largest <= c.min_keep:
+            raise self.error(f"context blocks hold at most {largest} patches, never more than min_keep={c.min_keep}")
+        sampler.rng = np.random.default_rng([self.seed, 2**31])
+        th, tw = (int(v[0]) for v in sampler.size(c.target_scale, c.target_aspect))
+        _, available = sampler.draw(4096, th, tw)
+        if not (available.sum(1) > c.min_keep).any():
+            raise self.error(f"none of 4096 draws leaves more than min_keep={c.min_keep} context patches")
+
     def sample(self, batch_size: int, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Masks for one batch of ``batch_size`` images at ``step``."""
         sampler = _LegacySampler(self) if self.config.mode == "legacy" else _CorrectedSampler(self)
@@ -78,9 +130,12 @@ class MaskCollator:
 # legacy: the released collator's algorithm, draw for draw
 
 
+_MAX_DRAWS = 100_000  # a bound on every rejection loop; feasible settings never come near it
+
+
 class _LegacySampler:
     def __init__(self, collator: MaskCollator) -> None:
-        self.c = collator.config
+        self.collator, self.c = collator, collator.config
         self.height, self.width = collator.height, collator.width
         self._draw = torch.empty(1, dtype=torch.int64)  # random_ on it == randint(lo, hi, (1,)), cheaper
 
@@ -88,7 +143,10 @@ class _LegacySampler:
         return self._draw.random_(0, high).item()
 
     def block_size(self, generator: torch.Generator, scale, aspect) -> tuple[int, int]:
-        u = torch.rand(1, generator=generator).item()  # one draw sets both scale and aspect ratio
+        return self.block_size_at(torch.rand(1, generator=generator).item(), scale, aspect)
+
+    def block_size_at(self, u: float, scale, aspect) -> tuple[int, int]:
+        """The block size of draw ``u``: one draw sets both scale and aspect ratio."""
         max_keep = int(self.height * self.width * (scale[0] + u * (scale[1] - scale[0])))
         ratio = aspect[0] + u * (aspect[1] - aspect[0])
         h = int(round(math.sqrt(max_keep * ratio)))
@@ -97,8 +155,10 @@ class _LegacySampler:
 
     def block(self, h: int, w: int, regions: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
         """One block, exactly as released: resample until it keeps more than ``min_keep`` patches."""
+        if h * w <= self.c.min_keep:  # no position can ever pass: the released sampler loops forever
+            raise self.collator.error(f"a {h}x{w} block can never keep more than min_keep={self.c.min_keep} patches")
         tries, timeout = 0, 20
-        while True:
+        for _ in range(_MAX_DRAWS):
             top, left = self.randint(self.height - h), self.randint(self.width - w)
             mask = np.zeros((self.height, self.width), dtype=bool)
             mask[top : top + h, left : left + w] = True
@@ -110,6 +170,8 @@ class _LegacySampler:
             timeout -= 1
             if timeout == 0:  # relax one constraint after 20 failures
                 tries, timeout = tries + 1, 20
+        else:
+            raise self.collator.error(f"no {h}x{w} block kept more than min_keep={self.c.min_keep} patches in {_MAX_DRAWS} draws")
         return idx, ~_rect(self.height, self.width, top, left, h, w)
 
     def sample(self, batch_size: int, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -119,9 +181,9 @@ class _LegacySampler:
         th, tw = self.block_size(g, c.target_scale, c.target_aspect)
         ch, cw = self.block_size(g, c.context_scale, c.context_aspect)
         if th * tw <= c.min_keep:
-            raise ValueError(
+            raise self.collator.error(
                 f"target blocks of {th}x{tw} patches can never keep more than min_keep={c.min_keep} "
-                "patches (the released collator would loop forever): lower mask.min_keep or raise target_scale"
+                "patches (the released collator would loop forever)"
             )
         rng_state = torch.get_rng_state()
         fast = self.sample_without_rejection(batch_size, th, tw, ch, cw)
@@ -152,7 +214,8 @@ class _LegacySampler:
             return None
         keep = int(counts.min())  # truncate to the batch minimum, lowest raster indices first
         order = np.argsort(~context, axis=-1, kind="stable")[..., :keep]
-        to_list = lambda a: [torch.from_numpy(np.ascontiguousarray(a[:, j])).long() for j in range(a.shape[1])]
+        def to_list(a):
+            return [torch.from_numpy(np.ascontiguousarray(a[:, j])).long() for j in range(a.shape[1])]
         return to_list(order), to_list(targets)
 
     def sample_sequential(self, batch_size, th, tw, ch, cw):
@@ -205,6 +268,14 @@ class _CorrectedSampler:
         """Block heights and widths with independent scale and (log-uniform) aspect draws."""
         s = self.rng.uniform(scale[0], scale[1], n)
         a = np.exp(self.rng.uniform(math.log(aspect[0]), math.log(aspect[1]), n))
+        return self.size_of(s, a)
+
+    def size_grid(self, scale, aspect, n: int = 33) -> tuple[np.ndarray, np.ndarray]:
+        """The block sizes over an ``n`` x ``n`` grid spanning the scale and aspect ranges."""
+        s, a = np.meshgrid(np.linspace(scale[0], scale[1], n), np.geomspace(aspect[0], aspect[1], n))
+        return self.size_of(s.ravel(), a.ravel())
+
+    def size_of(self, s: np.ndarray, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         area = s * self.height * self.width
         h = np.clip(np.rint(np.sqrt(area * a)), 1, self.height).astype(np.int64)
         w = np.clip(np.rint(np.sqrt(area / a)), 1, self.width).astype(np.int64)

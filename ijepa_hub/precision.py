@@ -6,13 +6,13 @@ CPU autocast is slower than fp32 on most CPUs.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from typing import Literal, Union
+from typing import Literal
 
 import torch
 
 __all__ = ["Precision", "resolve_precision", "autocast_context"]
 
-Precision = Union[Literal["auto", "bf16", "fp16", "fp32"], torch.dtype]
+Precision = Literal["auto", "bf16", "fp16", "fp32"] | torch.dtype
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 
+if TYPE_CHECKING:
+    import jsonargparse
+
 from .errors import RecipeError
 from .registry import MODEL_FIELDS, ModelConfig, get_model_config
 
@@ -229,93 +232,112 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def recipe_parser(**kwargs: Any) -> "jsonargparse.ArgumentParser":
+def recipe_parser(*, schema: type = None, **kwargs: Any) -> jsonargparse.ArgumentParser:
     """A jsonargparse parser whose schema is :class:`Recipe` (``--optim.lr 2e-3`` style keys).
 
     The dataclasses are the schema: types, ``Literal`` choices and tuple lengths are checked by
-    jsonargparse, and its errors name the dotted key. Extra ``kwargs`` go to the parser.
+    jsonargparse, and its errors name the dotted key. ``schema``: another recipe dataclass of the same
+    shape (sections of keys made with ``_key``), e.g. the fine-tuning recipe. Extra ``kwargs`` go to the parser.
     """
     import jsonargparse
 
+    schema = schema or Recipe
     parser = jsonargparse.ArgumentParser(exit_on_error=False, **kwargs)
-    parser.add_class_arguments(Recipe, None, fail_untyped=True)
-    helps = recipe_key_help()
+    parser.add_class_arguments(schema, None, fail_untyped=True)
+    helps = recipe_key_help(schema)
+    sections = _sections(schema)
     for action in parser._actions:  # jsonargparse reads help only from docstrings (needs docstring-parser)
         if action.dest in helps:
             action.help = helps[action.dest]
         elif action.dest in parser.groups:  # --optim FILE: a YAML file holding one section
             action.metavar, action.help = "FILE", f"YAML file with {action.dest} keys"
     for name, group in parser.groups.items():
-        doc = _SECTIONS.get(name, Recipe).__doc__ or ""
+        doc = sections.get(name, schema).__doc__ or ""
         title = doc.strip().splitlines()[0].rstrip(".").replace("``", "")
-        group.title = f"{name if name in _SECTIONS else 'recipe'}: {title}"
+        group.title = f"{name if name in sections else 'recipe'}: {title}"
     return parser
 
 
-_SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(Recipe) if f.default_factory is not dataclasses.MISSING}
+def _sections(schema: type) -> dict[str, type]:
+    """Section name -> dataclass of a recipe schema."""
+    return {f.name: f.default_factory for f in dataclasses.fields(schema) if f.default_factory is not dataclasses.MISSING}
 
 
-def recipe_key_help() -> dict[str, str]:
+_SECTIONS = _sections(Recipe)
+
+
+def recipe_key_help(schema: type = None) -> dict[str, str]:
     """The one-line description of every recipe key by its dotted name (``optim.lr``), from the field metadata."""
-    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(Recipe) if "help" in f.metadata}
-    for section, cls in _SECTIONS.items():
+    schema = schema or Recipe
+    helps = {f.name: f.metadata["help"] for f in dataclasses.fields(schema) if "help" in f.metadata}
+    for section, cls in _sections(schema).items():
         helps.update({f"{section}.{f.name}": f.metadata.get("help", "") for f in dataclasses.fields(cls)})
     return helps
 
 
-def recipe_from_namespace(namespace: Any) -> Recipe:
-    """The :class:`Recipe` held by a namespace parsed with :func:`recipe_parser` (other keys ignored)."""
+def recipe_from_namespace(namespace: Any, *, schema: type = None) -> Recipe:
+    """The :class:`Recipe` (or ``schema``) held by a namespace parsed with :func:`recipe_parser` (other keys ignored)."""
+    schema = schema or Recipe
     data = namespace.clone().as_dict()
-    hints = typing.get_type_hints(Recipe)
+    hints = typing.get_type_hints(schema)
     kwargs = {}
-    for f in dataclasses.fields(Recipe):
+    for f in dataclasses.fields(schema):
         if f.name in data:
             value, cls = data[f.name], hints[f.name]
             kwargs[f.name] = cls(**value) if dataclasses.is_dataclass(cls) else value
-    return Recipe(**kwargs)
+    return schema(**kwargs)
 
 
-def recipe_from_dict(data: dict[str, Any]) -> Recipe:
-    """A validated :class:`Recipe` from a plain mapping (as read from YAML)."""
+def recipe_from_dict(data: dict[str, Any], *, schema: type = None) -> Recipe:
+    """A validated :class:`Recipe` (or ``schema``) from a plain mapping (as read from YAML)."""
     import jsonargparse
 
-    parser = recipe_parser()
+    parser = recipe_parser(schema=schema)
     try:
         namespace = parser.parse_object(dict(data))
     except jsonargparse.ArgumentError as err:
         raise RecipeError(_one_line(err)) from None
-    return recipe_from_namespace(namespace)
+    return recipe_from_namespace(namespace, schema=schema)
 
 
 def _one_line(err: BaseException) -> str:
     return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
 
 
-def _recipe_dir():
-    return resources.files("ijepa_hub") / "recipes"
+def _recipe_dir(schema: type = None):
+    """Where a schema's shipped recipes live: ``recipes/`` for training, ``schema.RECIPE_FOLDER`` for others."""
+    folder = resources.files("ijepa_hub") / "recipes"
+    sub = getattr(schema, "RECIPE_FOLDER", None)
+    return folder / sub if sub else folder
 
 
-def list_recipes() -> list[str]:
-    """Names of the recipes shipped with the package."""
-    return sorted(p.name[: -len(".yaml")] for p in _recipe_dir().iterdir() if p.name.endswith(".yaml"))
+def list_recipes(*, schema: type = None) -> list[str]:
+    """Names of the recipes shipped with the package (training recipes; ``schema``: that schema's)."""
+    return sorted(p.name[: -len(".yaml")] for p in _recipe_dir(schema).iterdir() if p.name.endswith(".yaml"))
 
 
-def load_recipe(name_or_path: str | os.PathLike) -> Recipe:
-    """A shipped recipe by name (``in1k_vith14``) or a YAML file by path."""
+def load_recipe(name_or_path: str | os.PathLike, *, schema: type = None) -> Recipe:
+    """A shipped recipe by name (``in1k_vith14``) or a YAML file by path (``schema``: another recipe
+    dataclass, e.g. :class:`ijepa_hub.finetune.FinetuneRecipe`, whose shipped recipes are its own)."""
     text_path = Path(os.fspath(name_or_path))
     if text_path.suffix in (".yaml", ".yml") or text_path.exists():
         if not text_path.is_file():
             raise FileNotFoundError(f"recipe file {text_path} does not exist")
         source, text = str(text_path), text_path.read_text()
     else:
-        entry = _recipe_dir() / f"{name_or_path}.yaml"
+        entry = _recipe_dir(schema) / f"{name_or_path}.yaml"
         if not entry.is_file():
-            raise RecipeError(f"unknown recipe {str(name_or_path)!r}; shipped recipes: {', '.join(list_recipes())}")
+            raise RecipeError(
+                f"unknown recipe {str(name_or_path)!r}; shipped recipes: {', '.join(list_recipes(schema=schema))}"
+            )
         source, text = f"recipe {name_or_path}", entry.read_text()
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{source} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{source}: a recipe is a YAML mapping, got {type(data).__name__}")
     try:
-        return recipe_from_dict(data)
+        return recipe_from_dict(data, schema=schema)
     except RecipeError as err:
         raise RecipeError(f"{source}: {err}") from None

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
 from .errors import CheckpointError
+from .limits import check_block_indices, check_declared_size
 from .models.ijepa import IJepa
 from .registry import ARCHITECTURES, ModelConfig, architecture_for_width, default_predictor, mlp_ratio_for
 from .state_dict import load_strict, read_torch_pickle, strip_prefix
@@ -39,6 +40,7 @@ def read_reference_checkpoint(path: str | os.PathLike) -> dict[str, StateDict]:
         if not isinstance(blob[key], Mapping):
             raise CheckpointError(f"{path}: '{key}' is a {type(blob[key]).__name__}, not a state dict")
         out[key] = strip_prefix(blob[key])
+        check_block_indices(out[key], "predictor_blocks" if key == "predictor" else "blocks", source=path)
     return out
 
 
@@ -123,6 +125,7 @@ def load_reference_checkpoint(
     config = infer_model_config(
         parts["encoder"], parts["predictor"], source=source, num_heads=num_heads, pred_num_heads=pred_num_heads
     )
+    check_declared_size(config, source=source)
     model = IJepa(config, **model_kwargs)
     load_strict(model.context_encoder, parts["encoder"], source=source, what="encoder")
     load_strict(model.target_encoder, parts["target_encoder"], source=source, what="target_encoder")

@@ -139,7 +139,7 @@ class ModelConfig:
     def num_patches(self) -> int:
         return self.grid_size**2
 
-    def replace(self, **changes) -> "ModelConfig":
+    def replace(self, **changes) -> ModelConfig:
         """A copy with some fields changed; ``None`` values are ignored.
 
         Changing ``num_heads`` also changes ``pred_num_heads`` when that followed the encoder.

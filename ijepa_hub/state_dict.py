@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -32,9 +33,14 @@ def read_torch_pickle(path: str | os.PathLike, *, fix: str) -> Any:
 
     A pickle that holds anything but tensors and plain containers is refused before any of its code
     runs; a truncated or foreign file is reported as damaged. ``fix`` ends the damaged-file message.
+    Bounded (:mod:`ijepa_hub.limits`): an archive that inflates far beyond its size, and tensors that
+    declare more than they store (zero strides), are refused.
     """
+    from .limits import check_tensor_extents, check_zip_inflation  # lazily: limits reads the registry
+
+    check_zip_inflation(path)
     try:
-        return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        loaded = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path}: refused to unpickle: it holds objects other than tensors and plain containers "
@@ -46,6 +52,8 @@ def read_torch_pickle(path: str | os.PathLike, *, fix: str) -> Any:
             f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0]}); "
             f"it is damaged or truncated. {fix}"
         ) from err
+    check_tensor_extents(loaded, source=os.fspath(path))
+    return loaded
 
 
 def nonfinite_keys(state_dict: Mapping[str, Any]) -> list[str]:

@@ -52,7 +52,7 @@ class HubServer:
         self._timer = threading.Timer(lifetime_s, self.stop)
         self._timer.daemon = True
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         self._thread.start()
         self._timer.start()
         return self

@@ -7,10 +7,12 @@ import pytest
 from ijepa_hub.cli_common import log_level, run_cli, setup_logging
 from ijepa_hub.errors import CheckpointError, RecipeError
 from ijepa_hub.eval import cli as eval_cli
+from ijepa_hub.finetune import cli as finetune_cli
 from ijepa_hub.hub import cli as hub_cli
 from ijepa_hub.train import cli as train_cli
 
-MAINS = {"ijepa-train": train_cli.main, "ijepa-hub": hub_cli.main, "ijepa-eval": eval_cli.main}
+MAINS = {"ijepa-train": train_cli.main, "ijepa-hub": hub_cli.main, "ijepa-eval": eval_cli.main,
+         "ijepa-finetune": finetune_cli.main}
 
 
 @pytest.mark.parametrize("prog", MAINS)
@@ -25,6 +27,7 @@ def test_version(prog, capsys):
                                          (["--quiet"], logging.WARNING), (["--verbose"], logging.DEBUG)])
 def test_quiet_and_verbose_on_every_cli_before_or_after_the_subcommand(argv, level):
     assert log_level(train_cli.parse_args(argv)[1]) == level
+    assert log_level(finetune_cli.parse_args(argv)[1]) == level
     for parser, command in ((hub_cli.build_parser(), ["info", "x"]), (eval_cli.build_parser(), ["curves", "m", "o.png"])):
         assert log_level(parser.parse_args([*argv, *command])) == level
         assert log_level(parser.parse_args([*command, *argv])) == level

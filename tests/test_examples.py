@@ -6,12 +6,12 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO_ROOT, TINY_TRAIN_ARGS
+from test_eval_cli import write_colour_classes
 
 import ijepa_hub
 from ijepa_hub.eval.cli import main as eval_cli
 from ijepa_hub.hub.load import read_config
-from conftest import REPO_ROOT, TINY_TRAIN_ARGS
-from test_eval_cli import write_colour_classes
 
 
 def run_example(name, *args, cwd):

@@ -4,10 +4,10 @@ import warnings
 
 import pytest
 import torch
+from test_hub_convert import _released_blob
 
 import ijepa_hub
 from ijepa_hub.hub.layout import PARTS, select_parts
-from test_hub_convert import _released_blob
 
 
 def _equal(a, b):

@@ -6,13 +6,13 @@ import re
 import pytest
 import torch
 import yaml
+from conftest import REPO_ROOT
+from test_hub_convert import _released_blob
 
 import ijepa_hub
-from conftest import REPO_ROOT
-from ijepa_hub.hub.layout import render_model_card
+from ijepa_hub.hub.card import render_model_card
 from ijepa_hub.registry import VARIANTS
 from ijepa_hub.train.export import export_model
-from test_hub_convert import _released_blob
 
 
 def _card(folder):

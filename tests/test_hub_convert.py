@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 import ijepa_hub
 from ijepa_hub.hub.cli import main as cli
 from ijepa_hub.hub.convert import timm_to_transformers, transformers_to_timm
+from ijepa_hub.hub.released import cache_path
 
 transformers = pytest.importorskip("transformers")
 
@@ -56,8 +57,10 @@ def test_released_checkpoint_converts_in_memory_and_loads_all_three_networks(
     _assert_same(context.encoder, tiny_model.context_encoder)
     # by file:// URL: downloaded once into the torch hub cache (the only file written), then read from there
     by_url = ijepa_hub.from_pretrained(released_file.as_uri())
+    cached = cache_path(released_file.as_uri()).name  # keyed on the whole URL (issue 17, item 4)
     assert sorted(p.relative_to(torch_hub_dir).as_posix() for p in torch_hub_dir.rglob("*")) == [
-        "checkpoints", f"checkpoints/{released_file.name}"]
+        "checkpoints", f"checkpoints/{cached}", f"checkpoints/{cached}.json"]
+    assert cached.endswith(f"-{released_file.name}")
     _assert_same(by_url.encoder, tiny_model.target_encoder)
     monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("downloaded twice"))
     _assert_same(ijepa_hub.from_pretrained(released_file.as_uri()).encoder, tiny_model.target_encoder)

@@ -7,11 +7,11 @@ import textwrap
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 from huggingface_hub import HfApi, hf_hub_download
 from safetensors.torch import load_file
 
 import ijepa_hub
-from conftest import REPO_ROOT
 
 REPO = "tester/tiny-ijepa"
 

@@ -3,9 +3,9 @@ import inspect
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 import ijepa_hub
-from conftest import REPO_ROOT
 from ijepa_hub.hub.torchhub import ALIASES
 
 # (encoder elements, predictor elements): the released checkpoints' sizes (ijepa-reference.md); ViT-H/16

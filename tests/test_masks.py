@@ -1,7 +1,6 @@
 import dataclasses
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -60,7 +59,8 @@ def reference_masks(batch_size, step, cfg=RELEASED, grid=16):
         encs.append([block(*e_size, list(comps))[0]])
     kp = min(len(m) for ms in preds for m in ms)
     ke = min(len(m) for ms in encs for m in ms)
-    stack = lambda per_image, k, j: torch.stack([ms[j][:k] for ms in per_image])
+    def stack(per_image, k, j):
+        return torch.stack([ms[j][:k] for ms in per_image])
     return [stack(encs, ke, 0)], [stack(preds, kp, j) for j in range(cfg.num_targets)]
 
 

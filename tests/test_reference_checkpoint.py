@@ -6,7 +6,8 @@ from ijepa_hub.errors import CheckpointError, StateDictMismatchError
 
 
 def write_released_layout(model, path, **extra):
-    prefixed = lambda m: {f"module.{k}": v for k, v in m.state_dict().items()}
+    def prefixed(m):
+        return {f"module.{k}": v for k, v in m.state_dict().items()}
     blob = {
         "encoder": prefixed(model.context_encoder),
         "predictor": prefixed(model.predictor),

@@ -7,8 +7,8 @@ import io
 import struct
 import tarfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
@@ -17,9 +17,9 @@ from PIL import Image
 
 import ijepa_hub
 from ijepa_hub.data import ImageFolder, TarShards, TrainingSamples, training_transform
+from ijepa_hub.data.images import load_image
 from ijepa_hub.data.pipeline import load_rgb
 from ijepa_hub.errors import DataError, ImageReadError
-from ijepa_hub.data.images import load_image
 from ijepa_hub.hub.cli import main as hub_cli
 
 RNG = np.random.default_rng(0)
@@ -144,7 +144,8 @@ def test_extract_cli_names_the_broken_file_and_writes_nothing(tiny_model, tmp_pa
     Image.fromarray(NOISE).save(tmp_path / "images" / "good.png")
     _truncated_jpeg(tmp_path / "images" / "broken.jpg")
     out = tmp_path / "feats.npy"
-    assert hub_cli(["extract", str(folder), str(tmp_path / "images"), str(out)]) == 1
+    # fatal with --strict; by default the file is skipped and counted (issue 17, test_robustness_sources.py)
+    assert hub_cli(["extract", str(folder), str(tmp_path / "images"), str(out), "--strict"]) == 1
     err = capsys.readouterr().err
     assert f"{tmp_path / 'images' / 'broken.jpg'}: cannot decode the image" in err and "Traceback" not in err
     assert not out.exists()

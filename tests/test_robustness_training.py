@@ -19,19 +19,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT, TINY_TRAIN_ARGS
 from PIL import Image
+from test_robustness_images import BROKEN, NOISE, UNUSUAL
 
 import ijepa_hub
 import ijepa_hub.train.loop as loop
-from conftest import REPO_ROOT, TINY_TRAIN_ARGS
 from ijepa_hub.errors import (
-    CheckpointError, CheckpointWriteError, TooManyBrokenImagesError, TrainingDivergedError,
+    CheckpointError,
+    CheckpointWriteError,
+    TooManyBrokenImagesError,
+    TrainingDivergedError,
 )
 from ijepa_hub.train import load_checkpoint, train
 from ijepa_hub.train.checkpoint import CHECKPOINT_NAME, FORMAT
 from ijepa_hub.train.cli import main as train_cli
 from ijepa_hub.train.cli import parse_args
-from test_robustness_images import BROKEN, NOISE, UNUSUAL
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

@@ -15,16 +15,20 @@ from pathlib import Path
 import huggingface_hub.constants
 import pytest
 import torch
+from conftest import REPO_ROOT
 from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from safetensors.torch import load_file, save_file
-
-import ijepa_hub
-from conftest import REPO_ROOT
-from ijepa_hub.errors import (
-    CheckpointError, HubLayoutError, PickleNotAllowedError, StateDictMismatchError, WeightsNotCachedError,
-)
 from test_reference_checkpoint import write_released_layout
 from test_robustness_training import _Payload
+
+import ijepa_hub
+from ijepa_hub.errors import (
+    CheckpointError,
+    HubLayoutError,
+    PickleNotAllowedError,
+    StateDictMismatchError,
+    WeightsNotCachedError,
+)
 
 
 @pytest.fixture
@@ -215,6 +219,8 @@ def test_two_processes_fill_one_cache_with_the_same_files(pushed, tiny_model, tm
     assert [s.name for s in snapshots] == [pushed]
     assert not list((tmp_path / "hf").rglob("*.incomplete"))
     downloaded = Path(first["file"])  # the released file, downloaded once into the shared torch hub cache
-    assert downloaded == tmp_path / "torch" / "hub" / "checkpoints" / released.name
+    assert downloaded.parent == tmp_path / "torch" / "hub" / "checkpoints"
+    assert downloaded.name.endswith(f"-{released.name}")  # keyed on the whole URL (issue 17, item 4)
     assert downloaded.read_bytes() == released.read_bytes()
-    assert sorted(p.name for p in downloaded.parent.iterdir()) == [released.name]  # no half-downloaded leftovers
+    # no half-downloaded leftovers: the file and its record only
+    assert sorted(p.name for p in downloaded.parent.iterdir()) == [downloaded.name, downloaded.name + ".json"]

@@ -11,8 +11,16 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from ijepa_hub.data import (
-    BatchPlan, ImageFolder, MaskedCollate, MicroBatchSampler, SyntheticShapes, TarShards, TrainingSamples,
-    build_dataset, expand_braces, training_transform,
+    BatchPlan,
+    ImageFolder,
+    MaskedCollate,
+    MicroBatchSampler,
+    SyntheticShapes,
+    TarShards,
+    TrainingSamples,
+    build_dataset,
+    expand_braces,
+    training_transform,
 )
 from ijepa_hub.data.transforms import draft_for_crop, min_crop_fraction
 from ijepa_hub.masks import MaskCollator

@@ -9,8 +9,8 @@ from ijepa_hub import load_recipe
 from ijepa_hub.data import MicroBatch
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.models import IJepa
-from ijepa_hub.train.optim import build_optimizer
 from ijepa_hub.train.loop import _autocast_factory, train_step
+from ijepa_hub.train.optim import build_optimizer
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 

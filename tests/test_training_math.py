@@ -1,4 +1,3 @@
-import dataclasses
 import math
 
 import pytest
@@ -8,8 +7,8 @@ import torch.nn.functional as F
 import ijepa_hub
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.models import jepa_loss
-from ijepa_hub.train.optim import build_optimizer, param_groups, set_hyperparams
 from ijepa_hub.recipe import MaskSection, OptimSection
+from ijepa_hub.train.optim import build_optimizer, param_groups, set_hyperparams
 from ijepa_hub.train.schedules import Schedules
 
 

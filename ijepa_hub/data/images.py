@@ -8,8 +8,9 @@ folder are images (used by feature extraction, ``ImageFolder`` and the evaluatio
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ __all__ = [
 # (.ps, .icns, .xbm). The order is the preference among the members of one sample in a .tar shard.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+ImageInput = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
 
 
 def is_image_file(name: str | os.PathLike) -> bool:
@@ -48,19 +49,28 @@ def is_image_file(name: str | os.PathLike) -> bool:
 def list_images(folder: str | os.PathLike, *, hint: str = "") -> list[str]:
     """Image files under ``folder`` (any depth, hidden folders skipped), sorted by path components.
 
+    Only regular files (or links to them) count: a FIFO, socket or device with an image name is skipped.
+
     Raises ``FileNotFoundError`` when ``folder`` is not a directory or holds no image; ``hint`` is
     appended to that message (what to pass instead).
     """
     root = os.fspath(folder)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no image folder at {root!r}{hint}")
-    found = []
-    for parent, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [os.path.join(parent, n) for n in names if is_image_file(n)]
+    found, folders = [], [root]
+    while folders:  # os.scandir's entries know their type: regular files only (a FIFO named x.png would hang a read)
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir() and not entry.name.startswith("."):
+                    folders.append(entry.path)
+                elif is_image_file(entry.name) and entry.is_file():
+                    found.append(entry.path)
     if not found:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root!r}{hint}")
     return sorted(found, key=lambda p: Path(p).parts)
+
+
+_FLOAT_SLACK = 1e-3  # rounding from resampling or colour conversion
 
 
 def _scale_to_unit(array: np.ndarray, source: str) -> np.ndarray:
@@ -71,7 +81,14 @@ def _scale_to_unit(array: np.ndarray, source: str) -> np.ndarray:
     if array.dtype == np.bool_:
         return array.astype(np.float32)
     if np.issubdtype(array.dtype, np.floating):
-        return array.astype(np.float32)
+        pixels = array.astype(np.float32)
+        low, high = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
+        if not (-_FLOAT_SLACK <= low and high <= 1.0 + _FLOAT_SLACK):  # NaN fails too
+            raise ValueError(
+                f"{source}: float pixels are read as values in [0, 1], these span [{low:g}, {high:g}]. Fix: divide "
+                "by 255 (or pass uint8) for 0-255 values; pass images before normalisation, not after."
+            )
+        return pixels
     raise TypeError(
         f"{source}: unsupported pixel type {array.dtype}; give uint8, uint16 or float in [0, 1]"
     )
@@ -154,7 +171,7 @@ def load_image(image: ImageInput) -> torch.Tensor:
     Paths and binary file objects are read with :func:`open_image` (errors name the file). Files and PIL
     images are turned upright from their EXIF orientation; animated images give their first frame; greyscale is repeated to
     three channels; an alpha channel is composited onto white; uint8 is divided by 255 and uint16 by
-    65535; float arrays and tensors are taken as already in [0, 1]. Arrays are HWC (or HW); tensors
+    65535; float arrays and tensors are taken as already in [0, 1] (outside it, a ValueError says so). Arrays are HWC (or HW); tensors
     are CHW (or HW).
     """
     source = type(image).__name__

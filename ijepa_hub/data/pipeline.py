@@ -10,9 +10,10 @@ the number of workers or a resume, so 2 GPUs x 1 micro-batch == 1 GPU x 2 micro-
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -173,7 +174,7 @@ class MicroBatch:
     broken: int  # unreadable images skipped while building it
     broken_files: list[str] = field(default_factory=list)  # their names
 
-    def pin_memory(self) -> "MicroBatch":
+    def pin_memory(self) -> MicroBatch:
         return MicroBatch(
             self.images.pin_memory(), self.labels.pin_memory(), [m.pin_memory() for m in self.context_masks],
             [m.pin_memory() for m in self.target_masks], self.broken, self.broken_files,

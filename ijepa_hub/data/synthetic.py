@@ -1,7 +1,9 @@
 """A built-in dataset of procedurally drawn shapes, labelled with the shape kind and the count.
 
 It needs no download, is deterministic by seed (image ``i`` depends only on ``(seed, i)``) and has two
-labels a linear probe can check: which shape is drawn and how many copies.
+labels a linear probe can check: which shape is drawn and how many copies. :meth:`SyntheticShapes.segmentation`
+draws the same image with a per-pixel label mask (0 background, 1 + shape index where a shape is): the
+segmentation probe's built-in data.
 """
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
-__all__ = ["SyntheticShapes", "SHAPES"]
+__all__ = ["SyntheticShapes", "SHAPES", "SEGMENTATION_CLASSES"]
 
 SHAPES = ("circle", "square", "triangle", "cross")
+SEGMENTATION_CLASSES = ("background", *SHAPES)  # mask value = index here
 MAX_COUNT = 4
 
 
@@ -36,6 +39,16 @@ class SyntheticShapes(Dataset):
         return self.num_samples
 
     def __getitem__(self, index: int) -> tuple[Image.Image, tuple[int, int]]:
+        image, _, labels = self._draw(index, with_mask=False)
+        return image, labels
+
+    def segmentation(self, index: int) -> tuple[Image.Image, Image.Image]:
+        """Image ``index`` (the very pixels ``self[index]`` gives) and its label mask, a mode-"L" image of the
+        same size: 0 background, ``1 + SHAPES.index(kind)`` inside a shape (see :data:`SEGMENTATION_CLASSES`)."""
+        image, mask, _ = self._draw(index, with_mask=True)
+        return image, mask
+
+    def _draw(self, index: int, *, with_mask: bool) -> tuple[Image.Image, Image.Image | None, tuple[int, int]]:
         if not 0 <= index < self.num_samples:
             raise IndexError(f"index {index} out of range for {self.num_samples} synthetic images")
         rng = np.random.default_rng((self.seed, index))
@@ -44,6 +57,8 @@ class SyntheticShapes(Dataset):
         background = tuple(int(c) for c in rng.integers(0, 96, 3))
         image = Image.new("RGB", (self.size, self.size), background)
         draw = ImageDraw.Draw(image)
+        mask = Image.new("L", (self.size, self.size), 0) if with_mask else None
+        mask_draw = ImageDraw.Draw(mask) if mask is not None else None
         placed: list[tuple[float, float, float]] = []
         for _ in range(wanted):
             for _attempt in range(20):
@@ -52,9 +67,12 @@ class SyntheticShapes(Dataset):
                 if all(math.hypot(cx - x, cy - y) > r + q + 1 for x, y, q in placed):
                     placed.append((cx, cy, r))
                     colour = tuple(int(c) for c in rng.integers(128, 256, 3))
-                    _draw_shape(draw, SHAPES[shape], cx, cy, r, colour, float(rng.uniform(0, math.pi)))
+                    angle = float(rng.uniform(0, math.pi))
+                    _draw_shape(draw, SHAPES[shape], cx, cy, r, colour, angle)
+                    if mask_draw is not None:  # the same geometry, filled with the class index
+                        _draw_shape(mask_draw, SHAPES[shape], cx, cy, r, 1 + shape, angle)
                     break
-        return image, (shape, len(placed))
+        return image, mask, (shape, len(placed))
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, colour, angle: float) -> None:

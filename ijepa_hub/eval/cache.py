@@ -1,23 +1,31 @@
 """Features extracted once per (model, data, options) and kept as safetensors in a cache folder.
 
 The key hashes the model's weights (not its name: a retrained folder gets a new key), the data
-fingerprint and the extraction options, so a stale cache is never read.
+fingerprint, the extraction options and where they run (device type, compute and weight dtypes: bf16
+GPU features are not fp32 CPU ones), so a stale cache is never read. An unreadable cache file is
+extracted again and replaced.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..features import extract_features
+from ..precision import resolve_precision
 
-__all__ = ["default_cache_dir", "weights_digest", "cached_features"]
+__all__ = ["default_cache_dir", "weights_digest", "cached_features", "cached_tensors", "computed_on"]
+
+logger = logging.getLogger("ijepa_hub.eval")
 
 
 def default_cache_dir() -> Path:
@@ -60,20 +68,52 @@ def cached_features(
     calling repeatedly with one encoder: hashing a ViT-H reads 2.5 GB). ``cache_dir=None``
     uses :func:`default_cache_dir`; ``cache_dir=""`` disables the cache.
     """
-    options = {"layers": layers, "crop_pct": crop_pct, "img_size": img_size, "n": len(images)}
-    key = hashlib.sha256(
-        json.dumps([weights_key or weights_digest(encoder), fingerprint, options], sort_keys=True).encode()
-    ).hexdigest()[:32]
-    path = None if cache_dir == "" else Path(cache_dir or default_cache_dir()) / f"{key}.safetensors"
+    options = {"layers": layers, "crop_pct": crop_pct, "img_size": img_size, "n": len(images),
+               **computed_on(encoder, device)}
+
+    def compute() -> dict[str, torch.Tensor]:
+        return {"pooled": extract_features(
+            encoder, list(images), layers=layers, crop_pct=crop_pct, img_size=img_size, batch_size=batch_size,
+            device=device, progress=progress,
+        ).pooled}
+
+    return cached_tensors(compute, key=[weights_key or weights_digest(encoder), fingerprint, options],
+                          cache_dir=cache_dir, metadata={"fingerprint": fingerprint[:200], **options})["pooled"]
+
+
+def computed_on(encoder: nn.Module, device: str | torch.device | None) -> dict[str, str]:
+    """Where and in which dtypes features are computed: part of every cache key, since bf16 GPU features
+    differ from fp32 CPU ones."""
+    where = torch.device(device) if device is not None else next(encoder.parameters()).device
+    return {"device": where.type, "compute_dtype": str(resolve_precision("auto", where)),
+            "weights_dtype": str(next(encoder.parameters()).dtype)}
+
+
+def cached_tensors(
+    compute: Callable[[], dict[str, torch.Tensor]],
+    *,
+    key: Any,
+    cache_dir: str | os.PathLike | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, torch.Tensor]:
+    """``compute()``'s tensors, read from ``cache_dir`` when one with the same ``key`` (any JSON value: the
+    weights digest, the data fingerprint and the options) was stored before, else computed and stored.
+
+    ``cache_dir=None`` uses :func:`default_cache_dir`; ``cache_dir=""`` disables the cache. A damaged
+    cache file is computed again and replaced.
+    """
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
+    path = None if cache_dir == "" else Path(cache_dir or default_cache_dir()) / f"{digest}.safetensors"
     if path is not None and path.is_file():
-        return load_file(path)["pooled"]
-    pooled = extract_features(
-        encoder, list(images), layers=layers, crop_pct=crop_pct, img_size=img_size, batch_size=batch_size,
-        device=device, progress=progress,
-    ).pooled
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError) as err:  # damaged: compute again and replace it
+            logger.warning("feature cache %s is unreadable (%s); extracting again", path, err)
+    tensors = compute()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
-        save_file({"pooled": pooled.contiguous()}, partial, metadata={"fingerprint": fingerprint[:200], **{k: str(v) for k, v in options.items()}})
+        save_file({k: v.contiguous() for k, v in tensors.items()}, partial,
+                  metadata={k: str(v) for k, v in (metadata or {}).items()})
         os.replace(partial, path)  # atomic: a concurrent or killed run never leaves a partial file
-    return pooled
+    return tensors

@@ -1,4 +1,4 @@
-"""``ijepa-eval``: extract, knn, linear, synthetic (shape / count vs random init), masks, pca, curves.
+"""``ijepa-eval``: extract, knn, linear, attentive, seg, synthetic (shape / count vs random init), masks, pca, curves.
 
 Thin: parse, call a library function, print a table, write JSON. ``ijepa-hub extract`` is an alias of
 ``ijepa-eval extract`` (:func:`add_extract_command`, :func:`run_extract`).
@@ -9,8 +9,9 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..cli_common import add_common_args, add_source_args, default_device, load_model, run_cli, setup_logging
 
@@ -57,9 +58,12 @@ def add_extract_command(sub: Any, *, help_suffix: str = "") -> argparse.Argument
     p.add_argument("images", help="folder of images (searched recursively)")
     p.add_argument("output", type=_features_output, help="output file, .safetensors or .npy")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--layers", type=int, default=1, help="4: concatenated last four blocks (linear-probe feature)")
+    p.add_argument("--layers", type=_layer_choice, default=1,
+                   help="n: the last n blocks concatenated (4: the linear-probe feature); 2,5,11: those block indices")
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--patch-tokens", action="store_true", help="also store patch tokens (.safetensors only)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first image that cannot be decoded (default: skip it, log and count it)")
     return p
 
 
@@ -71,9 +75,20 @@ def run_extract(args: argparse.Namespace) -> None:
     check_features_output(args.output, patch_tokens=args.patch_tokens)  # before the work, not after
     model = load_model(args, device=default_device(args.device))
     paths, feats = extract_folder(model.encoder, args.images, batch_size=args.batch_size, layers=args.layers,
-                                  progress=True)
+                                  progress=True, skip_broken=not args.strict)
     metadata = {"source": args.source, "encoder": args.encoder, "layers": str(args.layers)}
     print(write_features(args.output, paths, feats, patch_tokens=args.patch_tokens, metadata=metadata))
+
+
+def _layer_choice(value: str) -> int | list[int]:
+    """``--layers`` as extract_features takes it: ``4`` is the last four blocks, ``2,5,11`` those block indices."""
+    try:
+        parts = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a number n (the last n blocks) or block indices like 2,5,11") from None
+    if not parts:
+        raise argparse.ArgumentTypeError("--layers needs a number n or block indices like 2,5,11")
+    return parts[0] if len(parts) == 1 and "," not in value else parts
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +108,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--layers", type=int, nargs="+", default=[1, 4],
                    help="1: last layer; 4: last four blocks concatenated (default: both, the paper reports the better)")
+
+    p = sub.add_parser("attentive", help="attentive probe (a learned query over the patch tokens), top-1 beside the linear probe's")
+    _add_model_args(p)
+    _add_data_args(p)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--num-heads", type=int, default=8, help="attention heads of the pooler (must divide the width)")
+    p.add_argument("--baseline", action="store_true", help="also probe the random-init network of the same architecture")
+
+    p = sub.add_parser("seg", help="linear segmentation probe on frozen patch maps: mIoU, per-class IoU, pixel accuracy")
+    _add_model_args(p)
+    p.add_argument("--data", default="synthetic",
+                   help="DIR with {train,val}/images/* and {train,val}/masks/<stem>.png (255 = ignore), or 'synthetic'")
+    p.add_argument("--layers", type=_layer_choice, default=1,
+                   help="n: the last n blocks concatenated (1 or 4); 2,5,11: those block indices")
+    p.add_argument("--num-classes", type=int, default=None, help="folder data without classes.txt: the class count")
+    p.add_argument("--img-size", type=int, default=None, help="probe resolution (default: the model's)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--num-train", type=int, default=500, help="synthetic data: training images")
+    p.add_argument("--num-test", type=int, default=200, help="synthetic data: val images")
+    p.add_argument("--picture", default=None, help="PNG: val images, ground truth and predictions side by side")
+    p.add_argument("--num-pictures", type=int, default=6, help="how many val images the picture shows")
+    p.add_argument("--baseline", action="store_true", help="also probe the random-init network of the same architecture")
 
     p = sub.add_parser("synthetic", help="shape and count probes on the synthetic shapes, against random init")
     _add_model_args(p)
@@ -166,6 +205,67 @@ def _linear(args) -> None:
     _emit(args, results, format_table(rows, ["data", "layers", "top-1 %", "val top-1 %", "lr", "wd"]))
 
 
+def _encoders(args) -> list[tuple[str, Any]]:
+    """("model", its encoder), and ("random_init", the same architecture at its seed init) with --baseline."""
+    from .probes import random_init_encoder
+
+    model = _model(args)
+    nets = [("model", model.encoder)]
+    if getattr(args, "baseline", False):
+        nets.append(("random_init", random_init_encoder(model.config, seed=args.seed).to(next(model.encoder.parameters()).device)))
+    return nets
+
+
+def _attentive(args) -> None:
+    from .attentive import evaluate_attentive
+    from .probes import format_table
+
+    splits = _splits(args)
+    results = []
+    for who, encoder in _encoders(args):
+        r = evaluate_attentive(encoder, splits, epochs=args.epochs, lr=args.lr, num_heads=args.num_heads,
+                               seed=args.seed, **_feature_kwargs(args))
+        results.append({"source": args.source, "encoder": who, **r})
+    rows = [[r["data"], r["encoder"], r["top1"], r["linear_top1"], f"{sum(r['seconds'].values()):.0f}"] for r in results]
+    _emit(args, results, format_table(rows, ["data", "encoder", "attentive top-1 %", "linear top-1 %", "seconds"]))
+
+
+def _seg(args) -> None:
+    from .probes import format_table
+    from .segdata import segmentation_splits
+    from .segmentation import evaluate_segmentation
+
+    splits = segmentation_splits(args.data, seed=args.seed, num_classes=args.num_classes,
+                                 **({"num_train": args.num_train, "num_test": args.num_test} if args.data == "synthetic" else {}))
+    results, tensors = [], {}
+    for who, encoder in _encoders(args):
+        r = evaluate_segmentation(encoder, splits, layers=args.layers, img_size=args.img_size, epochs=args.epochs, lr=args.lr,
+                                  seed=args.seed, keep_predictions=who == "model", **_feature_kwargs(args))
+        if who == "model":
+            tensors = {"predictions": r.pop("predictions"), "labels": r.pop("labels")}
+        results.append({"source": args.source, "encoder": who, **r})
+    if args.picture:
+        results[0]["picture"] = str(_seg_picture(args, splits, tensors, results[0]))
+    rows = [[r["encoder"], r["layers"], f"{r['miou']:.3f}", f"{r['pixel_accuracy']:.3f}", f"{r['majority']['miou']:.3f}",
+             f"{sum(r['seconds'].values()):.0f}"] for r in results]
+    table = format_table(rows, ["encoder", "layers", "mIoU", "pixel acc", "majority mIoU", "seconds"])
+    per_class = format_table([[c, "-" if v is None else f"{v:.3f}"] for c, v in results[0]["per_class_iou"].items()],
+                             ["class", "IoU"])
+    _emit(args, results if len(results) > 1 else results[0], f"{table}\n\n{per_class}")
+    if args.picture:
+        print(f"wrote {args.picture}")
+
+
+def _seg_picture(args, splits, tensors, result):
+    from .plots import plot_segmentation
+
+    n = min(args.num_pictures, len(splits.test_images))
+    images = _example_images(splits.test_images[:n], n, result["img_size"])
+    title = f"{args.source}: linear segmentation probe, val mIoU {result['miou']:.3f}"
+    return plot_segmentation(images, tensors["labels"][:n], tensors["predictions"][:n], args.picture,
+                             classes=splits.classes, title=title)
+
+
 def _synthetic(args) -> None:
     from .probes import format_table, random_init_encoder, synthetic_probe
 
@@ -192,7 +292,9 @@ def _example_images(paths: list[str] | None, num: int, size: int):
     from ..data import SyntheticShapes
     from ..data.images import load_image
 
-    items = paths if paths else [SyntheticShapes(num, size=size, seed=7)[i][0] for i in range(num)]
+    if not paths and num < 1:
+        raise ValueError(f"--num must be at least 1, got {num}")
+    items = list(paths) if paths else [SyntheticShapes(num, size=size, seed=7)[i][0] for i in range(num)]
     resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
     return torch.stack([(resize(load_image(x)).clamp(0, 1) * 255).round().to(torch.uint8) for x in items])
 
@@ -242,14 +344,14 @@ def _curves(args) -> None:
     print(f"wrote {plot_training_curves(path, args.output)}")
 
 
-_COMMANDS = {"extract": run_extract, "knn": _knn, "linear": _linear, "synthetic": _synthetic, "masks": _masks, "pca": _pca, "curves": _curves}
+_COMMANDS = {"extract": run_extract, "knn": _knn, "linear": _linear, "attentive": _attentive, "seg": _seg, "synthetic": _synthetic, "masks": _masks, "pca": _pca, "curves": _curves}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ijepa-eval`` console script."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    return run_cli(f"ijepa-eval {args.command}", lambda: _COMMANDS[args.command](args))
+    return run_cli(f"ijepa-eval {args.command}", lambda: _COMMANDS[args.command](args), debug=getattr(args, "debug", False))
 
 
 if __name__ == "__main__":

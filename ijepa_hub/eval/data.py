@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import torch
 
 from ..data.folder import ImageFolder
-from ..data.transforms import CROP_PCT
 from ..data.synthetic import MAX_COUNT, SHAPES, SyntheticShapes
+from ..data.transforms import CROP_PCT
 
 __all__ = ["LabelledSplits", "labelled_splits", "synthetic_splits", "synthetic_splits_by_label", "folder_splits", "hf_splits", "SYNTHETIC"]
 
@@ -104,7 +106,9 @@ def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: 
                 f"{root}: evaluation needs labelled images, one subfolder per class (images directly in "
                 f"{root} have no label); arrange them as {root}/<class>/<image>"
             )
-        train_rows, test_rows = _hold_out([y for _, y in folder.samples], len(folder.classes), test_fraction, seed)
+        train_rows, test_rows = _hold_out(
+            [y for _, y in folder.samples], len(folder.classes), test_fraction, seed, folder.classes
+        )
         train_pairs, test_pairs = [folder.samples[i] for i in train_rows], [folder.samples[i] for i in test_rows]
         classes = folder.classes
 
@@ -120,10 +124,20 @@ def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: 
     )
 
 
-def _hold_out(labels: Sequence[int], num_classes: int, test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Indices ``(train, test)``: ``test_fraction`` of each class held out at random (one at least)."""
+def _hold_out(
+    labels: Sequence[int], num_classes: int, test_fraction: float, seed: int, names: Sequence[str] | None = None
+) -> tuple[list[int], list[int]]:
+    """Indices ``(train, test)``: ``test_fraction`` of each class held out at random (one at least). A class
+    with a single image (``names`` name them in the error) is refused: it could never be tested."""
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    counts = Counter(labels)
+    lonely = [str(names[c]) if names else str(c) for c in range(num_classes) if counts[c] == 1]
+    if lonely:
+        raise ValueError(
+            f"class(es) {', '.join(lonely[:10])} hold a single image, which can be trained on or tested, "
+            "not both, so they cannot be measured. Fix: add images, or leave those classes out."
+        )
     gen = torch.Generator().manual_seed(seed)
     train, test = [], []
     for c in range(num_classes):
@@ -150,7 +164,7 @@ def hf_splits(
     if test is not None:
         return LabelledSplits(spec, train.images, train.labels, test.images, test.labels, train.classes, CROP_PCT,
                               f"{train.fingerprint}|{test.fingerprint}")
-    train_rows, test_rows = _hold_out(train.labels.tolist(), len(train.classes), test_fraction, seed)
+    train_rows, test_rows = _hold_out(train.labels.tolist(), len(train.classes), test_fraction, seed, train.classes)
     return LabelledSplits(
         spec, [train.images[i] for i in train_rows], train.labels[train_rows],
         [train.images[i] for i in test_rows], train.labels[test_rows], train.classes, CROP_PCT,

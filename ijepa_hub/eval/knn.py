@@ -32,11 +32,20 @@ def knn_classify(
 ) -> KnnResult:
     """Classify each test feature by the votes of its ``k`` most cosine-similar training features.
 
-    Each neighbour votes for its class with weight ``exp(similarity / temperature)``. Top-5 counts a hit
-    when the true class is among the five classes with the most weight.
+    Each neighbour votes for its class with weight ``exp(similarity / temperature)`` (computed relative to
+    the nearest neighbour's, which scales every vote of a test image alike and never overflows). Top-5
+    counts a hit when the true class is among the five classes with the most weight. ``k < 1``, a
+    temperature <= 0, no test images or fewer than two classes cannot be measured: a ValueError.
     """
     if len(train_features) != len(train_labels) or len(test_features) != len(test_labels):
         raise ValueError("features and labels must have the same length")
+    if k < 1 or not temperature > 0:
+        raise ValueError(f"k-NN needs k >= 1 and a temperature > 0, got k={k}, temperature={temperature}")
+    if not len(test_labels) or train_labels.unique().numel() < 2:
+        raise ValueError(
+            f"k-NN accuracy needs test images and at least 2 classes among the training labels (got "
+            f"{train_labels.unique().numel()} class(es), {len(test_labels)} test image(s)): one class scores 100 %"
+        )
     num_classes = int(num_classes if num_classes is not None else max(train_labels.max(), test_labels.max()) + 1)
     k = min(k, len(train_features))
     train = F.normalize(train_features.float(), dim=1)
@@ -47,7 +56,8 @@ def knn_classify(
     for start in range(0, len(test), chunk_size):
         sims, idx = (test[start : start + chunk_size] @ train.T).topk(k, dim=1)
         votes = torch.zeros(len(sims), num_classes)
-        votes.scatter_add_(1, train_labels[idx], (sims / temperature).exp())
+        # weights relative to the nearest neighbour's: the same votes, without overflow at small temperatures
+        votes.scatter_add_(1, train_labels[idx], ((sims - sims[:, :1]) / temperature).exp())
         ranked = votes.topk(min(5, num_classes), dim=1).indices
         truth = test_labels[start : start + chunk_size].long()[:, None]
         hits1 += (ranked[:, :1] == truth).sum().item()

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..masks import MaskCollator
 
-__all__ = ["plot_masks", "pca_rgb", "pca_variance_ratio", "plot_pca", "plot_training_curves", "read_metrics"]
+__all__ = [
+    "plot_masks", "pca_rgb", "pca_variance_ratio", "plot_pca", "plot_training_curves", "read_metrics", "label_colours",
+    "plot_segmentation",
+]
 
 ONLINE_PROBE = "online_probe"  # the panel of the online probe's k-NN accuracies (knn_<label> keys)
 _TARGET_COLOURS = np.array([[230, 25, 75], [255, 225, 25], [245, 130, 48], [240, 50, 230]]) / 255.0
@@ -54,7 +57,8 @@ def _overlay(rgb: np.ndarray, grid: tuple[int, int], context: np.ndarray, target
         tint[t] = _TARGET_COLOURS[j % len(_TARGET_COLOURS)]
         alpha[t] = 0.55
     tint = np.where(np.isnan(tint), 0.5, tint)
-    up = lambda a: np.repeat(np.repeat(a.reshape(gh, gw, -1), ph, 0), pw, 1)
+    def up(a):
+        return np.repeat(np.repeat(a.reshape(gh, gw, -1), ph, 0), pw, 1)
     return (1 - up(alpha)) * rgb + up(alpha) * up(tint)
 
 
@@ -116,6 +120,42 @@ def plot_pca(images: torch.Tensor, patch_tokens: torch.Tensor, path: str | os.Pa
             ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(title or "PCA of patch features (first three components as RGB)", fontsize=9)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def label_colours(labels: torch.Tensor, num_classes: int) -> np.ndarray:
+    """[..., H, W] class indices -> [..., H, W, 3] RGB in [0, 1]: class 0 black, the others tab10 / tab20
+    colours, 255 (ignore) white."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if num_classes <= 11 else "tab20"]
+    palette = np.zeros((256, 3))
+    palette[1:num_classes] = [cmap(i % cmap.N)[:3] for i in range(num_classes - 1)]
+    palette[255] = 1.0
+    return palette[labels.cpu().numpy().astype(np.int64)]
+
+
+def plot_segmentation(
+    images: torch.Tensor, labels: torch.Tensor, predictions: torch.Tensor, path: str | os.PathLike, *,
+    classes: Sequence[str], title: str = "",
+) -> Path:
+    """One column per image: the image, its ground-truth mask and the predicted mask, with a class legend."""
+    plt = _pyplot()
+    from matplotlib.patches import Patch
+
+    b = len(images)
+    fig, axes = plt.subplots(3, b, figsize=(1.9 * b + 1.6, 6.0), squeeze=False)
+    truth, pred = label_colours(labels, len(classes)), label_colours(predictions, len(classes))
+    for i in range(b):
+        for row, picture in enumerate((_to_rgb(images[i]), truth[i], pred[i])):
+            axes[row, i].imshow(picture, interpolation="nearest")
+            axes[row, i].set_xticks([]), axes[row, i].set_yticks([])
+    for row, name in enumerate(("image", "ground truth", "prediction")):
+        axes[row, 0].set_ylabel(name, fontsize=9)
+    swatches = label_colours(torch.arange(len(classes)), len(classes))
+    fig.legend([Patch(color=c) for c in swatches], list(classes), loc="center right", fontsize=8, frameon=False)
+    fig.suptitle(title or "Linear segmentation probe on frozen patch features", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / (1.9 * b + 1.6), 1))
     return _save(fig, path)
 
 

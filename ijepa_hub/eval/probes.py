@@ -5,7 +5,8 @@ Each returns plain dicts (JSON-ready); :func:`format_table` renders them for a t
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn

@@ -8,10 +8,11 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..cli_common import add_common_args, add_source_args, load_model, run_cli, setup_logging
+from ..errors import HubLayoutError
 from ..eval.cli import add_extract_command, run_extract
 
 __all__ = ["main", "build_parser"]
@@ -46,10 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--with-predictor", action="store_true", help="include the predictor (non-folder sources)")
     _add_hub_args(p)
 
-    p = sub.add_parser("export", help="write a folder in another library's layout")
+    p = sub.add_parser("export", help="write a folder in another library's layout, or a deployable ONNX / torch.export model")
     add_source_args(p)
     p.add_argument("output", help="folder to write")
-    p.add_argument("--format", choices=("transformers",), required=True, help="layout to write")
+    p.add_argument("--format", choices=("transformers", "onnx", "torch-export"), required=True,
+                   help="transformers: a folder transformers loads; onnx / torch-export: a deployable model (encoders give "
+                   "patch tokens and pooled features, fine-tuned classifiers logits; dynamic batch), checked against eager")
+    p.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
+                   help="onnx / torch-export: weight and input type (default fp32; bf16: torch-export only)")
 
     add_extract_command(sub, help_suffix=" (alias of ijepa-eval extract)")
 
@@ -92,7 +97,19 @@ def _push(args) -> None:
 def _export(args) -> None:
     from .save import export_transformers
 
+    if os.path.exists(args.source) and os.path.realpath(args.source) == os.path.realpath(args.output):
+        raise HubLayoutError(f"ijepa-hub export: the output {args.output} is the source; choose another folder")
     model = load_model(args)
+    if args.format != "transformers":
+        from ..deploy import export_model
+
+        result = export_model(model, args.output, format=args.format, dtype=args.dtype, source=args.source)
+        diffs = ", ".join(f"batch {b}: {d:.2g}" for b, d in result.max_abs_diff.items())
+        print(f"wrote {result.file} ({result.format}, {result.dtype}; max |export - eager| {diffs})")
+        return
+    if not hasattr(model, "config") or not hasattr(model, "encoder"):
+        raise HubLayoutError(f"{args.source} is a fine-tuned classifier; the transformers layout holds encoders only. "
+                             "Export it with --format onnx or torch-export")
     print(f"wrote {export_transformers(model.encoder, model.config, args.output)}")
 
 
@@ -124,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ijepa-hub`` console script."""
     args = build_parser().parse_args(argv)
     setup_logging(args)
-    return run_cli(f"ijepa-hub {args.command}", lambda: _COMMANDS[args.command](args))
+    return run_cli(f"ijepa-hub {args.command}", lambda: _COMMANDS[args.command](args), debug=getattr(args, "debug", False))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ module and splits the fused ``qkv`` projection into ``query``/``key``/``value``.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 

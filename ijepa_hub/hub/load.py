@@ -22,18 +22,24 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from functools import partial
-from pathlib import Path
-from typing import Any, Callable, Literal
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any, Literal
 
 import torch
 from huggingface_hub import constants as hf_constants
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import (
-    GatedRepoError, LocalEntryNotFoundError, RemoteEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+    GatedRepoError,
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
 )
 
 from ..errors import HubLayoutError, PickleNotAllowedError, WeightsNotCachedError
+from ..limits import check_declared_size
 from ..reference import infer_model_config, read_reference_checkpoint
 from ..registry import ALIASES, VARIANTS, ModelConfig
 from ..state_dict import load_strict, read_safetensors, read_torch_pickle, strip_prefix
@@ -98,17 +104,44 @@ class _HubFiles:
             ) from err
 
 
-def _read_weights(files, filename: str, *, allow_pickle: bool) -> StateDict:
-    if filename.endswith(PICKLE_SUFFIXES) and not allow_pickle:
-        raise PickleNotAllowedError(
-            f"{files.source}: {filename} is a pickle file; unpickling can run code, so it is refused. "
-            "Pass allow_pickle=True to read it with torch.load(weights_only=True), or convert it to safetensors."
+def _inside(files, filename: str) -> None:
+    """Refuse a file name in ``ijepa.files`` that leaves the folder or repo (absolute, ``..``, a drive)."""
+    pure = PurePosixPath(filename.replace("\\", "/"))
+    if not filename or pure.is_absolute() or ".." in pure.parts or PureWindowsPath(filename).drive:
+        raise HubLayoutError(
+            f"{files.source}: config.json 'ijepa.files' names {filename!r}, a path that leaves the folder; a repo's "
+            "weights are files inside it. Fix: name the file relative to the folder, without '..'."
         )
+
+
+def _is_safetensors(path: str) -> bool:
+    """By content: a safetensors file starts with the 8-byte length of a JSON header that opens with '{'."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    return len(head) == 9 and 2 <= int.from_bytes(head[:8], "little") <= os.path.getsize(path) and head[8:9] == b"{"
+
+
+def _pickle_refused(files, filename: str, why: str) -> PickleNotAllowedError:
+    return PickleNotAllowedError(
+        f"{files.source}: {filename} {why}; unpickling can run code, so it is refused. Pass allow_pickle=True to "
+        "read it with torch.load(weights_only=True), or convert it to safetensors."
+    )
+
+
+def _read_weights(files, filename: str, *, allow_pickle: bool) -> StateDict:
+    """A part's weights: safetensors decided by the file's content, anything else only with ``allow_pickle``."""
+    _inside(files, filename)
+    if filename.lower().endswith(PICKLE_SUFFIXES) and not allow_pickle:
+        raise _pickle_refused(files, filename, "is a pickle file")  # refused before downloading it
     path = files.get(filename)
     if path is None:
         raise HubLayoutError(f"{files.source}: {filename} is listed in config.json but missing; re-upload the repo")
-    if filename.endswith(".safetensors"):
+    if _is_safetensors(path):
         return read_safetensors(path, source=files.source)
+    if filename.lower().endswith(".safetensors"):
+        return read_safetensors(path, source=files.source)  # damaged: its error says so
+    if not allow_pickle:
+        raise _pickle_refused(files, filename, "is not a safetensors file (by its content), so it may be a pickle")
     return strip_prefix(read_torch_pickle(path, fix="Download it again, or ask the owner for safetensors weights."))
 
 
@@ -161,6 +194,7 @@ def _assemble(
             f"{source} holds {sorted(parts)} but not {missing} (asked for {asked})."
             f"{hint or ' Ask only for what the repo holds.'}"
         )
+    check_declared_size(config, source=source)  # before building even on the meta device
     with torch.device("meta"):  # no memory and no init for weights that are about to be replaced
         model = PretrainedIJepa(config, **options, variant=variant, source=source)
     for part in wanted:
@@ -187,6 +221,10 @@ def _load_files(files, *, options, allow_pickle, variant=None) -> PretrainedIJep
             f"{files.source}: config.json is neither ijepa_hub's (no 'ijepa' section) nor transformers' "
             "I-JEPA (model_type 'ijepa'); it is not an I-JEPA repo"
         )
+    if "classifier" in data["ijepa"]:  # a fine-tuned classifier (ijepa-finetune): see hub/classifier.py
+        from .classifier import load_classifier
+
+        return load_classifier(files, data, options=options, allow_pickle=allow_pickle)
     repo = parse_config(data, source=files.source)
     parts = {part: partial(_read_weights, files, name, allow_pickle=allow_pickle) for part, name in repo.files.items()}
     return _assemble(repo.model, parts, options=options, source=files.source, variant=variant or repo.variant)

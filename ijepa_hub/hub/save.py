@@ -7,19 +7,21 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
 from huggingface_hub import HfApi
 from safetensors.torch import save_file
 
-from ..errors import HubLayoutError
 from ..data.transforms import MEAN, STD
+from ..errors import HubLayoutError, IJepaError
 from ..models import IJepa
 from ..recipe import Recipe
+from .card import render_model_card
 from .convert import timm_to_transformers, transformers_config
 from .layout import (
     CONFIG_NAME,
@@ -29,7 +31,6 @@ from .layout import (
     EncoderName,
     build_config,
     parse_config,
-    render_model_card,
     renamed_options,
     select_parts,
     write_config,
@@ -168,6 +169,10 @@ def save_pretrained(
 
 
 def _card_for(config: Mapping[str, Any], *, repo_id: str | None, source: str):
+    if "classifier" in (config.get("ijepa") or {}):  # a fine-tuned classifier has a card of its own
+        from .classifier import classifier_card
+
+        return classifier_card(config, repo_id=repo_id)
     parsed = parse_config(config, source=source)
     recipe = parsed.extra.get("recipe")
     return render_model_card(
@@ -202,6 +207,7 @@ def push_folder(
     config_path = folder / CONFIG_NAME
     if not config_path.is_file():
         raise HubLayoutError(f"{folder} has no {CONFIG_NAME}; write it with ijepa_hub.save_pretrained first")
+    layout = _checked_for_push(folder)
     card = _card_for(json.loads(config_path.read_text()), repo_id=repo_id, source=str(folder))
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
@@ -209,13 +215,8 @@ def push_folder(
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ijepa_hub-push-") as tmp:
         staging = Path(tmp)
-        for path in sorted(folder.rglob("*")):
-            relative = path.relative_to(folder)
-            if path.is_file() and relative.as_posix() != README_NAME and not any(
-                part.startswith(".") for part in relative.parts
-            ):
-                (staging / relative).parent.mkdir(parents=True, exist_ok=True)
-                (staging / relative).symlink_to(path.resolve())  # a link: the weights are not copied
+        for name, path in layout.items():
+            (staging / name).symlink_to(path)  # a link: the weights are not copied
         card.save(staging / README_NAME)
         stale = [spec.file for spec in PARTS.values() if not (staging / spec.file).exists()]
         info = api.upload_folder(
@@ -226,6 +227,34 @@ def push_folder(
             delete_patterns=stale or None,
         )
     return info.commit_url
+
+
+def _checked_for_push(folder: Path) -> dict[str, Path]:
+    """The files a push uploads (``config.json`` and the weights ``ijepa.files`` names), after the folder has
+    loaded as :func:`~ijepa_hub.from_pretrained` would load the repo (all parts, strictly, finite weights).
+
+    Nothing else in the folder is uploaded, and a file that is a link leaving the folder is refused: a push
+    publishes the model, never a stray file (or what a link points at).
+    """
+    from .load import from_pretrained
+
+    repo = parse_config(json.loads((folder / CONFIG_NAME).read_text()), source=str(folder))
+    names = [CONFIG_NAME, *repo.files.values()]
+    root, layout = folder.resolve(), {}
+    for name in names:
+        path = (folder / name).resolve()
+        if not path.is_relative_to(root) or Path(name).is_absolute():
+            raise HubLayoutError(
+                f"{folder / name} leads outside {folder} (a link or a path with '..'); a push uploads only the "
+                "folder's own files. Fix: replace the link by the file itself."
+            )
+        layout[name] = path
+    try:
+        from_pretrained(folder, encoder=repo.encoder, with_context_encoder="context_encoder" in repo.files,
+                        with_predictor="predictor" in repo.files)
+    except IJepaError as err:
+        raise HubLayoutError(f"{folder} does not load, so it was not pushed: {err}") from err
+    return layout
 
 
 def push_to_hub(
@@ -257,12 +286,29 @@ def export_transformers(encoder: nn.Module, config, save_directory: str | os.Pat
     (ImageNet mean/std; transformers' processor resizes to the model size without cropping).
     """
     keep = frozenset({WEIGHTS_NAME, CONFIG_NAME, _PROCESSOR_NAME})
+    _refuse_model_folder(Path(save_directory), keep)
     with _written_atomically(Path(save_directory), keep=keep) as stage:
         weights = timm_to_transformers(_cpu_tensors(encoder))
         save_file(weights, os.fspath(stage / WEIGHTS_NAME), metadata={"format": "pt"})
         (stage / CONFIG_NAME).write_text(json.dumps(transformers_config(config), indent=2) + "\n")
         (stage / _PROCESSOR_NAME).write_text(json.dumps(_processor_config(config), indent=2) + "\n")
     return Path(save_directory)
+
+
+def _refuse_model_folder(folder: Path, keep: frozenset[str]) -> None:
+    """An export may replace an earlier export, never an ijepa_hub model (its config and weights would be lost)."""
+    config = folder / CONFIG_NAME
+    try:
+        data = json.loads(config.read_text()) if config.is_file() else {}
+    except (OSError, ValueError):
+        data = None
+    others = sorted(p.name for p in folder.glob("*.safetensors") if p.name not in keep) if folder.is_dir() else []
+    if not isinstance(data, dict) or "ijepa" in data or others:
+        raise HubLayoutError(
+            f"{folder} holds a model ({'its ' + CONFIG_NAME if not others else ', '.join(others)}) that an export "
+            "would overwrite; an export goes into a new folder (or one an earlier export wrote). Fix: choose "
+            "another output folder."
+        )
 
 
 def _processor_config(config) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """torch.hub entrypoints, generated from the registry's released variants (``hubconf.py`` re-exports them)."""
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..registry import ALIASES, VARIANTS, PretrainedVariant
 from .layout import EncoderName, renamed_options

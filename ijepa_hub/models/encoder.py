@@ -1,8 +1,8 @@
 """The I-JEPA encoder: timm's VisionTransformer in the released layout, with a masked forward."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import torch
 import torch.nn as nn
@@ -82,7 +82,7 @@ class VisionTransformerEncoder(VisionTransformer):
         init_weights(self)
 
     @classmethod
-    def from_config(cls, config: ModelConfig, **kwargs) -> "VisionTransformerEncoder":
+    def from_config(cls, config: ModelConfig, **kwargs) -> VisionTransformerEncoder:
         return cls(
             img_size=config.img_size,
             patch_size=config.patch_size,
@@ -125,6 +125,29 @@ class VisionTransformerEncoder(VisionTransformer):
     def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the normed patch tokens: the paper's evaluation feature [B, D]."""
         return self.forward_features(x).mean(dim=1)
+
+    def get_intermediate_layers(
+        self,
+        x: torch.Tensor,
+        n: int | Sequence[int] = 1,
+        reshape: bool = False,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        return_class_token: bool = False,
+        **kwargs,
+    ) -> list:
+        """DINOv2's interface over timm's :meth:`forward_intermediates` (``n``: last n blocks or block indices).
+
+        As timm's: ``norm`` applies the final norm (DINOv2 defaults to True, timm and this method to
+        False: pass it), ``reshape`` gives [B, D, h, w] instead of [B, N, D]. I-JEPA has no class
+        token, so DINOv2's ``return_class_token=True`` pairs each output with the mean of that block's
+        patch tokens [B, D] (the paper's pooled feature) in its place: ``[(tokens, pooled), ...]``.
+        ``return_prefix_tokens`` is timm's flag; there are no prefix tokens, so it changes nothing.
+        """
+        outs = super().get_intermediate_layers(x, n, reshape=reshape, return_prefix_tokens=False, norm=norm, **kwargs)
+        if return_class_token:
+            return [(y, y.mean(dim=(2, 3) if reshape else 1)) for y in outs]
+        return list(outs)
 
 
 @torch.no_grad()

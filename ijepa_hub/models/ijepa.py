@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn as nn
@@ -94,7 +95,7 @@ class IJepa(nn.Module):
         """Normed patch tokens [B, N, D] of the feature encoder for a preprocessed batch [B, C, H, W]."""
         return self.encoder(images)
 
-    def extract_features(self, images: "ImageInput | Sequence[ImageInput]", **kwargs: Any) -> "Features":
+    def extract_features(self, images: ImageInput | Sequence[ImageInput], **kwargs: Any) -> Features:
         """Features of one image or a list, from the feature encoder (see :func:`ijepa_hub.extract_features`)."""
         from ..features import extract_features
 

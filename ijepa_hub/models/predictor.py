@@ -68,7 +68,7 @@ class Predictor(nn.Module):
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     @classmethod
-    def from_config(cls, config: ModelConfig, **kwargs) -> "Predictor":
+    def from_config(cls, config: ModelConfig, **kwargs) -> Predictor:
         return cls(
             num_patches=config.num_patches,
             embed_dim=config.embed_dim,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, CheckpointWriteError
+from ..errors import CheckpointError, CheckpointWriteError, RunFolderError
 from ..recipe import Recipe
 from ..state_dict import read_torch_pickle
 
@@ -25,6 +25,8 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "resolve_resume",
+    "run_folder",
+    "RUN_OUTPUTS",
     "check_resumable",
     "remove_partial_checkpoints",
     "rng_state",
@@ -109,20 +111,55 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
+# What a run leaves in its folder; a new run refuses a folder holding any of them (it would overwrite them).
+RUN_OUTPUTS = (CHECKPOINT_NAME, "metrics.jsonl", "recipe.yaml", "model")
+
+
+def run_folder(out_dir: str | os.PathLike | None, resume: str | None, default: str | os.PathLike) -> Path:
+    """The folder a run writes to: ``out_dir`` (``default`` when None), or, for ``resume=PATH``, that run's folder.
+
+    ``--resume PATH`` continues the run whose folder is ``PATH`` (or holds ``PATH`` as its ``checkpoint.pt``):
+    its checkpoints and metrics go on in that folder, never into another run's. An ``out_dir`` naming another
+    folder, or a checkpoint file under another name, is refused with :class:`RunFolderError`.
+    """
+    if resume is None or resume == "auto":
+        return Path(out_dir if out_dir is not None else default)
+    path = Path(resume)
+    folder = path if path.is_dir() else path.parent
+    if not path.is_dir() and path.name != CHECKPOINT_NAME:
+        raise RunFolderError(
+            f"--resume {resume}: a run is resumed from its folder (or the {CHECKPOINT_NAME} in it), and continues "
+            f"there. Fix: copy this file to <new folder>/{CHECKPOINT_NAME} and pass --resume <new folder>."
+        )
+    if out_dir is not None and Path(out_dir).resolve() != folder.resolve():
+        raise RunFolderError(
+            f"--resume {resume} continues the run in {folder}, but --out is {out_dir}: a resumed run writes to its "
+            f"own folder only. Fix: drop --out (or pass --out {folder}); to branch off, copy {folder} first."
+        )
+    return folder
+
+
 def resolve_resume(resume: str | None, out_dir: Path) -> Path | None:
     """The checkpoint to resume from: ``None`` (fresh run), ``"auto"`` (the run folder's, if any) or a path.
 
-    A fresh run refuses a folder that already holds a checkpoint, so that nothing is overwritten silently.
+    A fresh run refuses a folder holding a previous run's output (:data:`RUN_OUTPUTS`), so that nothing is
+    overwritten silently; ``"auto"`` without a checkpoint starts afresh unless the folder holds a finished
+    run's ``model/`` (a run killed before its first checkpoint restarts, as requeued jobs need).
     """
     own = out_dir / CHECKPOINT_NAME
-    if resume is None:
-        if own.exists():
-            raise CheckpointError(
-                f"{own} exists: pass --resume auto to continue that run, or choose another --out"
+    if resume is None or (resume == "auto" and not own.exists()):
+        found = [n for n in RUN_OUTPUTS if (out_dir / n).exists()] if resume is None else (
+            ["model"] if (out_dir / "model").exists() else []
+        )
+        if found:
+            hint = "pass --resume auto to continue that run, " if own.exists() else ""
+            raise RunFolderError(
+                f"{out_dir} holds a previous run's output ({', '.join(found)}) that a new run would overwrite. Fix: "
+                f"{hint}choose another --out, or delete those files to deliberately start again."
             )
         return None
     if resume == "auto":
-        return own if own.exists() else None
+        return own
     path = Path(resume)
     if path.is_dir():
         path = path / CHECKPOINT_NAME
@@ -142,13 +179,17 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def check_resumable(state: dict[str, Any], recipe: dict[str, Any], *, source: str) -> None:
+def check_resumable(
+    state: dict[str, Any], recipe: dict[str, Any], *, source: str, defaults: dict[str, Any] | None = None
+) -> None:
     """Raise :class:`CheckpointError` naming every recipe key that differs from the checkpoint's.
 
     Keys that only change how the run executes (workers, logging, ``max_steps``...) may differ. A key
-    the checkpoint lacks (written before the key existed) counts as its default.
+    the checkpoint lacks (written before the key existed) counts as its default: ``defaults``, the recipe
+    schema's defaults (default: the trainer's :class:`~ijepa_hub.recipe.Recipe`; ``ijepa-finetune`` passes its own).
     """
-    saved, current = _flatten(Recipe().to_dict()) | _flatten(state["recipe"]), _flatten(recipe)
+    defaults = Recipe().to_dict() if defaults is None else defaults
+    saved, current = _flatten(defaults) | _flatten(state["recipe"]), _flatten(recipe)
     diffs = sorted(
         k for k in saved.keys() | current.keys() if k not in _RUNTIME_KEYS and saved.get(k) != current.get(k)
     )

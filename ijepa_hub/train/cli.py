@@ -5,7 +5,8 @@ import argparse
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..cli_common import add_common_args, log_level, run_cli, setup_logging
 from ..recipe import Recipe, list_recipes, load_recipe, recipe_from_namespace, recipe_parser
@@ -13,7 +14,7 @@ from ..recipe import Recipe, list_recipes, load_recipe, recipe_from_namespace, r
 if TYPE_CHECKING:
     from .loop import TrainResult
 
-__all__ = ["main", "build_parser", "parse_args", "next_steps"]
+__all__ = ["main", "build_parser", "parse_args", "next_steps", "add_run_args", "setup_rank_logging"]
 
 _EPILOG = """\
 Every recipe key can be overridden by its dotted name, e.g. --optim.lr 5e-4 --train.max_steps 100
@@ -44,7 +45,14 @@ def build_parser(recipe: str | os.PathLike = "default"):
         description="Train I-JEPA. With no arguments: the built-in default (tiny ViT, synthetic shapes, CPU).",
         epilog=_EPILOG.format(recipes=", ".join(list_recipes())),
     )
-    parser.set_defaults(_flat(load_recipe(recipe).to_dict()))
+    return add_run_args(parser, load_recipe(recipe).to_dict(), recipe)
+
+
+def add_run_args(parser, recipe_dict: dict[str, Any], recipe: str | os.PathLike):
+    """A recipe parser's defaults set to ``recipe_dict`` (the recipe named ``recipe``), the ``--data`` shorthand,
+    the common flags and the run options (``--recipe --out --resume --push-to-hub --no-progress``); returns it.
+    ``ijepa-train`` and ``ijepa-finetune`` share it."""
+    parser.set_defaults(_flat(recipe_dict))
     for action in parser._actions:
         if action.dest == "data":  # the section-file option is shadowed by the shorthand (see parse_args)
             action.metavar, action.help = "PATH", "short for --data.path PATH"
@@ -53,7 +61,8 @@ def build_parser(recipe: str | os.PathLike = "default"):
     parser.add_argument("--out", type=str | None, default=None, help="run folder (default: runs/<recipe name>)")
     parser.add_argument(
         "--resume", type=str | None, default=None,
-        help="'auto': continue the run in --out if it has a checkpoint; or a checkpoint path",
+        help="'auto': continue the run in --out if it has a checkpoint; or a run folder (or its checkpoint.pt): "
+        "continue that run, in that folder",
     )
     parser.add_argument("--push-to-hub", type=str | None, default=None, help="Hub repo id to upload the result to")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to JSONL)")
@@ -120,21 +129,27 @@ def _summary(result: TrainResult) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ijepa-train``, ``python -m ijepa_hub.train`` and ``torchrun -m ijepa_hub.train``."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    return run_cli("ijepa-train", lambda: _run(argv))
+    return run_cli("ijepa-train", lambda: _run(argv), debug="--debug" in argv)
+
+
+def setup_rank_logging(args: Any) -> int:
+    """Logging for a process of a (torchrun) run, returning its rank: other ranks log warnings only, unless -v."""
+    rank = int(os.environ.get("RANK", "0"))
+    level = log_level(args)
+    if rank != 0 and level > logging.DEBUG:
+        level = logging.WARNING
+    setup_logging(args, fmt=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", level=level)
+    return rank
 
 
 def _run(argv: list[str]) -> None:
     recipe, args = parse_args(argv)
-    rank = int(os.environ.get("RANK", "0"))
-    level = log_level(args)
-    if rank != 0 and level > logging.DEBUG:
-        level = logging.WARNING  # other ranks: warnings only, unless -v
-    setup_logging(args, fmt=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", level=level)
+    rank = setup_rank_logging(args)
 
     from .loop import train
 
     result = train(
-        recipe, out_dir=args.out or f"runs/{recipe.name}", resume=args.resume,
+        recipe, out_dir=args.out, resume=args.resume,
         push_to_hub=args.push_to_hub, progress=not args.no_progress,
     )
     if rank == 0:

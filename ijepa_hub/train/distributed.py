@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import Any, ContextManager
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -84,7 +84,7 @@ def wrap_model(model: IJepa, env: DistEnv, *, fsdp: bool = False) -> nn.Module:
     return model
 
 
-def no_grad_sync(module: nn.Module, fsdp: bool) -> ContextManager:
+def no_grad_sync(module: nn.Module, fsdp: bool) -> AbstractContextManager:
     """Skip the gradient all-reduce for an accumulation micro-batch (all but the last)."""
     if fsdp:
         return _FsdpNoSync(module)

@@ -6,19 +6,24 @@
   :class:`~ijepa_hub.errors.TooManyBrokenImagesError`.
 * A NaN or infinite loss, or non-finite weights about to be checkpointed, stop the run with
   :class:`~ijepa_hub.errors.TrainingDivergedError` before anything overwrites the last good checkpoint.
-* SIGTERM / SIGUSR1 (preemption) set :class:`StopSignal`'s flag: the loop checkpoints and returns.
+* SIGTERM / SIGUSR1 (preemption) and SIGINT (Ctrl-C) set :class:`StopSignal`'s flag: the loop finishes
+  the step, checkpoints and returns; a second one stops at once. DataLoader workers ignore them
+  (:func:`ignore_stop_signals`), so a signal sent to the whole process group (Slurm, ``timeout``, a
+  container stop, Ctrl-C in a terminal) reaches the main process only and kills no worker.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import TooManyBrokenImagesError, TrainingDivergedError
 
-__all__ = ["MIN_IMAGES_FOR_BROKEN_FRACTION", "BrokenImageCounter", "diverged", "StopSignal"]
+__all__ = ["MIN_IMAGES_FOR_BROKEN_FRACTION", "BrokenImageCounter", "diverged", "StopSignal", "ignore_stop_signals"]
 
 MIN_IMAGES_FOR_BROKEN_FRACTION = 1000
 
@@ -82,23 +87,51 @@ def diverged(step: int, what: str, last_good: Path | None, last_good_step: int) 
     )
 
 
-class StopSignal:
-    """SIGTERM / SIGUSR1 (preemption) set a flag; the loop checkpoints after the current step and exits."""
+_STOP_SIGNALS = tuple(
+    s for s in (getattr(signal, n, None) for n in ("SIGTERM", "SIGUSR1", "SIGINT")) if s is not None
+)
 
-    SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s)
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """A DataLoader ``worker_init_fn``: workers leave the stop signals to the main process, which checkpoints
+    and then shuts them down (a worker killed by a group-wide SIGTERM would crash the run)."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+class StopSignal:
+    """SIGTERM / SIGUSR1 (preemption) and SIGINT (Ctrl-C) set a flag; the loop checkpoints after the current
+    step and exits. A second signal (more than :attr:`REPEAT_WINDOW_S` after the first) stops the process
+    at once (the signal's default action)."""
+
+    SIGNALS = _STOP_SIGNALS
+    # A repeat this soon is the first signal delivered twice (to the process group, then forwarded by
+    # torchrun's agent), not a user asking to stop now.
+    REPEAT_WINDOW_S = 1.0
 
     def __init__(self) -> None:
         self.received: int | None = None
+        self._first = 0.0
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "StopSignal":
+    def __enter__(self) -> StopSignal:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            if time.monotonic() - self._first < self.REPEAT_WINDOW_S:
+                return  # the same event twice: torchrun forwards the group's signal to its workers
+            os.write(2, f"ijepa-train: second stop signal ({name}): stopping at once\n".encode())
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.received, self._first = signum, time.monotonic()
+        os.write(2, f"ijepa-train: {name} received: finishing the step and writing a checkpoint "
+                    "(send it again to stop at once)\n".encode())
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():

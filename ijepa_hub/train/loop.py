@@ -8,17 +8,19 @@ progress bar).
 
 Faults: unreadable images are skipped and counted (the run stops past ``data.max_broken_fraction``,
 after a checkpoint); a NaN or infinite loss, or non-finite weights at a checkpoint, stop the run without
-writing over the last good checkpoint; SIGTERM / SIGUSR1 checkpoint and return.
+writing over the last good checkpoint; SIGTERM / SIGUSR1 / SIGINT checkpoint and return (workers ignore them).
 """
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import math
-from contextlib import closing, nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -27,19 +29,34 @@ import yaml
 from torch.utils.data import DataLoader
 
 from ..data import (
-    HFImageStream, MaskedCollate, MicroBatch, MicroBatchSampler, StreamedMicroBatches, TrainingSamples, build_dataset,
+    HFImageStream,
+    MaskedCollate,
+    MicroBatch,
+    MicroBatchSampler,
+    StreamedMicroBatches,
+    TrainingSamples,
+    build_dataset,
 )
 from ..data.transforms import min_crop_fraction, training_transform
+from ..errors import MissingExtraError, RecipeError, RunLockedError
 from ..masks import MaskCollator
 from ..models import IJepa
 from ..recipe import Recipe
-from .checkpoint import remove_partial_checkpoints
+from .checkpoint import remove_partial_checkpoints, run_folder
 from .checkpointer import Checkpointer
 from .distributed import (
-    DistEnv, all_reduce_mean, any_rank, ema_update, full_state, init_distributed, no_grad_sync, wrap_model,
+    DistEnv,
+    all_reduce_mean,
+    any_rank,
+    ema_update,
+    full_state,
+    init_distributed,
+    no_grad_sync,
+    wrap_model,
 )
 from .export import export_model, push_model
-from .faults import BrokenImageCounter, StopSignal
+from .faults import BrokenImageCounter, StopSignal, ignore_stop_signals
+from .lock import RunLock
 from .monitor import CollapseMonitor, MetricsWriter, StepLogger, monitor_images, progress_bar
 from .online_probe import OnlineProbe, run_probe
 from .optim import build_optimizer, set_hyperparams
@@ -48,7 +65,7 @@ from .run import Run
 from .schedules import Hyperparams, Schedules
 from .threads import set_training_threads
 
-__all__ = ["train", "train_step", "train_iteration", "TrainResult"]
+__all__ = ["train", "train_step", "accumulated_step", "train_iteration", "TrainResult"]
 
 logger = logging.getLogger("ijepa_hub.train")
 
@@ -70,38 +87,61 @@ class TrainResult:
     hub_url: str | None = None
 
 
-def train_step(
+def accumulated_step(
     module: nn.Module,
-    micro_batches: Sequence[MicroBatch],
+    micro_batches: Sequence[Any],
     optimizer: torch.optim.Optimizer,
+    loss_of: Callable[[nn.Module, Any], torch.Tensor],
     *,
     device: torch.device,
-    autocast: Callable[[], ContextManager] = nullcontext,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
     clip_grad: float | None = None,
-    no_sync: Callable[[], ContextManager] | None = None,
+    no_sync: Callable[[], AbstractContextManager] | None = None,
 ) -> torch.Tensor:
     """One optimiser step over ``k`` micro-batches (gradient accumulation); returns the mean loss.
 
-    Each micro-batch's loss is scaled by ``1/k`` so the gradient equals that of the whole batch (the
-    loss is a mean and every micro-batch has the same size and mask lengths). ``no_sync`` (DDP/FSDP)
-    skips the gradient all-reduce on all but the last micro-batch.
+    ``loss_of(module, micro_batch)`` is a micro-batch's mean loss; each is scaled by ``1/k`` so the gradient
+    equals that of the whole batch (every micro-batch has the same size). ``no_sync`` (DDP/FSDP) skips the
+    gradient all-reduce on all but the last micro-batch. The trainer and ``ijepa-finetune`` share it.
     """
     optimizer.zero_grad(set_to_none=True)
     k = len(micro_batches)
     total = torch.zeros((), device=device)
     for i, mb in enumerate(micro_batches):
-        images = mb.images.to(device, non_blocking=True)
-        context = [m.to(device, non_blocking=True) for m in mb.context_masks]
-        targets = [m.to(device, non_blocking=True) for m in mb.target_masks]
         with no_sync() if (no_sync is not None and i < k - 1) else nullcontext():
             with autocast():
-                loss = module(images, context, targets)
+                loss = loss_of(module, mb)
             (loss / k).backward()
         total += loss.detach().float()
     if clip_grad is not None:
         torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], clip_grad)
     optimizer.step()
     return total / k
+
+
+def train_step(
+    module: nn.Module,
+    micro_batches: Sequence[MicroBatch],
+    optimizer: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+    clip_grad: float | None = None,
+    no_sync: Callable[[], AbstractContextManager] | None = None,
+) -> torch.Tensor:
+    """One optimiser step of the I-JEPA loss over ``k`` micro-batches (see :func:`accumulated_step`).
+
+    The loss is a mean and every micro-batch has the same size and mask lengths, so the accumulated
+    gradient is that of the whole batch.
+    """
+    def loss_of(m: nn.Module, mb: MicroBatch) -> torch.Tensor:
+        images = mb.images.to(device, non_blocking=True)
+        context = [x.to(device, non_blocking=True) for x in mb.context_masks]
+        targets = [x.to(device, non_blocking=True) for x in mb.target_masks]
+        return m(images, context, targets)
+
+    return accumulated_step(module, micro_batches, optimizer, loss_of, device=device, autocast=autocast,
+                            clip_grad=clip_grad, no_sync=no_sync)
 
 
 def train_iteration(
@@ -113,9 +153,9 @@ def train_iteration(
     step: int,
     *,
     device: torch.device,
-    autocast: Callable[[], ContextManager] = nullcontext,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
     clip_grad: float | None = None,
-    no_sync: Callable[[], ContextManager] | None = None,
+    no_sync: Callable[[], AbstractContextManager] | None = None,
 ) -> tuple[torch.Tensor, Hyperparams]:
     """Iteration ``step`` (from 0) as released: lr and weight decay of ``step + 1``, :func:`train_step`,
     then the EMA of ``core``'s target encoder with the momentum of ``step``.
@@ -140,7 +180,7 @@ def effective_precision(recipe: Recipe, device: torch.device) -> str:
     return precision
 
 
-def _autocast_factory(recipe: Recipe, device: torch.device) -> Callable[[], ContextManager]:
+def _autocast_factory(recipe: Recipe, device: torch.device) -> Callable[[], AbstractContextManager]:
     from ..precision import autocast_context  # the one autocast policy, shared with feature extraction
 
     precision = effective_precision(recipe, device)
@@ -162,7 +202,8 @@ def _build_loader(run: Run, dataset, min_fraction: float) -> DataLoader:
         MaskCollator(recipe.mask, img_size=config.img_size, patch_size=config.patch_size, seed=cfg.seed), seed=cfg.seed
     )
     options = dict(num_workers=cfg.num_workers, pin_memory=env.device.type == "cuda",
-                   prefetch_factor=4 if cfg.num_workers > 0 else None)
+                   prefetch_factor=4 if cfg.num_workers > 0 else None,
+                   worker_init_fn=ignore_stop_signals)  # a group-wide SIGTERM / Ctrl-C is the main process's
     if isinstance(dataset, HFImageStream):  # hfids/: read in stream order, the sampler gives steps and keys
         return DataLoader(StreamedMicroBatches(dataset, sampler, samples, collate), batch_size=None, **options)
     return DataLoader(samples(dataset), batch_sampler=sampler, collate_fn=collate, **options)
@@ -220,24 +261,38 @@ def _export(core: IJepa, optimizer, run: Run, out_dir: Path, result: TrainResult
 def train(
     recipe: Recipe,
     *,
-    out_dir: str | Path = "runs/default",
+    out_dir: str | Path | None = None,
     resume: str | None = None,
     push_to_hub: str | None = None,
     progress: bool = True,
     export: bool = True,
 ) -> TrainResult:
-    """Train ``recipe``; write checkpoints, ``metrics.jsonl`` and the exported model under ``out_dir``.
+    """Train ``recipe``; write checkpoints, ``metrics.jsonl`` and the exported model under ``out_dir``
+    (default ``runs/<recipe name>``).
 
-    ``resume``: ``None`` for a new run (refused if ``out_dir`` has a checkpoint), ``"auto"`` to continue
-    the run in ``out_dir`` if it has a checkpoint, or a checkpoint path. Under ``torchrun`` every rank
-    calls this; the global batch, sample order, masks and schedules do not depend on the world size.
+    ``resume``: ``None`` for a new run (refused if ``out_dir`` holds a previous run's output), ``"auto"`` to
+    continue the run in ``out_dir`` if it has a checkpoint, or a run folder (or its ``checkpoint.pt``) to
+    continue that run in that folder. The run holds an exclusive lock on its folder
+    (:class:`~ijepa_hub.train.lock.RunLock`). Under ``torchrun`` every rank calls this; the global batch,
+    sample order, masks and schedules do not depend on the world size.
     """
-    cfg, out_dir = recipe.train, Path(out_dir)
+    cfg = recipe.train
+    out_dir = run_folder(out_dir, resume, default=Path("runs") / recipe.name)
+    with training_process(cfg, out_dir) as env:
+        return _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export)
+
+
+@contextmanager
+def training_process(cfg: Any, out_dir: Path) -> Iterator[DistEnv]:
+    """This process set up for a run writing to ``out_dir`` (``cfg``: a recipe's train section): the process
+    group torchrun describes joined, the CPU threads set, the folder's lock held by rank 0; all undone on exit.
+    The trainer and ``ijepa-finetune`` share it."""
     env = init_distributed(cfg.device)
     created_group = env.distributed
     previous_threads = set_training_threads(cfg.threads, workers=cfg.num_workers, cpu=env.device.type == "cpu")
     try:
-        return _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export)
+        with _folder_lock(out_dir, env):
+            yield env
     finally:
         if previous_threads is not None:
             torch.set_num_threads(previous_threads)
@@ -245,8 +300,39 @@ def train(
             dist.destroy_process_group()
 
 
+@contextmanager
+def _folder_lock(out_dir: Path, env: DistEnv) -> Iterator[None]:
+    """Rank 0 holds the run folder's lock for the whole run; every rank stops when it cannot be taken."""
+    lock, error = RunLock(out_dir), None
+    if env.is_main:
+        try:
+            lock.acquire()
+        except RunLockedError as err:
+            error = err
+    if any_rank(error is not None, env):
+        raise error or RunLockedError(f"run folder {out_dir} is in use by another run (rank 0's error names it)")
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def check_settings(recipe: Recipe) -> None:
+    """Refuse, before anything is built, run settings out of range (:class:`~ijepa_hub.errors.RecipeError`)
+    and mask settings that cannot give masks on the model's patch grid (:class:`~ijepa_hub.errors.MaskError`)."""
+    for key, least in (("checkpoint_every", 1), ("log_every", 1), ("monitor_every", 0), ("num_workers", 0)):
+        if getattr(recipe.train, key) < least:
+            raise RecipeError(f"train.{key} must be at least {least}, got {getattr(recipe.train, key)}")
+    if recipe.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise MissingExtraError("train.tensorboard=true needs the tensorboard package: pip install tensorboard")
+    config = recipe.model_config()
+    MaskCollator(recipe.mask, img_size=config.img_size, patch_size=config.patch_size, seed=recipe.train.seed).validate()
+
+
 def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> TrainResult:
     resumed = Resume.find(resume, out_dir, recipe)
+    check_settings(recipe)  # before building anything: a recipe that cannot train is refused here
+    dataset = build_dataset(recipe.data, seed=cfg.seed)  # missing data is refused before the model is built
     config = recipe.model_config()
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     core = IJepa(config, loss=recipe.optim.loss, drop_path_rate=recipe.model.drop_path_rate,
@@ -254,7 +340,6 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     if cfg.grad_checkpointing:
         core.set_grad_checkpointing(True)
 
-    dataset = build_dataset(recipe.data, seed=cfg.seed)
     run = Run.create(recipe, env, len(dataset), start_step=resumed.step if resumed else 0)
     if resumed:
         resumed.check_run(run)

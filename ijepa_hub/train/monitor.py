@@ -19,7 +19,7 @@ import torch
 
 from ..data.hf_datasets import dataset_items
 from ..data.pipeline import load_rgb
-from ..errors import ImageReadError, TooManyBrokenImagesError
+from ..errors import ImageReadError, RunFolderError, TooManyBrokenImagesError
 from ..features import preprocess
 
 if TYPE_CHECKING:
@@ -169,8 +169,25 @@ class MetricsWriter:
             self._tb = SummaryWriter(str(Path(out_dir) / "tensorboard"))
 
     def _truncate_after(self, step: int) -> None:
-        """Drop records a killed run wrote after its last checkpoint, so the file matches the resumed run."""
-        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= step]
+        """Drop records a killed run wrote after its last checkpoint, so the file matches the resumed run.
+
+        A torn last line (the run was killed while writing it) is dropped too; a damaged line before it is
+        an error naming the file and the line.
+        """
+        lines = [line for line in self.path.read_text(errors="replace").splitlines() if line]
+        kept = []
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                if number == len(lines):
+                    break  # torn by a kill mid-write
+                raise RunFolderError(
+                    f"{self.path}, line {number}: not a JSON record ({err}); the metrics of this run are damaged. "
+                    "Fix: delete that line (or the file, losing the curves), then resume again."
+                ) from None
+            if record.get("step", 0) <= step:
+                kept.append(line)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.path)
@@ -211,7 +228,7 @@ class StepLogger:
         self._tick, self._images = time.perf_counter(), 0
         self._postfix: dict[str, str] = {}  # the latest online probe, shown on the bar
 
-    def step(self, step: int, loss: float, used: "Hyperparams", micro: "MicroBatch", *, skipped: int,
+    def step(self, step: int, loss: float, used: Hyperparams, micro: MicroBatch, *, skipped: int,
              broken_total: int) -> None:
         """After optimiser step ``step``: its mean ``loss``, the values it ``used``, images ``skipped``."""
         if self.writer is not None:
@@ -221,7 +238,7 @@ class StepLogger:
                 self._record(step, used, micro, skipped, broken_total)
         self.bar.update(1)
 
-    def _record(self, step: int, used: "Hyperparams", micro: "MicroBatch", skipped: int, broken_total: int) -> None:
+    def _record(self, step: int, used: Hyperparams, micro: MicroBatch, skipped: int, broken_total: int) -> None:
         now = time.perf_counter()
         record = {
             "step": step, "epoch": step / self.steps_per_epoch, "loss": sum(self._losses) / len(self._losses),

@@ -28,14 +28,14 @@ class Resume:
         self.source, self.state = source, state
 
     @classmethod
-    def find(cls, resume: str | None, out_dir: Path, recipe: Recipe) -> "Resume | None":
+    def find(cls, resume: str | None, out_dir: Path, recipe: Recipe) -> Resume | None:
         """``None`` for a fresh run; else the checkpoint ``resume`` names (:func:`resolve_resume`), read
         strictly and refused (:class:`CheckpointError`) when written by another recipe."""
         source = resolve_resume(resume, out_dir)
         if source is None:
             return None
         state = load_checkpoint(source)
-        check_resumable(state, recipe.to_dict(), source=str(source))
+        check_resumable(state, recipe.to_dict(), source=str(source), defaults=type(recipe)().to_dict())
         return cls(source, state)
 
     @property

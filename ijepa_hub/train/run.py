@@ -1,6 +1,7 @@
 """What one call of ``train`` runs: the batch plan, the schedules and the steps, fixed before the loop."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +26,16 @@ class Run:
     end_step: int  # where this call stops: the end of the schedules, or train.max_steps
 
     @classmethod
-    def create(cls, recipe: Recipe, env: DistEnv, num_samples: int, start_step: int = 0) -> "Run":
-        """Schedules span ``optim.epochs`` of ``num_samples // global batch`` steps; ``train.max_steps`` cuts short."""
+    def create(
+        cls, recipe: Recipe, env: DistEnv, num_samples: int, start_step: int = 0, *,
+        schedules_from: Callable[[Any, int], Any] = Schedules.from_recipe,
+    ) -> Run:
+        """Schedules span ``optim.epochs`` of ``num_samples // global batch`` steps; ``train.max_steps`` cuts short.
+
+        ``schedules_from(recipe.optim, steps_per_epoch)`` builds them (a frozen dataclass with ``total_steps``;
+        ``ijepa-finetune`` passes its own)."""
         plan = BatchPlan(recipe.optim.batch_size, recipe.data.batch_size_per_device, env.world_size)
-        schedules = Schedules.from_recipe(recipe.optim, max(1, num_samples // plan.global_batch))
+        schedules = schedules_from(recipe.optim, max(1, num_samples // plan.global_batch))
         max_steps = recipe.train.max_steps
         end_step = schedules.total_steps if max_steps is None else min(max_steps, schedules.total_steps)
         return cls(recipe, env, plan, schedules, num_samples, start_step, end_step)

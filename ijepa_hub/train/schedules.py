@@ -59,7 +59,7 @@ class Schedules:
     final_ema: float
 
     @classmethod
-    def from_recipe(cls, optim: OptimSection, steps_per_epoch: int) -> "Schedules":
+    def from_recipe(cls, optim: OptimSection, steps_per_epoch: int) -> Schedules:
         """Steps as released: ``total = ipe_scale * epochs * steps_per_epoch``, warmup in epochs."""
         return cls(
             total_steps=int(optim.ipe_scale * optim.epochs * steps_per_epoch),

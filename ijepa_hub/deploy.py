@@ -1,0 +1,184 @@
+"""Deployment exports of a model: ONNX (checked with onnxruntime) and ``torch.export`` programs.
+
+What is exported: an encoder gives ``patch_tokens`` [B, N, D] (the normed tokens) and ``pooled`` [B, D]
+(their mean, the paper's feature); a fine-tuned :class:`~ijepa_hub.models.Classifier` gives ``logits``
+[B, C]. The input is ``images`` [B, C, H, W], preprocessed as :func:`ijepa_hub.preprocess` does (recorded
+in ``export.json``); the batch size is dynamic. Every export is run again on random inputs at two batch
+sizes and compared with the eager model: a difference above ``atol`` is an :class:`ExportError`, never a
+file that silently computes something else.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+
+from .data.transforms import CROP_PCT, INTERPOLATION, MEAN, STD
+from .errors import ExportError, MissingExtraError
+from .models import IJepa, VisionTransformerEncoder
+from .models.classifier import Classifier
+from .version import __version__
+
+__all__ = ["FORMATS", "ExportResult", "export_model", "deployable", "EncoderOutputs", "run_exported"]
+
+ExportFormat = Literal["onnx", "torch-export"]
+FORMATS: dict[str, str] = {"onnx": "model.onnx", "torch-export": "model.pt2"}  # format -> file written
+META_NAME = "export.json"
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# The largest difference from eager accepted per dtype (fp32: the issue's 1e-4; half types round at ~1e-3).
+DEFAULT_ATOL = {"fp32": 1e-4, "fp16": 5e-2, "bf16": 1e-1}
+ONNX_EXTRA_HINT = "pip install 'ijepa-hub[onnx]' (from a clone: pip install -e '.[onnx]')"
+
+
+class EncoderOutputs(nn.Module):
+    """An encoder as a deployable module: ``images -> (patch_tokens, pooled)``."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.encoder(images)
+        return tokens, tokens.mean(dim=1)
+
+
+def deployable(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """The module to export for ``model`` and its output names (classifier: logits; encoder: tokens, pooled)."""
+    if isinstance(model, Classifier):
+        return model, ["logits"]
+    if isinstance(model, IJepa):
+        model = model.encoder
+    if not isinstance(model, VisionTransformerEncoder):
+        raise ExportError(f"cannot export a {type(model).__name__}: give an I-JEPA model, encoder or classifier")
+    return EncoderOutputs(model), ["patch_tokens", "pooled"]
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_model` wrote and how far the export is from eager."""
+
+    folder: Path
+    file: Path
+    format: str
+    dtype: str
+    max_abs_diff: dict[int, float] = field(default_factory=dict)  # batch size -> largest |export - eager|
+    seconds: float = 0.0
+
+
+def _needs_onnx() -> Any:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime
+        import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
+    except ImportError as err:
+        raise MissingExtraError(f"the ONNX export needs {err.name!r}, which is not installed. Fix: {ONNX_EXTRA_HINT}") from None
+    return onnxruntime
+
+
+def run_exported(path: str | os.PathLike, images: torch.Tensor) -> list[torch.Tensor]:
+    """Run an exported file (``.onnx`` with onnxruntime on CPU, ``.pt2`` with torch) on ``images``."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        ort = _needs_onnx()
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return [torch.from_numpy(o) for o in session.run(None, {name: images.cpu().numpy()})]
+    program = torch.export.load(str(path))
+    out = program.module()(images)
+    return list(out) if isinstance(out, (tuple, list)) else [out]
+
+
+def _export_file(module: nn.Module, example: torch.Tensor, path: Path, fmt: str, outputs: list[str]) -> None:
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    if fmt == "torch-export":
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+        torch.export.save(program, str(path))
+        return
+    _needs_onnx()
+    torch.onnx.export(module, (example,), str(path), input_names=["images"], output_names=outputs,
+                      dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
+
+
+def export_model(
+    model: nn.Module,
+    out_dir: str | os.PathLike,
+    *,
+    format: ExportFormat = "onnx",
+    dtype: Literal["fp32", "fp16", "bf16"] = "fp32",
+    check_batch_sizes: Sequence[int] = (1, 3),
+    atol: float | None = None,
+    source: str | None = None,
+) -> ExportResult:
+    """Export ``model`` (encoder, I-JEPA model or classifier) to ``out_dir`` as ``format``; check it.
+
+    Writes ``model.onnx`` or ``model.pt2`` and ``export.json`` (inputs, outputs, preprocessing, labels, the
+    check). ``dtype``: the weights' and input's type (fp32 default; fp16 / bf16 for torch-export, fp16 for
+    ONNX). The check runs the export at each of ``check_batch_sizes`` and compares with eager (``atol``:
+    :data:`DEFAULT_ATOL` of the dtype); a larger difference raises :class:`ExportError`.
+    """
+    from .hub.save import _written_atomically
+
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    if format == "onnx" and dtype == "bf16":
+        raise ExportError("bf16 ONNX models do not run in onnxruntime on CPU; export with --dtype fp16 or fp32")
+    if format == "onnx":
+        _needs_onnx()
+    module, outputs = deployable(model)
+    module = module.to("cpu", _DTYPES[dtype]).eval()
+    encoder = module if isinstance(module, Classifier) else module.encoder
+    size, chans = encoder.patch_embed.img_size, encoder.patch_embed.proj.in_channels
+    gen = torch.Generator().manual_seed(0)
+    example = torch.randn(2, chans, *size, generator=gen).to(_DTYPES[dtype])
+    tol = DEFAULT_ATOL[dtype] if atol is None else atol
+    start = time.perf_counter()
+    name = FORMATS[format]
+    folder = Path(out_dir)
+    with _written_atomically(folder, keep=frozenset({name, META_NAME})) as stage:
+        with torch.no_grad():
+            try:
+                _export_file(module, example, stage / name, format, outputs)
+            except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+                raise ExportError(f"{format} export of {source or type(model).__name__} failed: {type(err).__name__}: "
+                                  f"{str(err).splitlines()[0] if str(err) else ''}") from err
+            diffs = {}
+            for b in check_batch_sizes:
+                x = torch.randn(b, chans, *size, generator=gen).to(_DTYPES[dtype])
+                eager = module(x)
+                eager = list(eager) if isinstance(eager, (tuple, list)) else [eager]
+                got = run_exported(stage / name, x)
+                if len(got) != len(eager) or any(g.shape != e.shape for g, e in zip(got, eager)):
+                    raise ExportError(f"the {format} export gives outputs of shapes {[tuple(g.shape) for g in got]} at "
+                                      f"batch {b}, eager {[tuple(e.shape) for e in eager]}")
+                diffs[b] = max(float((g.float() - e.float()).abs().max()) for g, e in zip(got, eager))
+                if diffs[b] > tol:
+                    raise ExportError(f"the {format} export differs from eager by {diffs[b]:.3g} at batch {b} "
+                                      f"(more than {tol:g}); it is not written")
+        meta = _metadata(model, encoder, format, name, dtype, outputs, chans, size, diffs, tol, source)
+        (stage / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+    return ExportResult(folder, folder / name, format, dtype, diffs, time.perf_counter() - start)
+
+
+def _metadata(model, encoder, fmt, name, dtype, outputs, chans, size, diffs, tol, source) -> dict[str, Any]:
+    n, d = encoder.patch_embed.num_patches, encoder.embed_dim
+    shapes = {"logits": ["batch", getattr(model, "num_classes", 0)], "patch_tokens": ["batch", n, d], "pooled": ["batch", d]}
+    meta: dict[str, Any] = {
+        "format": fmt, "file": name, "dtype": dtype, "source": source, "library_version": __version__,
+        "inputs": [{"name": "images", "shape": ["batch", chans, *size], "dtype": dtype}],
+        "outputs": [{"name": o, "shape": shapes[o]} for o in outputs],
+        "preprocessing": {"img_size": list(size), "crop_pct": getattr(model, "crop_pct", CROP_PCT),
+                          "interpolation": INTERPOLATION, "mean": list(MEAN), "std": list(STD)},
+        "check": {"batch_sizes": list(diffs), "max_abs_diff": max(diffs.values(), default=None), "atol": tol},
+    }
+    if isinstance(model, Classifier):
+        meta["label_names"] = list(model.label_names)
+    return meta

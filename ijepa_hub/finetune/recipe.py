@@ -1,0 +1,118 @@
+"""Fine-tuning recipes: the typed sections of ``ijepa-finetune``, read from ``ijepa_hub/recipes/finetune``.
+
+The same machinery as the training recipes (:mod:`ijepa_hub.recipe`): dataclasses are the schema,
+jsonargparse checks the dotted overrides (``--optim.lr 1e-3``) and names a bad key. Key names shared with
+the trainer (``train.max_steps``, ``train.checkpoint_every``...) mean the same and may change on resume.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from ..recipe import _key, _plain, list_recipes, load_recipe
+
+__all__ = [
+    "FinetuneRecipe", "FtModelSection", "FtDataSection", "FtOptimSection", "FtTrainSection",
+    "load_finetune_recipe", "list_finetune_recipes",
+]
+
+
+@dataclass
+class FtModelSection:
+    """What is fine-tuned: the pretrained source, which encoder, the head and how much of the model learns."""
+
+    source: str = _key(
+        "vit_tiny_patch8",
+        "anything from_pretrained loads (folder, Hub repo, released variant), or vit_<size>_patch<p>: random init",
+    )
+    encoder: Literal["target", "context"] = _key("target", "which encoder of the source to fine-tune")
+    img_size: int | None = _key(None, "input size in pixels; null: the source's")
+    depth: int | None = _key(None, "random init only: encoder blocks; null: the named model's")
+    mode: Literal["full", "linear"] = _key("full", "full: encoder and head learn; linear: the encoder is frozen")
+    drop_path_rate: float = _key(0.1, "stochastic depth of the encoder (full mode; linear mode uses 0)")
+    head_init_std: float = _key(0.01, "trunc-normal std of the new head's weights (bias 0)")
+
+
+@dataclass
+class FtDataSection:
+    """Labelled images: class subfolders (train/ and val/) or the built-in synthetic shapes, and augmentation."""
+
+    path: str | None = _key("synthetic", "'synthetic', a folder with train/<class>/ and val/<class>/ images, or hfds/NAME")
+    label: Literal["shape", "count"] = _key("shape", "synthetic only: which label to learn")
+    num_train: int = _key(2000, "synthetic only: training images")
+    num_val: int = _key(500, "synthetic only: validation images")
+    source_size: int = _key(96, "synthetic only: side of the drawn images")
+    batch_size_per_device: int = _key(32, "the micro-batch")
+    crop_scale: tuple[float, float] = _key((0.08, 1.0), "RandomResizedCrop area fraction (min, max)")
+    hflip: float = _key(0.5, "horizontal flip probability")
+    auto_augment: str | None = _key("rand-m9-mstd0.5-inc1", "timm RandAugment policy string; null: none")
+    reprob: float = _key(0.25, "random erasing probability (timm)")
+    mixup: float = _key(0.8, "Mixup alpha (timm.data.Mixup); 0: off")
+    cutmix: float = _key(1.0, "CutMix alpha; 0: off")
+    mixup_prob: float = _key(1.0, "probability of applying Mixup or CutMix to a micro-batch")
+    mixup_switch_prob: float = _key(0.5, "probability of CutMix rather than Mixup when both are on")
+    val_batch_size: int = _key(64, "images per validation batch")
+    max_broken_fraction: float = _key(0.01, "unreadable training images are skipped; stop past this fraction")
+
+
+@dataclass
+class FtOptimSection:
+    """AdamW with layer-wise learning-rate decay, warm-up + cosine, label smoothing and clipping."""
+
+    batch_size: int = _key(1024, "global batch, whatever the number of devices")
+    epochs: int = _key(50, "schedule length in epochs")
+    warmup_epochs: float = _key(5, "linear warm-up from start_lr to lr, in epochs")
+    start_lr: float = _key(0.0, "learning rate at step 0")
+    lr: float = _key(4.0e-3, "peak learning rate (of the head; block i gets lr * layer_decay^(depth - i))")
+    final_lr: float = _key(1.0e-6, "learning rate at the end of the cosine decay")
+    layer_decay: float = _key(0.75, "layer-wise lr decay (timm.optim); 1.0: off")
+    weight_decay: float = _key(0.05, "AdamW weight decay (none on biases, norms and 1-D parameters)")
+    betas: tuple[float, float] = _key((0.9, 0.999), "AdamW betas")
+    eps: float = _key(1.0e-8, "AdamW epsilon")
+    label_smoothing: float = _key(0.1, "label smoothing (timm.loss; folded into the soft targets under Mixup)")
+    clip_grad: float | None = _key(None, "clip the gradient norm to this; null: no clipping")
+
+
+@dataclass
+class FtTrainSection:
+    """How a run executes; none of these change the mathematics except ``seed``."""
+
+    fsdp: ClassVar[bool] = False  # what the trainer's checkpointer asks; fine-tuning uses DDP
+
+    seed: int = _key(0, "seed of the head, the data order, the augmentation and Mixup")
+    max_steps: int | None = _key(None, "stop after this many steps (schedules still span optim.epochs)")
+    checkpoint_every: int = _key(500, "steps; a checkpoint is also written at the end and on SIGTERM")
+    log_every: int = _key(10, "steps between metric lines in metrics.jsonl")
+    num_workers: int = _key(8, "DataLoader workers per process")
+    threads: int | None = _key(None, "CPU intra-op threads per process; None: the cores the workers leave")
+    device: Literal["auto", "cpu", "cuda"] = _key("auto", "auto: cuda if available, else cpu")
+    precision: Literal["auto", "bf16", "fp32"] = _key("auto", "auto: bf16 autocast on CUDA, fp32 on CPU")
+
+
+@dataclass
+class FinetuneRecipe:
+    """A fine-tuning run's numbers: the four sections below, read from a YAML file."""
+
+    RECIPE_FOLDER: ClassVar[str] = "finetune"  # shipped recipes: ijepa_hub/recipes/finetune/*.yaml
+
+    name: str = _key("finetune", "the recipe's name (the default run folder is runs/<name>)")
+    description: str = _key("", "one line about the recipe")
+    model: FtModelSection = field(default_factory=FtModelSection)
+    data: FtDataSection = field(default_factory=FtDataSection)
+    optim: FtOptimSection = field(default_factory=FtOptimSection)
+    train: FtTrainSection = field(default_factory=FtTrainSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def load_finetune_recipe(name_or_path: str | os.PathLike = "finetune_default") -> FinetuneRecipe:
+    """A shipped fine-tuning recipe by name (``finetune_vith14``) or a YAML file by path."""
+    return load_recipe(name_or_path, schema=FinetuneRecipe)
+
+
+def list_finetune_recipes() -> list[str]:
+    """Names of the fine-tuning recipes shipped with the package."""
+    return list_recipes(schema=FinetuneRecipe)

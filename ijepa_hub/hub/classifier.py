@@ -1,0 +1,153 @@
+"""Fine-tuned classifiers as repos: ``config.json`` that timm and ijepa_hub both read, the card, loading.
+
+A classifier repo is an ijepa_hub repo whose ``model.safetensors`` holds the whole classifier in timm's
+layout (the encoder's keys plus ``head.weight`` / ``head.bias``). ``config.json`` says so at timm's top
+level (``num_classes``, ``label_names``, ``model_args.num_classes``, ``pretrained_cfg``), so
+``timm.create_model("hf-hub:<repo>", pretrained=True)`` builds the same classifier, and under
+``ijepa.classifier`` (classes, evaluation crop, data, mode), so ``from_pretrained`` returns a
+:class:`~ijepa_hub.models.Classifier` with ``classify()``.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub import ModelCard, ModelCardData
+
+from ..errors import HubLayoutError
+from ..models.classifier import Classifier
+from .layout import CONFIG_NAME, LIBRARY_NAME, WEIGHTS_NAME, build_config, parse_config, write_config
+from .save import README_NAME, _written_atomically, save_weights
+
+__all__ = ["classifier_config", "save_classifier", "classifier_card", "is_classifier_config", "load_classifier"]
+
+CLASSIFIER_KEY = "classifier"
+
+
+def is_classifier_config(data: Mapping[str, Any]) -> bool:
+    """Whether a ``config.json`` dict describes a fine-tuned classifier."""
+    ijepa = data.get("ijepa")
+    return isinstance(ijepa, Mapping) and CLASSIFIER_KEY in ijepa
+
+
+def classifier_config(
+    model: Classifier, *, recipe: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``config.json`` dict of ``model``: the encoder repo's fields with timm's classifier fields set."""
+    config = build_config(model.config, encoder="target", files={"target_encoder": WEIGHTS_NAME}, recipe=recipe,
+                          metrics=metrics)
+    n, labels = model.num_classes, list(model.label_names)
+    config.update(num_classes=n, label_names=labels)
+    config["model_args"]["num_classes"] = n
+    config["pretrained_cfg"].update(num_classes=n, label_names=labels, crop_pct=model.crop_pct)
+    config["ijepa"][CLASSIFIER_KEY] = {
+        "num_classes": n, "label_names": labels, "crop_pct": model.crop_pct, "head": "head",
+        "pooling": "mean of the normed patch tokens", "base": model.source, **({"data": dict(data)} if data else {}),
+    }
+    return config
+
+
+def save_classifier(
+    model: Classifier, save_directory: str | os.PathLike, *, recipe: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` as a classifier repo folder (atomically, like :func:`~ijepa_hub.save_pretrained`)."""
+    config = classifier_config(model, recipe=recipe, metrics=metrics, data=data)
+    card = classifier_card(config, repo_id=None)
+    folder = Path(save_directory)
+    with _written_atomically(folder, keep=frozenset({CONFIG_NAME, WEIGHTS_NAME, README_NAME})) as stage:
+        save_weights(model, stage / WEIGHTS_NAME)
+        write_config(stage, config)
+        card.save(stage / README_NAME)
+    return folder
+
+
+def _table(rows: Mapping[str, Any]) -> str:
+    return "\n".join(["| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows.items())])
+
+
+def classifier_card(config: Mapping[str, Any], *, repo_id: str | None) -> ModelCard:
+    """The README.md of a classifier repo: the data, the recipe, the final top-1 and how to run it."""
+    ijepa = config["ijepa"]
+    clf, recipe, metrics = ijepa[CLASSIFIER_KEY], ijepa.get("recipe") or {}, ijepa.get("metrics") or {}
+    model, optim = recipe.get("model") or {}, recipe.get("optim") or {}
+    data = clf.get("data") or {}
+    repo = repo_id or "<this-repo>"
+    labels = clf["label_names"]
+    shown = ", ".join(f"`{x}`" for x in labels[:20]) + (f" ... ({len(labels)} in all)" if len(labels) > 20 else "")
+    facts = {
+        "Architecture": f"`{parse_config(config, source=repo).model.name}` + linear head on mean-pooled tokens",
+        "Classes": f"{clf['num_classes']}: {shown}",
+        "Started from": f"`{clf.get('base')}`" if clf.get("base") else "not recorded",
+        "Fine-tuning data": f"{data.get('name', 'not recorded')} ({data.get('num_train', '?')} train / "
+                            f"{data.get('num_val', '?')} validation images)",
+        "Recipe": f"`{recipe.get('name', 'custom')}` ({model.get('mode', '?')} mode, {optim.get('epochs', '?')} epochs, "
+                  f"lr {optim.get('lr', '?')}, layer decay {optim.get('layer_decay', '?')}); all keys in `config.json` "
+                  "under `ijepa.recipe`",
+        "Validation top-1 (final)": f"{metrics['val_top1']}%" if "val_top1" in metrics else "not recorded",
+    }
+    if "best_val_top1" in metrics:
+        facts["Validation top-1 (best epoch)"] = f"{metrics['best_val_top1']}%"
+    card_data = ModelCardData(license=ijepa.get("license", "apache-2.0"), library_name=LIBRARY_NAME,
+                              pipeline_tag="image-classification",
+                              tags=["ijepa", "i-jepa", "vision-transformer", "timm", "image-classification"])
+    body = f"""---
+{card_data.to_yaml()}
+---
+
+# I-JEPA classifier
+
+An [I-JEPA](https://arxiv.org/abs/2301.08243) encoder fine-tuned with
+[ijepa_hub](https://github.com/ijepa-hub/ijepa_hub)'s `ijepa-finetune`.
+
+{_table(facts)}
+
+## Use
+
+```python
+import ijepa_hub
+clf = ijepa_hub.from_pretrained("{repo}")
+clf.classify(["image.jpg"], top_k=5)     # [[(label, probability), ...]]
+```
+
+With timm (same weights, same logits):
+
+```python
+import timm
+model = timm.create_model("hf-hub:{repo}", pretrained=True)
+```
+
+Deployment: `ijepa-hub export {repo} out/ --format onnx` (or `torch-export`).
+"""
+    return ModelCard(body)
+
+
+def load_classifier(files: Any, data: Mapping[str, Any], *, options: Mapping[str, Any], allow_pickle: bool) -> Classifier:
+    """The :class:`Classifier` of a classifier repo (``files``: a folder's or a Hub repo's file getter)."""
+    from ..state_dict import load_strict, read_safetensors
+
+    if options.get("with_predictor") or options.get("with_context_encoder") or options.get("encoder") == "context":
+        raise HubLayoutError(
+            f"{files.source} is a fine-tuned classifier: it holds one encoder and its head, no context encoder "
+            "or predictor. Load it without encoder= / with_context_encoder= / with_predictor="
+        )
+    repo = parse_config(data, source=files.source)
+    clf = data["ijepa"][CLASSIFIER_KEY]
+    labels = clf.get("label_names")
+    if not isinstance(labels, list) or len(labels) != clf.get("num_classes"):
+        raise HubLayoutError(f"{files.source}: config.json 'ijepa.classifier' has {clf.get('num_classes')!r} classes "
+                             f"but label_names {labels!r}; re-save the classifier")
+    path = files.get(WEIGHTS_NAME)
+    if path is None:
+        raise HubLayoutError(f"{files.source}: {WEIGHTS_NAME} is listed in config.json but missing; re-upload the repo")
+
+    with torch.device("meta"):  # no memory and no init for weights that are about to be replaced
+        model = Classifier(repo.model, labels, crop_pct=clf.get("crop_pct"))
+    model = model.to_empty(device="cpu")
+    load_strict(model, read_safetensors(path, source=files.source), source=files.source, what="classifier")
+    model.source = files.source
+    return model.eval()

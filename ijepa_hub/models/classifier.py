@@ -1,0 +1,115 @@
+"""``Classifier``: an I-JEPA encoder with a linear head on its pooled features, in timm's layout.
+
+The encoder is timm's VisionTransformer with ``global_pool="avg"`` and ``fc_norm=False``: every patch
+token is normed, averaged, then ``head`` (``nn.Linear``) gives the logits. That is exactly what
+``timm.create_model(..., num_classes=N)`` builds from the same config, so the state dict
+(``head.weight`` / ``head.bias`` beside the encoder's keys) loads in timm unchanged and gives the same logits.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn as nn
+
+from ..registry import ModelConfig
+from .encoder import VisionTransformerEncoder
+
+if TYPE_CHECKING:
+    from ..features import ImageInput
+
+__all__ = ["Classifier"]
+
+
+class Classifier(VisionTransformerEncoder):
+    """Encoder + linear head: ``forward(images)`` gives logits [B, num_classes].
+
+    ``label_names`` names the classes (index order); ``crop_pct`` is the evaluation crop the classifier
+    was validated with (1.0 keeps the whole image). ``classify`` runs raw images end to end.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        label_names: Sequence[str],
+        *,
+        drop_path_rate: float = 0.0,
+        head_init_std: float = 0.01,
+        crop_pct: float | None = None,
+    ) -> None:
+        if len(label_names) < 2:
+            raise ValueError(f"a classifier needs at least 2 classes, got {len(label_names)}: {list(label_names)}")
+        super().__init__(
+            img_size=config.img_size, patch_size=config.patch_size, in_chans=config.in_chans,
+            embed_dim=config.embed_dim, depth=config.depth, num_heads=config.num_heads, mlp_ratio=config.mlp_ratio,
+            drop_path_rate=drop_path_rate,
+        )
+        self.reset_classifier(len(label_names))  # timm's head: nn.Linear(embed_dim, num_classes) named "head"
+        with torch.no_grad():
+            nn.init.trunc_normal_(self.head.weight, std=head_init_std)
+            nn.init.zeros_(self.head.bias)
+        self.config = config
+        self.label_names = [str(n) for n in label_names]
+        from ..data.transforms import CROP_PCT
+
+        self.crop_pct = CROP_PCT if crop_pct is None else crop_pct
+        self.source: str | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Logits [B, num_classes] of a preprocessed batch [B, C, H, W]."""
+        return self.forward_head(self.forward_features(x))
+
+    def encoder_state_dict(self) -> dict[str, torch.Tensor]:
+        """The encoder's weights without the head (the layout of an ijepa_hub ``model.safetensors``)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("head.")}
+
+    @torch.inference_mode()
+    def classify(
+        self, images: ImageInput | Sequence[ImageInput], *, top_k: int = 5, batch_size: int = 32,
+    ) -> list[list[tuple[str, float]]]:
+        """For each image (path, PIL image, array or tensor), the ``top_k`` ``(label, probability)`` pairs.
+
+        Images are preprocessed as in validation (:func:`ijepa_hub.preprocess` with this model's
+        ``crop_pct``); the model runs on its own device in fp32.
+        """
+        from ..features import _as_list, preprocess
+
+        items = _as_list(images)
+        device = next(self.parameters()).device
+        k = min(top_k, len(self.label_names))
+        was_training = self.training
+        self.eval()
+        out: list[list[tuple[str, float]]] = []
+        try:
+            for i in range(0, len(items), batch_size):
+                batch = torch.stack([preprocess(x, self.config.img_size, crop_pct=self.crop_pct) for x in items[i:i + batch_size]])
+                probs = self(batch.to(device)).float().softmax(dim=-1)
+                values, indices = probs.topk(k, dim=-1)
+                out += [[(self.label_names[j], float(p)) for p, j in zip(v.tolist(), ix.tolist())]
+                        for v, ix in zip(values, indices)]
+        finally:
+            self.train(was_training)
+        return out
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+        """Write this classifier as a repo folder that ijepa_hub and timm load (see :func:`ijepa_hub.hub.classifier.save_classifier`)."""
+        from ..hub.classifier import save_classifier
+
+        return save_classifier(self, save_directory, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload this classifier to the Hub in one commit; returns the commit URL."""
+        import tempfile
+
+        from ..hub.save import push_folder
+
+        push_keys = ("token", "private", "revision", "commit_message")
+        push = {k: kwargs.pop(k) for k in push_keys if k in kwargs}
+        with tempfile.TemporaryDirectory(prefix="ijepa_hub-push-") as tmp:
+            return push_folder(self.save_pretrained(Path(tmp) / "repo", **kwargs), repo_id, **push)
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, source={self.source!r}"
