@@ -187,8 +187,12 @@ def plot_training_curves(
     present = [k for k in keys if (probe_keys if k == ONLINE_PROBE else any(k in r for r in records))]
     if not present:
         raise ValueError(f"none of {list(keys)} found in the metrics ({len(records)} records)")
-    fig, axes = plt.subplots(1, len(present), figsize=(3.2 * len(present), 2.8), squeeze=False)
-    for ax, key in zip(axes[0], present):
+    cols = min(3, len(present))  # rows of three panels: six in a row are too small to read in a README
+    rows = -(-len(present) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.8 * rows), squeeze=False)
+    for ax in axes.flat[len(present):]:
+        ax.set_visible(False)
+    for ax, key in zip(axes.flat, present):
         for line in probe_keys if key == ONLINE_PROBE else [key]:
             pts = [(r["step"], r[line]) for r in records if line in r and "step" in r]
             ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=line[len("knn_"):])
