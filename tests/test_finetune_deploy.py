@@ -158,6 +158,18 @@ def test_a_repo_whose_config_and_weights_disagree_on_the_pooling_is_one_error_li
     assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
+def test_a_classifier_repo_from_before_attentive_mode_loads_as_mean_pooled(run_dir, tmp_path):
+    import shutil
+
+    repo = shutil.copytree(run_dir / "model", tmp_path / "old")
+    config = json.loads((repo / "config.json").read_text())
+    del config["ijepa"]["classifier"]["global_pool"]  # new with attentive mode; timm's fields always said "avg"
+    (repo / "config.json").write_text(json.dumps(config))
+    old, new = ijepa_hub.from_pretrained(repo), ijepa_hub.from_pretrained(run_dir / "model")
+    assert old.global_pool == "avg" and old.attn_pool is None
+    torch.testing.assert_close(old(_batch(2)), new(_batch(2)), atol=0, rtol=0)
+
+
 @pytest.mark.parametrize("source, mode", [("run_dir", "attentive"), ("attentive_dir", "full")])
 def test_finetuning_from_a_classifier_of_another_pooling_takes_its_encoder_only(source, mode, request):
     """A classifier source gives its encoder; its head and attention pool (if any) give way to the new mode's."""
