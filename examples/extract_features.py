@@ -6,12 +6,26 @@
 
 `pooled` is the paper's feature (mean of the per-token normed patch features of the target encoder);
 `--layers 4` concatenates the last four blocks, the feature of the paper's linear probe.
+
+Raw cosine similarities of pooled features can all be high: every image shares one component (the mean
+of the per-token normed features), and the differences between images ride on top of it. The built-in
+default run gave 1.00 for every pair before it adopted the VICReg terms (docs/anticollapse-sweep.md); it
+now gives 0.46-0.83 between six synthetic images. With three or more images the script also prints the similarities after
+subtracting the mean over the given images, where related images stand out; use those (or a probe) to
+judge what a model learned.
 """
 import argparse
 
 import torch
 
 import ijepa_hub
+
+
+def print_similarities(title: str, paths: list[str], features: torch.Tensor) -> None:
+    unit = torch.nn.functional.normalize(features.float(), dim=1)
+    print(title)
+    for path, row in zip(paths, (unit @ unit.T).tolist()):
+        print(f"  {path:>30s}  " + " ".join(f"{v:5.2f}" for v in row))
 
 
 def main() -> None:
@@ -29,10 +43,10 @@ def main() -> None:
     print(f"{args.model} ({args.encoder} encoder): pooled {tuple(feats.pooled.shape)}, "
           f"patch tokens {tuple(feats.patch_tokens.shape)}")
     if len(args.images) > 1:
-        sims = torch.nn.functional.normalize(feats.pooled, dim=1) @ torch.nn.functional.normalize(feats.pooled, dim=1).T
-        print("cosine similarity of the pooled features:")
-        for path, row in zip(args.images, sims.tolist()):
-            print(f"  {path:>30s}  " + " ".join(f"{v:5.2f}" for v in row))
+        print_similarities("cosine similarity of the pooled features:", args.images, feats.pooled)
+    if len(args.images) > 2:
+        centred = feats.pooled - feats.pooled.mean(dim=0, keepdim=True)
+        print_similarities("... after subtracting their mean (the component every image shares):", args.images, centred)
     if args.out:
         torch.save({"paths": args.images, "pooled": feats.pooled, "patch_tokens": feats.patch_tokens}, args.out)
         print(f"wrote {args.out}")

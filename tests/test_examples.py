@@ -31,14 +31,18 @@ def test_extract_features_example(model_dir, tmp_path, images):
     from PIL import Image
 
     paths = []
-    for i, pixels in enumerate(images[:2]):
+    for i, pixels in enumerate(images[:3]):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(pixels).save(paths[-1])
     out = run_example("extract_features.py", "--model", model_dir, *paths, "--out", tmp_path / "f.pt", cwd=tmp_path)
-    assert "pooled (2, 192)" in out and "cosine similarity" in out
+    assert "pooled (3, 192)" in out and "cosine similarity" in out
     saved = torch.load(tmp_path / "f.pt", weights_only=True)
     expected = ijepa_hub.from_pretrained(model_dir).extract_features([str(p) for p in paths]).pooled
     torch.testing.assert_close(saved["pooled"], expected)
+    # the centred similarities: the features minus their mean over the given images, then cosine
+    centred = torch.nn.functional.normalize(expected - expected.mean(0), dim=1)
+    printed = [[float(v) for v in line.split()[1:]] for line in out.split("subtracting their mean")[1].splitlines()[1:4]]
+    torch.testing.assert_close(torch.tensor(printed), centred @ centred.T, atol=0.006, rtol=0)
 
 
 def test_linear_head_example(model_dir, tmp_path):

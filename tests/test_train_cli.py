@@ -142,3 +142,22 @@ def test_a_missing_data_folder_is_one_line_and_exit_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 1 and err == (f"ijepa-train: error: no image folder at {str(tmp_path / 'nothere')!r}; "
                                "pass a folder of images or .tar shards\n")
+
+
+def test_end_message_reports_the_centred_rankme_and_the_online_probe(tmp_path):
+    """Item 5 of the online-probe issue: the end line must not read as collapse when the run learned."""
+    from ijepa_hub.train.cli import _summary
+    from ijepa_hub.train.loop import TrainResult
+
+    result = TrainResult(
+        tmp_path, 0, 300, 300, losses=[1.04, 0.24],
+        monitor=[{"step": 300, "rankme": 1.9, "feature_std": 0.08, "rankme_centered": 12.04}],
+        online_probe=[{"step": 0, "knn_shape": 25.0, "knn_count": 34.375}, {"step": 300, "knn_shape": 39.0625, "knn_count": 35.9375}],
+        export_dir=tmp_path / "model",
+    )
+    assert _summary(result) == (
+        "steps 0 -> 300 of 300, loss 1.0400 -> 0.2400, RankMe 1.9 (centred 12.0), "
+        f"online k-NN shape 25.0 -> 39.1 %, count 34.4 -> 35.9 %; model in {tmp_path / 'model'}"
+    )
+    result.online_probe, result.monitor = [], [{"step": 5, "rankme": 3.0}]  # older records: no centred figure
+    assert "RankMe 3.0;" in _summary(result) and "k-NN" not in _summary(result)

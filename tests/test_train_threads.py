@@ -1,15 +1,20 @@
-"""The CPU thread policy: leave cores to the DataLoader workers, share the rest between processes,
-at least one thread; train.threads, then OMP_NUM_THREADS, win over the automatic choice."""
+"""The CPU thread policy: leave the cores other programs keep busy, one core to each DataLoader worker,
+share the rest between processes, at least one thread; train.threads, then OMP_NUM_THREADS, win over the
+automatic choice."""
 from __future__ import annotations
 
 import copy
 import logging
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 from ijepa_hub.train import train
-from ijepa_hub.train.threads import choose_threads
+from ijepa_hub.train.threads import busy_cores, choose_threads
 
 
 @pytest.mark.parametrize("cores, workers, processes, expected", [
@@ -24,6 +29,28 @@ def test_automatic_threads_leave_cores_to_workers_and_share_the_rest(cores, work
     assert choose_threads(cores=cores, workers=workers, processes=processes) == (expected, "automatic")
 
 
+@pytest.mark.parametrize("cores, workers, busy, expected", [
+    (2, 0, 0.1, 2),  # the default run (no workers) on 2 idle cores: both
+    (2, 0, 1.3, 1),  # another job holds a core: leave it
+    (2, 0, 2.0, 1),  # every core busy: still one thread
+    (16, 2, 5.6, 8),  # 16 - 6 busy - 2 workers
+])
+def test_automatic_threads_leave_the_cores_other_programs_use(cores, workers, busy, expected):
+    assert choose_threads(cores=cores, workers=workers, busy=busy) == (expected, "automatic")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/stat")
+def test_busy_cores_sees_a_spinning_process():
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        busy = busy_cores(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy is not None and 0.6 <= busy <= len(os.sched_getaffinity(0)) + 1e-6
+
+
 def test_explicit_choices_win():
     assert choose_threads(cores=16, workers=8, requested=3, omp_num_threads="5") == (3, "train.threads")
     assert choose_threads(cores=16, workers=8, omp_num_threads="5") == (5, "OMP_NUM_THREADS")
@@ -36,6 +63,7 @@ def test_explicit_choices_win():
 def test_train_applies_logs_and_restores_the_thread_count(tiny_recipe, tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("ijepa_hub.train.threads.available_cores", lambda: 4)
+    monkeypatch.setattr("ijepa_hub.train.threads.busy_cores", lambda: 0.2)
     recipe = copy.deepcopy(tiny_recipe)
     recipe.train.max_steps, recipe.train.num_workers = 1, 1
     seen = []
@@ -44,7 +72,9 @@ def test_train_applies_logs_and_restores_the_thread_count(tiny_recipe, tmp_path,
     with caplog.at_level(logging.INFO, logger="ijepa_hub.train"):
         train(recipe, out_dir=tmp_path, progress=False)
     assert seen == [3] and torch.get_num_threads() == before
-    assert "intra-op threads: 3 per process (automatic; 4 cores, 1 DataLoader worker(s) per process, 1 process(es))" in caplog.text
+    assert "intra-op threads: 3 per process (automatic; 4 cores, 0.2 busy with other programs, 1 DataLoader worker(s) per process, 1 process(es))" in caplog.text
+    monkeypatch.setattr("ijepa_hub.train.threads.busy_cores", lambda: 1.7)  # another job holds 2 of the 4 cores
+    train(recipe, out_dir=tmp_path, progress=False)
     recipe.train.threads = 2
     train(recipe, out_dir=tmp_path, progress=False)
-    assert seen == [3, 2]
+    assert seen == [3, 1, 2]

@@ -117,8 +117,14 @@ def _summary(result: TrainResult) -> str:
     summary = f"steps {result.start_step} -> {result.step} of {result.total_steps}"
     if result.losses:
         summary += f", loss {result.losses[0]:.4f} -> {result.losses[-1]:.4f}"
-    if result.monitor:
-        summary += f", RankMe {result.monitor[-1]['rankme']:.1f}"
+    if result.monitor:  # the centred RankMe is the spread between images; the raw one also counts a shared component
+        last = result.monitor[-1]
+        centred = f" (centred {last['rankme_centered']:.1f})" if "rankme_centered" in last else ""
+        summary += f", RankMe {last['rankme']:.1f}{centred}"
+    if result.online_probe:
+        first, last = result.online_probe[0], result.online_probe[-1]
+        summary += ", online k-NN " + ", ".join(
+            f"{key[4:]} {first[key]:.1f} -> {last[key]:.1f} %" for key in last if key.startswith("knn_"))
     if result.preempted:
         summary += "; preempted: checkpoint written, resume with --resume auto"
     elif result.export_dir is not None:

@@ -1,0 +1,103 @@
+"""Train the built-in default recipe (with overrides) on several seeds and probe each run against its
+random initialisation: the sweep behind ``docs/anticollapse-sweep.md``.
+
+Each (name, seed) trains with ``ijepa-train`` in a subprocess (the same parser and defaults a user gets),
+then runs the probe of ``tests/test_eval_default_run.py`` (``ijepa-eval synthetic``: linear probe and
+k-NN top-1 on held-out shapes, by shape and by count) on the trained target encoder and on the network
+the run started from. One JSON line per run is appended to ``--results``; a (name, seed) already there
+is skipped, so an interrupted sweep continues where it stopped.
+
+    python benchmarks/sweep_default_recipe.py --name vcreg --seeds 0 1 2 3 4 -- --loss.vcreg_variance 1.0
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_RESULTS = Path(__file__).parent / "results" / "sweep_default_recipe.jsonl"
+
+
+def done_runs(results: Path) -> set[tuple[str, int]]:
+    if not results.is_file():
+        return set()
+    rows = (json.loads(line) for line in results.read_text().splitlines() if line.strip())
+    return {(r["name"], r["seed"]) for r in rows}
+
+
+def last_metrics(out_dir: Path) -> dict[str, Any]:
+    """The last logged value of each metric the run wrote (loss, RankMe, online probe...)."""
+    last: dict[str, Any] = {}
+    for line in (out_dir / "metrics.jsonl").read_text().splitlines():
+        last.update(json.loads(line))
+    return last
+
+
+def probe(out_dir: Path, seed: int) -> dict[str, Any]:
+    import ijepa_hub
+    from ijepa_hub.eval import random_init_encoder, synthetic_probe
+
+    model = ijepa_hub.from_pretrained(out_dir / "model")
+    baseline = random_init_encoder(model.config, seed=seed)
+    return synthetic_probe(model.encoder, baseline=baseline, cache_dir="")
+
+
+def run_one(name: str, seed: int, overrides: list[str], *, root: Path, threads: int) -> dict[str, Any]:
+    out_dir = root / f"{name}-s{seed}"
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    cmd = [sys.executable, "-m", "ijepa_hub.train", "--out", str(out_dir), "--no-progress", "-q",
+           "--train.seed", str(seed), "--train.threads", str(threads), *overrides]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    report = probe(out_dir, seed)
+    probe_s = time.perf_counter() - start
+    labels = report["labels"]
+    return {
+        "name": name, "seed": seed, "overrides": overrides, "threads": threads,
+        "train_s": round(train_s, 1), "probe_s": round(probe_s, 1),
+        "margin": {label: {k: round(v, 2) for k, v in row["margin"].items()} for label, row in labels.items()},
+        "top1": {label: {who: row[who] for who in ("model", "random_init")} for label, row in labels.items()},
+        "last_metrics": last_metrics(out_dir),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    own, overrides = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--name", required=True, help="label of this configuration in the results")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--root", type=Path, default=Path("runs/sweep"), help="parent of the run folders")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON lines, appended")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads per run")
+    parser.add_argument("--keep", action="store_true", help="keep the run folders (default: delete after probing)")
+    args = parser.parse_args(own)
+    done = done_runs(args.results)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    for seed in args.seeds:
+        if (args.name, seed) in done:
+            print(f"{args.name} seed {seed}: already in {args.results}, skipped")
+            continue
+        row = run_one(args.name, seed, overrides, root=args.root, threads=args.threads)
+        with args.results.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        m = row["margin"]
+        print(f"{args.name} seed {seed}: linear margins shape {m['shape']['linear_top1']:+.1f} count "
+              f"{m['count']['linear_top1']:+.1f}, k-NN {m['shape']['knn_top1']:+.1f} / {m['count']['knn_top1']:+.1f}; "
+              f"train {row['train_s']:.0f} s, probe {row['probe_s']:.0f} s", flush=True)
+        if not args.keep:
+            shutil.rmtree(args.root / f"{args.name}-s{seed}", ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
