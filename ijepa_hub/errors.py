@@ -10,6 +10,7 @@ __all__ = [
     "StateDictMismatchError",
     "PickleNotAllowedError",
     "HubLayoutError",
+    "PoolingMismatchError",
     "WeightsNotCachedError",
     "DataError",
     "ImageReadError",
@@ -67,6 +68,11 @@ class PickleNotAllowedError(CheckpointError):
 
 class HubLayoutError(CheckpointError):
     """A folder or Hub repo is not in the ijepa_hub or transformers I-JEPA layout, or lacks a part."""
+
+
+class PoolingMismatchError(CheckpointError):
+    """A checkpoint or classifier repo has (or lacks) the attentive pooler (``attn_pool.*``) that the run or
+    its ``config.json`` asks for: e.g. ``--model.mode attentive`` resuming a linear-mode run."""
 
 
 class CheckpointWriteError(CheckpointError, OSError):

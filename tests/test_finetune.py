@@ -15,6 +15,7 @@ import torch
 from ijepa_hub.errors import RecipeError
 from ijepa_hub.finetune import finetune, list_finetune_recipes, load_finetune_recipe
 from ijepa_hub.finetune.cli import main, parse_args
+from ijepa_hub.finetune.loop import build_finetune_optimizer
 from ijepa_hub.finetune.model import build_classifier
 from ijepa_hub.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
@@ -59,13 +60,15 @@ def test_full_finetune_ends_above_the_linear_probe_of_its_start(tmp_path):
     assert full.top1 >= 40.0 and full.top1 >= probe.top1 + 8, (full.evals, probe.evals)
 
 
-def test_sigkill_then_resume_auto_is_bit_equal_to_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("mode", ["full", "attentive"])
+def test_sigkill_then_resume_auto_is_bit_equal_to_an_uninterrupted_run(tmp_path, mode):
+    args = [*TINY_AUGMENTED, "--model.mode", mode]
     straight = tmp_path / "straight"
-    recipe, _ = parse_args(TINY_AUGMENTED)
+    recipe, _ = parse_args(args)
     finetune(recipe, out_dir=straight, progress=False, export=False)
 
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "ijepa_hub.finetune", "--no-progress", *TINY_AUGMENTED, "--out", str(killed)]
+    cmd = [sys.executable, "-m", "ijepa_hub.finetune", "--no-progress", *args, "--out", str(killed)]
     child = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         import time
@@ -80,15 +83,59 @@ def test_sigkill_then_resume_auto_is_bit_equal_to_an_uninterrupted_run(tmp_path)
     finally:
         child.kill()
     assert 4 <= load_checkpoint(killed / CHECKPOINT_NAME)["step"] < 12
-    assert main([*TINY_AUGMENTED, "--out", str(killed), "--resume", "auto", "--no-progress"]) == 0
+    assert main([*args, "--out", str(killed), "--resume", "auto", "--no-progress"]) == 0
 
     a, b = load_checkpoint(straight / CHECKPOINT_NAME), load_checkpoint(killed / CHECKPOINT_NAME)
     assert a["step"] == b["step"] == 12
     assert a["model"].keys() == b["model"].keys()
+    assert any(k.startswith("attn_pool.") for k in a["model"]) == (mode == "attentive")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert a["monitor"] == b["monitor"]  # the validation top-1 of every epoch
     assert (straight / "metrics.jsonl").read_text() == (killed / "metrics.jsonl").read_text()
     assert (killed / "model" / "config.json").is_file()
+
+
+def test_attentive_mode_trains_only_the_attention_pool_and_the_head(tmp_path):
+    """The encoder is frozen bit for bit (no drop path either); timm's attention pool and the head learn, at the
+    head's learning rate whatever the layer decay, the pool's query without weight decay."""
+    args = [*TINY_AUGMENTED, "--model.mode", "attentive", "--optim.batch_size", "8", "--train.max_steps", "3"]
+    recipe, _ = parse_args(args)
+    torch.manual_seed(recipe.train.seed)  # as finetune() does before building the classifier
+    start = build_classifier(recipe.model, ["circle", "square", "triangle", "cross"], crop_pct=1.0)
+    assert start.global_pool == "map" and all(isinstance(b.drop_path1, torch.nn.Identity) for b in start.blocks)
+    trained = {n for n, p in start.named_parameters() if p.requires_grad}
+    assert trained == {n for n in start.state_dict() if n.startswith(("attn_pool.", "head."))}
+    groups = build_finetune_optimizer(start, recipe.optim).param_groups
+    assert {id(p) for g in groups for p in g["params"]} == {id(p) for p in start.parameters() if p.requires_grad}
+    assert all(g["lr_scale"] == 1.0 for g in groups)  # layer_decay 0.75 scales the frozen blocks only
+    assert any(p is start.attn_pool.latent for g in groups if g["weight_decay"] == 0 for p in g["params"])
+
+    assert main([*args, "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    end = load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)["model"]
+    for name, before in start.state_dict().items():
+        assert torch.equal(end[name], before) == (name not in trained), name
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["model_args"]["global_pool"] == config["global_pool"] == "map"
+    assert config["ijepa"]["recipe"]["model"]["mode"] == "attentive"
+
+
+@pytest.mark.parametrize("first, then, message", [
+    ("linear", "attentive", "holds a linear-mode run, with no attentive pooler (attn_pool.* weights) to resume with "
+                            "--model.mode attentive. Fix: resume with --model.mode linear"),
+    ("attentive", "full", "holds an attentive-mode run (attn_pool.* weights), not a full-mode one. Fix: resume with "
+                          "--model.mode attentive"),
+])
+def test_resuming_in_a_mode_of_another_pooling_is_one_error_line(tmp_path, capsys, first, then, message):
+    run = tmp_path / "run"
+    args = [*TINY_AUGMENTED, "--train.max_steps", "1", "--out", str(run), "--no-progress"]
+    assert main([*args, "--model.mode", first]) == 0
+    written = (run / CHECKPOINT_NAME).read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--model.mode", then, "--resume", "auto"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"ijepa-finetune: error: {run / CHECKPOINT_NAME} {message}, or start a new {then}-mode run " \
+                  "with another --out"
+    assert (run / CHECKPOINT_NAME).read_bytes() == written  # the refused run touched nothing
 
 
 def _folder(root: Path, classes: dict[str, int], splits=("train", "val")) -> Path:
@@ -151,8 +198,9 @@ def test_recipes_parse_with_dotted_overrides_and_errors_name_the_key(capsys):
     default, _ = parse_args(["runs/x/model", "--model.img_size", "48"])  # pretrained: its sizes unless given
     assert (default.model.img_size, default.model.depth) == (48, None)
     assert parse_args([])[0].model.depth == 4 and parse_args(["vit_tiny_patch8"])[0].model.depth == 4
+    assert parse_args(["--model.mode", "attentive"])[0].model.mode == "attentive"
     with pytest.raises(jsonargparse.ArgumentError, match="model.mode"):
-        parse_args(["--model.mode", "attentive"])
+        parse_args(["--model.mode", "probe"])
     assert main(["--optim.learning_rate", "1"]) == 2
     assert "optim.learning_rate" in capsys.readouterr().err
     import ijepa_hub

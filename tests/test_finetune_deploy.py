@@ -10,7 +10,7 @@ import torch
 
 import ijepa_hub
 from ijepa_hub.deploy import export_model, run_exported
-from ijepa_hub.errors import ExportError, HubLayoutError, MissingExtraError
+from ijepa_hub.errors import ExportError, HubLayoutError, MissingExtraError, PoolingMismatchError
 from ijepa_hub.finetune.cli import main as finetune_main
 from ijepa_hub.hub.cli import main as hub_main
 from ijepa_hub.models import Classifier
@@ -28,6 +28,14 @@ def run_dir(tmp_path_factory) -> Path:
     """A 4-step fine-tune of a tiny classifier on the synthetic shapes, its classifier in <out>/model."""
     out = tmp_path_factory.mktemp("ft") / "run"
     assert finetune_main([*TINY_RUN, "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def attentive_dir(tmp_path_factory) -> Path:
+    """The same run in attentive mode: a frozen encoder, timm's attention pool and the head learn."""
+    out = tmp_path_factory.mktemp("ft") / "attentive"
+    assert finetune_main([*TINY_RUN, "--model.mode", "attentive", "--out", str(out)]) == 0
     return out
 
 
@@ -53,16 +61,18 @@ def test_saved_classifier_has_timm_classifier_fields_and_a_card(run_dir):
     assert "synthetic-shape (32 train / 16 validation images)" in card
 
 
-def test_pushed_repo_gives_equal_logits_in_from_pretrained_and_timm(hub_server, run_dir, tmp_path):
+@pytest.mark.parametrize("mode, pool", [("full", "avg"), ("attentive", "map")])
+def test_pushed_repo_gives_equal_logits_in_from_pretrained_and_timm(hub_server, tmp_path, mode, pool):
     import timm
 
-    out = tmp_path / "pushed"
-    args = [*TINY_RUN, "--out", str(out), "--push-to-hub", REPO]
+    out, repo = tmp_path / "pushed", f"{REPO}-{mode}"
+    args = [*TINY_RUN, "--model.mode", mode, "--out", str(out), "--push-to-hub", repo]
     assert finetune_main(args) == 0
-    clf = ijepa_hub.from_pretrained(REPO)
+    clf = ijepa_hub.from_pretrained(repo)
     assert isinstance(clf, Classifier) and clf.label_names == ["circle", "square", "triangle", "cross"]
-    model = timm.create_model(f"hf-hub:{REPO}", pretrained=True).eval()
+    model = timm.create_model(f"hf-hub:{repo}", pretrained=True).eval()
     assert model.num_classes == 4 and model.pretrained_cfg["label_names"] == clf.label_names
+    assert model.global_pool == clf.global_pool == pool and (model.attn_pool is None) == (pool == "avg")
     x = _batch(3)
     with torch.no_grad():
         ours, theirs = clf(x), model(x)
@@ -73,8 +83,9 @@ def test_pushed_repo_gives_equal_logits_in_from_pretrained_and_timm(hub_server, 
     top = clf.classify([img for img in (x[0] * 0.2 + 0.5).clamp(0, 1).unsqueeze(0)], top_k=2)
     assert len(top) == 1 and len(top[0]) == 2 and top[0][0][1] >= top[0][1][1]
     assert {name for name, _ in top[0]} <= set(clf.label_names)
-    readme = Path(ijepa_hub.hub.load.hf_hub_download(REPO, "README.md")).read_text()
-    assert f'from_pretrained("{REPO}")' in readme
+    readme = Path(ijepa_hub.hub.load.hf_hub_download(repo, "README.md")).read_text()
+    assert f'from_pretrained("{repo}")' in readme and f"| Fine-tuning mode | {mode}: " in readme
+    assert f"timm `global_pool='{pool}'`" in readme
 
 
 def _check_against_eager(path: Path, model: torch.nn.Module, names: int) -> None:
@@ -89,7 +100,9 @@ def _check_against_eager(path: Path, model: torch.nn.Module, names: int) -> None
             assert g.shape == e.shape and (g - e).abs().max() <= 1e-4
 
 
-def test_onnx_export_of_a_classifier_matches_eager_at_two_batch_sizes(run_dir, tmp_path, capsys):
+@pytest.mark.parametrize("run", ["run_dir", "attentive_dir"])
+def test_onnx_export_of_a_classifier_matches_eager_at_two_batch_sizes(run, tmp_path, capsys, request):
+    run_dir = request.getfixturevalue(run)
     out = tmp_path / "onnx"
     assert hub_main(["export", str(run_dir / "model"), str(out), "--format", "onnx"]) == 0
     assert "model.onnx" in capsys.readouterr().out
@@ -123,6 +136,53 @@ def test_exporting_an_unreadable_repo_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("ijepa-hub export: error: ") and "config.json is not valid JSON" in err
     assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("pool", ["avg", "map"])
+def test_a_repo_whose_config_and_weights_disagree_on_the_pooling_is_one_error_line(run_dir, attentive_dir, tmp_path,
+                                                                                    capsys, pool):
+    """config.json says one pooling, model.safetensors holds the other's weights: the attentive pooler missing
+    (or extra) is named, before any strict-loading key list."""
+    import shutil
+
+    repo = shutil.copytree((attentive_dir if pool == "avg" else run_dir) / "model", tmp_path / "repo")
+    config = json.loads((repo / "config.json").read_text())
+    config["ijepa"]["classifier"]["global_pool"] = pool
+    (repo / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PoolingMismatchError, match=f"global_pool '{pool}' but model.safetensors "
+                                                   f"{'lacks' if pool == 'map' else 'holds'} the attentive pooler"):
+        ijepa_hub.from_pretrained(repo)
+    assert hub_main(["export", str(repo), str(tmp_path / "out"), "--format", "onnx"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ijepa-hub export: error: ") and "re-save the classifier" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_classifier_repo_from_before_attentive_mode_loads_as_mean_pooled(run_dir, tmp_path):
+    import shutil
+
+    repo = shutil.copytree(run_dir / "model", tmp_path / "old")
+    config = json.loads((repo / "config.json").read_text())
+    del config["ijepa"]["classifier"]["global_pool"]  # new with attentive mode; timm's fields always said "avg"
+    (repo / "config.json").write_text(json.dumps(config))
+    old, new = ijepa_hub.from_pretrained(repo), ijepa_hub.from_pretrained(run_dir / "model")
+    assert old.global_pool == "avg" and old.attn_pool is None
+    torch.testing.assert_close(old(_batch(2)), new(_batch(2)), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("source, mode", [("run_dir", "attentive"), ("attentive_dir", "full")])
+def test_finetuning_from_a_classifier_of_another_pooling_takes_its_encoder_only(source, mode, request):
+    """A classifier source gives its encoder; its head and attention pool (if any) give way to the new mode's."""
+    from ijepa_hub.finetune.cli import parse_args
+    from ijepa_hub.finetune.model import build_classifier
+
+    folder = request.getfixturevalue(source) / "model"
+    theirs = ijepa_hub.from_pretrained(folder).encoder_state_dict()
+    clf = build_classifier(parse_args([str(folder), "--model.mode", mode])[0].model, ["a", "b"], crop_pct=1.0)
+    assert clf.global_pool == ("map" if mode == "attentive" else "avg") and clf.num_classes == 2
+    assert clf.encoder_state_dict().keys() == theirs.keys()
+    assert all(torch.equal(clf.state_dict()[k], v) for k, v in theirs.items())
+    assert clf(_batch(2)).shape == (2, 2)
 
 
 def test_missing_onnx_extra_names_the_pip_command(monkeypatch, tmp_path, tiny_model):

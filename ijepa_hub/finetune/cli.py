@@ -29,7 +29,8 @@ def build_parser(recipe: str | os.PathLike = "finetune_default"):
     """The jsonargparse parser: the run options plus every :class:`FinetuneRecipe` key (defaults: ``recipe``'s)."""
     parser = recipe_parser(
         schema=FinetuneRecipe, prog="ijepa-finetune",
-        description="Fine-tune an I-JEPA encoder and a linear head on labelled images. With no arguments: "
+        description="Fine-tune an I-JEPA encoder and a linear head on labelled images (--model.mode full), or "
+        "train a probe on the frozen encoder: --model.mode linear or attentive. With no arguments: "
         "the built-in demo (tiny ViT, synthetic shapes, CPU).",
         epilog=_EPILOG.format(recipes=", ".join(list_finetune_recipes())),
     )

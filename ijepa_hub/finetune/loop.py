@@ -40,7 +40,7 @@ from ..train.resume import Resume
 from ..train.run import Run
 from ..train.schedules import warmup_cosine
 from .data import LabelledItems, build_mixup, collate, finetune_splits, seeded_numpy_and_random, top1, train_transform
-from .model import build_classifier, param_count
+from .model import build_classifier, check_resumed_pooling, param_count
 from .recipe import FinetuneRecipe, FtOptimSection
 
 __all__ = ["finetune", "finetune_step", "FinetuneResult", "FinetuneSchedules", "build_finetune_optimizer"]
@@ -81,6 +81,16 @@ class FinetuneSchedules:
         as in the trainer (so a warm-up from 0 does not waste the first step)."""
         return warmup_cosine(step + 1, warmup_steps=self.warmup_steps, total_steps=self.total_steps,
                              start=self.start_lr, peak=self.peak_lr, final=self.final_lr)
+
+
+class FinetuneResume(Resume):
+    """The trainer's :class:`~ijepa_hub.train.resume.Resume`; a checkpoint of another pooling (an attentive
+    run resumed as linear, or the reverse) is refused first, in one line naming the fix."""
+
+    @classmethod
+    def check_state(cls, state: dict[str, Any], recipe: FinetuneRecipe, source: Path) -> None:
+        check_resumed_pooling(state, recipe.model.mode, source=str(source))
+        super().check_state(state, recipe, source)
 
 
 class EvalHistory:
@@ -188,7 +198,7 @@ def _loader(recipe: FinetuneRecipe, run: Run, items: LabelledItems, img_size: in
 
 def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> FinetuneResult:
     cfg, data = recipe.train, recipe.data
-    resumed = Resume.find(resume, out_dir, recipe)
+    resumed = FinetuneResume.find(resume, out_dir, recipe)
     splits = finetune_splits(data, seed=cfg.seed)
     torch.manual_seed(cfg.seed)  # the same head on every rank
     model = build_classifier(recipe.model, splits.classes, crop_pct=splits.crop_pct)

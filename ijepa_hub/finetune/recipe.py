@@ -30,8 +30,12 @@ class FtModelSection:
     encoder: Literal["target", "context"] = _key("target", "which encoder of the source to fine-tune")
     img_size: int | None = _key(None, "input size in pixels; null: the source's")
     depth: int | None = _key(None, "random init only: encoder blocks; null: the named model's")
-    mode: Literal["full", "linear"] = _key("full", "full: encoder and head learn; linear: the encoder is frozen")
-    drop_path_rate: float = _key(0.1, "stochastic depth of the encoder (full mode; linear mode uses 0)")
+    mode: Literal["full", "linear", "attentive"] = _key(
+        "full",
+        "full: encoder and head learn; linear: the encoder is frozen, a linear head on the mean token learns; "
+        "attentive: the encoder is frozen, timm's attention pool (global_pool='map') and a linear head learn",
+    )
+    drop_path_rate: float = _key(0.1, "stochastic depth of the encoder (full mode; the frozen modes use 0)")
     head_init_std: float = _key(0.01, "trunc-normal std of the new head's weights (bias 0)")
 
 

@@ -1,10 +1,11 @@
 """Fine-tuned classifiers as repos: ``config.json`` that timm and ijepa_hub both read, the card, loading.
 
 A classifier repo is an ijepa_hub repo whose ``model.safetensors`` holds the whole classifier in timm's
-layout (the encoder's keys plus ``head.weight`` / ``head.bias``). ``config.json`` says so at timm's top
-level (``num_classes``, ``label_names``, ``model_args.num_classes``, ``pretrained_cfg``), so
+layout (the encoder's keys plus ``head.weight`` / ``head.bias``, and ``attn_pool.*`` for an attentive
+classifier). ``config.json`` says so at timm's top level (``num_classes``, ``label_names``, ``global_pool``,
+``model_args.num_classes`` / ``model_args.global_pool``, ``pretrained_cfg``), so
 ``timm.create_model("hf-hub:<repo>", pretrained=True)`` builds the same classifier, and under
-``ijepa.classifier`` (classes, evaluation crop, data, mode), so ``from_pretrained`` returns a
+``ijepa.classifier`` (classes, evaluation crop, pooling, data), so ``from_pretrained`` returns a
 :class:`~ijepa_hub.models.Classifier` with ``classify()``.
 """
 from __future__ import annotations
@@ -17,14 +18,21 @@ from typing import Any
 import torch
 from huggingface_hub import ModelCard, ModelCardData
 
-from ..errors import HubLayoutError
-from ..models.classifier import Classifier
+from ..errors import HubLayoutError, PoolingMismatchError
+from ..models.classifier import POOLINGS, Classifier, pooling_of
 from .layout import CONFIG_NAME, LIBRARY_NAME, WEIGHTS_NAME, build_config, parse_config, write_config
 from .save import README_NAME, _written_atomically, save_weights
 
 __all__ = ["classifier_config", "save_classifier", "classifier_card", "is_classifier_config", "load_classifier"]
 
 CLASSIFIER_KEY = "classifier"
+# timm's global_pool -> what the card and ijepa.classifier.pooling say
+POOLING_TEXT = {"avg": "mean of the normed patch tokens",
+                "map": "attentive pooling of the normed patch tokens (timm AttentionPoolLatent, one learned query)"}
+MODE_TEXT = {"full": "full: the encoder and the head were trained",
+             "linear": "linear: the encoder was frozen, only the linear head was trained (a linear probe)",
+             "attentive": "attentive: the encoder was frozen, the attentive pooler and the head were trained "
+                          "(an attentive probe)"}
 
 
 def is_classifier_config(data: Mapping[str, Any]) -> bool:
@@ -40,13 +48,13 @@ def classifier_config(
     """The ``config.json`` dict of ``model``: the encoder repo's fields with timm's classifier fields set."""
     config = build_config(model.config, encoder="target", files={"target_encoder": WEIGHTS_NAME}, recipe=recipe,
                           metrics=metrics)
-    n, labels = model.num_classes, list(model.label_names)
-    config.update(num_classes=n, label_names=labels)
-    config["model_args"]["num_classes"] = n
+    n, labels, pool = model.num_classes, list(model.label_names), model.global_pool
+    config.update(num_classes=n, label_names=labels, global_pool=pool)
+    config["model_args"].update(num_classes=n, global_pool=pool)
     config["pretrained_cfg"].update(num_classes=n, label_names=labels, crop_pct=model.crop_pct)
     config["ijepa"][CLASSIFIER_KEY] = {
-        "num_classes": n, "label_names": labels, "crop_pct": model.crop_pct, "head": "head",
-        "pooling": "mean of the normed patch tokens", "base": model.source, **({"data": dict(data)} if data else {}),
+        "num_classes": n, "label_names": labels, "crop_pct": model.crop_pct, "head": "head", "global_pool": pool,
+        "pooling": POOLING_TEXT[pool], "base": model.source, **({"data": dict(data)} if data else {}),
     }
     return config
 
@@ -79,13 +87,16 @@ def classifier_card(config: Mapping[str, Any], *, repo_id: str | None) -> ModelC
     repo = repo_id or "<this-repo>"
     labels = clf["label_names"]
     shown = ", ".join(f"`{x}`" for x in labels[:20]) + (f" ... ({len(labels)} in all)" if len(labels) > 20 else "")
+    pool = clf.get("global_pool", "avg")
+    head = "attentive pooler + linear head" if pool == "map" else "linear head on mean-pooled tokens"
     facts = {
-        "Architecture": f"`{parse_config(config, source=repo).model.name}` + linear head on mean-pooled tokens",
+        "Architecture": f"`{parse_config(config, source=repo).model.name}` + {head} (timm `global_pool='{pool}'`)",
         "Classes": f"{clf['num_classes']}: {shown}",
         "Started from": f"`{clf.get('base')}`" if clf.get("base") else "not recorded",
         "Fine-tuning data": f"{data.get('name', 'not recorded')} ({data.get('num_train', '?')} train / "
                             f"{data.get('num_val', '?')} validation images)",
-        "Recipe": f"`{recipe.get('name', 'custom')}` ({model.get('mode', '?')} mode, {optim.get('epochs', '?')} epochs, "
+        "Fine-tuning mode": MODE_TEXT.get(model.get("mode"), "not recorded"),
+        "Recipe": f"`{recipe.get('name', 'custom')}` ({optim.get('epochs', '?')} epochs, "
                   f"lr {optim.get('lr', '?')}, layer decay {optim.get('layer_decay', '?')}); all keys in `config.json` "
                   "under `ijepa.recipe`",
         "Validation top-1 (final)": f"{metrics['val_top1']}%" if "val_top1" in metrics else "not recorded",
@@ -145,9 +156,20 @@ def load_classifier(files: Any, data: Mapping[str, Any], *, options: Mapping[str
     if path is None:
         raise HubLayoutError(f"{files.source}: {WEIGHTS_NAME} is listed in config.json but missing; re-upload the repo")
 
+    pool = clf.get("global_pool", "avg")  # repos written before attentive mode: mean pooling
+    if pool not in POOLINGS:
+        raise HubLayoutError(f"{files.source}: config.json 'ijepa.classifier.global_pool' is {pool!r}, not one of "
+                             f"{', '.join(POOLINGS)}; re-save the classifier")
     with torch.device("meta"):  # no memory and no init for weights that are about to be replaced
-        model = Classifier(repo.model, labels, crop_pct=clf.get("crop_pct"))
+        model = Classifier(repo.model, labels, crop_pct=clf.get("crop_pct"), global_pool=pool)
     model = model.to_empty(device="cpu")
-    load_strict(model, read_safetensors(path, source=files.source), source=files.source, what="classifier")
+    weights = read_safetensors(path, source=files.source)
+    if pooling_of(weights) != pool:
+        raise PoolingMismatchError(
+            f"{files.source}: config.json says global_pool {pool!r} but {WEIGHTS_NAME} "
+            f"{'lacks' if pool == 'map' else 'holds'} the attentive pooler's attn_pool.* weights; "
+            "re-save the classifier (Classifier.save_pretrained) so that both agree"
+        )
+    load_strict(model, weights, source=files.source, what="classifier")
     model.source = files.source
     return model.eval()

@@ -1,16 +1,23 @@
 """``Classifier``: an I-JEPA encoder with a linear head on its pooled features, in timm's layout.
 
-The encoder is timm's VisionTransformer with ``global_pool="avg"`` and ``fc_norm=False``: every patch
-token is normed, averaged, then ``head`` (``nn.Linear``) gives the logits. That is exactly what
-``timm.create_model(..., num_classes=N)`` builds from the same config, so the state dict
-(``head.weight`` / ``head.bias`` beside the encoder's keys) loads in timm unchanged and gives the same logits.
+The encoder is timm's VisionTransformer with ``fc_norm=False``: every patch token is normed, pooled, then
+``head`` (``nn.Linear``) gives the logits. Two poolings, both timm's own (``global_pool``):
+
+- ``"avg"``: the mean of the tokens (full and linear fine-tuning);
+- ``"map"``: timm's attention pool (``attn_pool``, an :class:`~timm.layers.AttentionPoolLatent` with the
+  encoder's ``num_heads``, ``mlp_ratio``, norm and activation): one learned query cross-attends over the
+  tokens (attentive probing).
+
+That is exactly what ``timm.create_model(..., num_classes=N, global_pool=...)`` builds from the same config,
+so the state dict (``head.*``, and ``attn_pool.*`` under "map", beside the encoder's keys) loads in timm
+unchanged and gives the same logits.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn as nn
@@ -21,14 +28,24 @@ from .encoder import VisionTransformerEncoder
 if TYPE_CHECKING:
     from ..features import ImageInput
 
-__all__ = ["Classifier"]
+__all__ = ["Classifier", "POOLINGS", "POOLED_PARTS", "pooling_of"]
+
+Pooling = Literal["avg", "map"]
+POOLINGS: tuple[str, ...] = ("avg", "map")
+POOLED_PARTS = ("head.", "attn_pool.")  # key prefixes of the classifier's own modules, beside the encoder's
+
+
+def pooling_of(keys: Iterable[str]) -> str:
+    """The ``global_pool`` of a classifier's state-dict ``keys``: ``"map"`` if it holds ``attn_pool.*``, else ``"avg"``."""
+    return "map" if any(k.startswith("attn_pool.") for k in keys) else "avg"
 
 
 class Classifier(VisionTransformerEncoder):
     """Encoder + linear head: ``forward(images)`` gives logits [B, num_classes].
 
     ``label_names`` names the classes (index order); ``crop_pct`` is the evaluation crop the classifier
-    was validated with (1.0 keeps the whole image). ``classify`` runs raw images end to end.
+    was validated with (1.0 keeps the whole image). ``global_pool``: ``"avg"`` (mean of the tokens) or
+    ``"map"`` (timm's attention pool, ``attn_pool``). ``classify`` runs raw images end to end.
     """
 
     def __init__(
@@ -39,14 +56,19 @@ class Classifier(VisionTransformerEncoder):
         drop_path_rate: float = 0.0,
         head_init_std: float = 0.01,
         crop_pct: float | None = None,
+        global_pool: Pooling = "avg",
     ) -> None:
         if len(label_names) < 2:
             raise ValueError(f"a classifier needs at least 2 classes, got {len(label_names)}: {list(label_names)}")
+        if global_pool not in POOLINGS:
+            raise ValueError(f"global_pool must be one of {POOLINGS}, got {global_pool!r}")
         super().__init__(
             img_size=config.img_size, patch_size=config.patch_size, in_chans=config.in_chans,
             embed_dim=config.embed_dim, depth=config.depth, num_heads=config.num_heads, mlp_ratio=config.mlp_ratio,
-            drop_path_rate=drop_path_rate,
+            drop_path_rate=drop_path_rate, global_pool=global_pool,
         )
+        if self.attn_pool is not None:
+            self.attn_pool.fused_attn = True  # F.scaled_dot_product_attention, as the blocks
         self.reset_classifier(len(label_names))  # timm's head: nn.Linear(embed_dim, num_classes) named "head"
         with torch.no_grad():
             nn.init.trunc_normal_(self.head.weight, std=head_init_std)
@@ -62,9 +84,14 @@ class Classifier(VisionTransformerEncoder):
         """Logits [B, num_classes] of a preprocessed batch [B, C, H, W]."""
         return self.forward_head(self.forward_features(x))
 
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """timm's set, plus the attention pool's learned query (a token, like timm's ``cls_token``)."""
+        return super().no_weight_decay() | ({"attn_pool.latent"} if self.attn_pool is not None else set())
+
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
-        """The encoder's weights without the head (the layout of an ijepa_hub ``model.safetensors``)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("head.")}
+        """The encoder's weights without the head or the attention pool (the layout of an ijepa_hub ``model.safetensors``)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(POOLED_PARTS)}
 
     @torch.inference_mode()
     def classify(
@@ -112,4 +139,4 @@ class Classifier(VisionTransformerEncoder):
             return push_folder(self.save_pretrained(Path(tmp) / "repo", **kwargs), repo_id, **push)
 
     def extra_repr(self) -> str:
-        return f"num_classes={self.num_classes}, source={self.source!r}"
+        return f"num_classes={self.num_classes}, global_pool={self.global_pool!r}, source={self.source!r}"

@@ -39,7 +39,8 @@ class VisionTransformerEncoder(VisionTransformer):
     State-dict keys are those of the released checkpoints' ``encoder`` (and of timm). ``forward``
     returns the normed patch tokens [B, N, D]; with ``masks`` only the kept tokens go through the
     blocks (positions are added before the gather). Inputs of other sizes use a resized position table
-    (:func:`resize_pos_embed`).
+    (:func:`resize_pos_embed`). ``global_pool`` is timm's pooling for :meth:`forward_head` ("avg"; a
+    :class:`~ijepa_hub.models.Classifier` in attentive mode uses "map", timm's attention pool).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class VisionTransformerEncoder(VisionTransformer):
         num_heads: int = 12,
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
+        global_pool: str = "avg",
         **kwargs,
     ) -> None:
         super().__init__(
@@ -60,7 +62,7 @@ class VisionTransformerEncoder(VisionTransformer):
             patch_size=patch_size,
             in_chans=in_chans,
             num_classes=0,
-            global_pool="avg",
+            global_pool=global_pool,
             embed_dim=embed_dim,
             depth=depth,
             num_heads=num_heads,

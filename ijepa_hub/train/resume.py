@@ -35,8 +35,13 @@ class Resume:
         if source is None:
             return None
         state = load_checkpoint(source)
-        check_resumable(state, recipe.to_dict(), source=str(source), defaults=type(recipe)().to_dict())
+        cls.check_state(state, recipe, source)
         return cls(source, state)
+
+    @classmethod
+    def check_state(cls, state: dict[str, Any], recipe: Recipe, source: Path) -> None:
+        """Refuse a checkpoint written by another recipe; a subclass puts its own, more specific checks first."""
+        check_resumable(state, recipe.to_dict(), source=str(source), defaults=type(recipe)().to_dict())
 
     @property
     def step(self) -> int:
