@@ -1,0 +1,86 @@
+"""Fine-tuning against the frozen probes, from a pretrained run and from its random initialisation: the
+top-1 table of README.md ("Fine-tuning and deployment").
+
+For each start (the run's ``model`` folder, and the same architecture at the initialisation the run began
+from) and each mode (``full``, ``linear``, ``attentive``), ``ijepa-finetune`` runs in a subprocess on the
+built-in synthetic shapes with the same split, steps and seed; the last validation top-1, the wall time
+and the trained parameter count are saved to ``--results`` and printed as a Markdown table.
+
+    python benchmarks/finetune_table.py runs/default/model --epochs 4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from common import RESULTS, environment
+
+MODES = {  # mode -> its own overrides: the frozen modes take a higher learning rate, as probes do
+    "full": ["--optim.lr", "1e-3"],
+    "linear": ["--optim.lr", "3e-2"],
+    "attentive": ["--optim.lr", "1e-3"],
+}
+
+
+def save_random_init(model_dir: Path, out: Path) -> Path:
+    """The network ``model_dir``'s run started from (its recipe's seed), saved as a model folder."""
+    import ijepa_hub
+
+    trained = ijepa_hub.from_pretrained(model_dir)
+    recipe = json.loads((model_dir / "config.json").read_text()).get("ijepa", {}).get("recipe", {})
+    seed = int(recipe.get("train", {}).get("seed", 0))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        start = ijepa_hub.IJepa(trained.config, with_predictor=False)
+    return ijepa_hub.save_pretrained(start, out)
+
+
+def finetune(source: Path, mode: str, out: Path, common: list[str]) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "ijepa_hub.finetune", str(source), "--out", str(out), "--no-progress", "-q",
+           "--model.mode", mode, *MODES[mode], *common]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    seconds = time.perf_counter() - start
+    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"val_top1"' in line]
+    return {"mode": mode, "val_top1": evals[-1]["val_top1"], "best_val_top1": max(e["val_top1"] for e in evals),
+            "steps": evals[-1]["step"], "seconds": round(seconds, 1), "command": cmd[1:]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path, help="an ijepa-train run's model folder (e.g. runs/default/model)")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
+    parser.add_argument("--results", type=Path, default=RESULTS / "finetune_table_cpu.json")
+    args = parser.parse_args(argv)
+    common = ["--optim.epochs", str(args.epochs), "--data.source_size", "96", "--train.threads", str(args.threads)]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="ijepa-ft-table-") as tmp:
+        starts = {"pretrained run": args.model, "its random initialisation": save_random_init(args.model, Path(tmp) / "init")}
+        for start, source in starts.items():
+            for mode in args.modes:
+                row = {"start": start, **finetune(source, mode, Path(tmp) / f"{len(rows)}-{mode}", common)}
+                rows.append(row)
+                print(f"{start}, {mode}: val top-1 {row['val_top1']:.1f} % (best {row['best_val_top1']:.1f}), "
+                      f"{row['steps']} steps, {row['seconds']:.0f} s", flush=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps({"model": str(args.model), "epochs": args.epochs, "rows": rows,
+                                        "environment": environment(torch.device("cpu"))}, indent=2) + "\n")
+    print("\n| start | " + " | ".join(args.modes) + " |\n|---|" + "---|" * len(args.modes))
+    for start in starts:
+        cells = [f"{r['val_top1']:.1f}" for m in args.modes for r in rows if r["start"] == start and r["mode"] == m]
+        print(f"| {start} | " + " | ".join(cells) + " |")
+    print(f"wrote {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
