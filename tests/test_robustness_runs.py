@@ -125,7 +125,11 @@ def test_mask_settings_that_leave_no_context_are_refused_before_the_first_step(t
     monkeypatch.setattr(loop, "train_step", lambda *a, **k: pytest.fail("a step ran"))
     with pytest.raises(MaskError, match=r"context blocks hold at most 1 patches.*context_scale=\[0.05, 0.05\].*min_keep=10.*4x4 patch grid"):
         _run(recipe, tmp_path / "run", 2)
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (tmp_path / "run").exists()  # refused before writing: no folder, no empty .lock left behind
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(MaskError):
+        _run(recipe, tmp_path / "mine", 2)
+    assert list((tmp_path / "mine").iterdir()) == []  # a folder the user made stays, empty
 
 
 def _alarm(seconds: int):

@@ -5,10 +5,12 @@ it exits: a crash or SIGKILL leaves no stale lock, only a file whose recorded PI
 locks are per process, so this process also remembers the folders it holds (a second run started from
 the same Python process is refused as well). The file holds the holder's PID and host for the message.
 Where ``fcntl`` is missing (Windows), the PID in the file decides: a live holder refuses, a dead one is
-stale and replaced.
+stale and replaced. A run refused before it wrote anything (bad settings, missing data) leaves nothing
+behind: the lock file goes, and the folder too when the lock created it.
 """
 from __future__ import annotations
 
+import errno
 import os
 import socket
 from pathlib import Path
@@ -43,6 +45,7 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
+        self._created_folder = False
 
     def _holder(self) -> tuple[int | None, str]:
         try:
@@ -63,6 +66,7 @@ class RunLock:
         key = str(self.folder.resolve())
         if key in _HELD:
             raise self._refuse(os.getpid(), socket.gethostname())
+        self._created_folder = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
         if fcntl is None:  # pragma: no cover - Windows: the PID file decides
             pid, host = self._holder()
@@ -89,6 +93,14 @@ class RunLock:
         _HELD.discard(str(self.folder.resolve()))
         try:
             os.ftruncate(self._fd, 0)  # no PID left behind: the next holder's message never names us
+            if [p.name for p in self.folder.iterdir()] == [LOCK_NAME]:  # the run wrote nothing: leave no trace
+                self.path.unlink()  # still held: a newcomer opens a new file, never this one
+                if self._created_folder:
+                    try:
+                        self.folder.rmdir()
+                    except OSError as err:  # a newcomer already wrote there: its folder now
+                        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                            raise
         finally:
             os.close(self._fd)  # closing releases the record lock
             self._fd = None
