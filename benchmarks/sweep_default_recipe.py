@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads per run")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (default: delete after probing)")
     args = parser.parse_args(own)
+    import torch
+
+    torch.set_num_threads(args.threads)  # the probe, too, keeps to its share of the cores
     done = done_runs(args.results)
     args.results.parent.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
