@@ -8,6 +8,7 @@ the run started from. One JSON line per run is appended to ``--results``; a (nam
 is skipped, so an interrupted sweep continues where it stopped.
 
     python benchmarks/sweep_default_recipe.py --name vcreg --seeds 0 1 2 3 4 -- --loss.vcreg_variance 1.0
+    python benchmarks/sweep_default_recipe.py --table     # the Markdown table of every name in the results
 """
 from __future__ import annotations
 
@@ -70,17 +71,47 @@ def run_one(name: str, seed: int, overrides: list[str], *, root: Path, threads: 
     }
 
 
+def table(results: Path) -> str:
+    """Per configuration: linear-probe margins by seed, then the worst seed and the mean, shape and count."""
+    rows: dict[str, dict[int, dict[str, Any]]] = {}
+    for line in results.read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            rows.setdefault(row["name"], {})[row["seed"]] = row
+    out = ["| run | seeds | linear shape, by seed | linear count, by seed | shape worst / mean | count worst / mean "
+           "| k-NN shape / count, mean |", "|---|---|---|---|---|---|---|"]
+    for name, by_seed in rows.items():
+        seeds = sorted(by_seed)
+        cells = []
+        for label in ("shape", "count"):
+            cells.append(" / ".join(f"{by_seed[s]['margin'][label]['linear_top1']:+.1f}" for s in seeds))
+        stats = []
+        for label in ("shape", "count"):
+            values = [by_seed[s]["margin"][label]["linear_top1"] for s in seeds]
+            stats.append(f"{min(values):+.1f} / {sum(values) / len(values):+.1f}")
+        knn = " / ".join(f"{sum(by_seed[s]['margin'][label]['knn_top1'] for s in seeds) / len(seeds):+.1f}"
+                         for label in ("shape", "count"))
+        out.append(f"| {name} | {', '.join(map(str, seeds))} | {cells[0]} | {cells[1]} | {stats[0]} | {stats[1]} | {knn} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     own, overrides = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", required=True, help="label of this configuration in the results")
+    parser.add_argument("--name", help="label of this configuration in the results")
+    parser.add_argument("--table", action="store_true", help="print the results as a Markdown table and exit")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--root", type=Path, default=Path("runs/sweep"), help="parent of the run folders")
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON lines, appended")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads per run")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (default: delete after probing)")
     args = parser.parse_args(own)
+    if args.table:
+        print(table(args.results))
+        return 0
+    if not args.name:
+        parser.error("--name is required to run a configuration")
     import torch
 
     torch.set_num_threads(args.threads)  # the probe, too, keeps to its share of the cores
