@@ -73,7 +73,16 @@ def test_gradient_accumulation_matches_the_full_batch(tiny_recipe, k):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_resume_continues_bit_exactly(tiny_recipe, tmp_path):
+# the default recipe's objectives: SIGReg draws fresh random projections from the torch RNG at every step
+DEFAULT_OBJECTIVES = {"vcreg_variance": 2.0, "vcreg_covariance": 0.1, "vcreg_on": "context",
+                      "sigreg_weight": 0.0005, "sigreg_on": "context"}
+
+
+@pytest.mark.parametrize("objectives", [{}, DEFAULT_OBJECTIVES], ids=["prediction-loss", "default-objectives"])
+def test_resume_continues_bit_exactly(tiny_recipe, tmp_path, objectives):
+    tiny_recipe = copy.deepcopy(tiny_recipe)
+    for key, value in objectives.items():
+        setattr(tiny_recipe.loss, key, value)
     straight = _run(tiny_recipe, tmp_path / "straight", 8)
     first = _run(tiny_recipe, tmp_path / "split", 4)
     second = _run(tiny_recipe, tmp_path / "split", 8, resume="auto")

@@ -350,7 +350,6 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     optimizer = build_optimizer(core, recipe.optim)
     if resumed:
         resumed.load_optimizer(core, optimizer, cfg.fsdp)
-        resumed.restore_rng(env, cfg.seed)
     else:
         torch.manual_seed(cfg.seed + 1 + env.rank)  # drop path differs per rank
     forward = torch.compile(module, dynamic=True) if cfg.compile else module
@@ -382,6 +381,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     step = run.start_step
     with StopSignal() as stop, closing(log):
         batches = iter(loader)
+        if resumed:  # the saved streams are the loop's: restore them after the set-up above drew from the RNG
+            resumed.restore_rng(env, cfg.seed)  # (the loader's iterator draws a seed; SIGReg draws every step)
         while step < run.end_step:
             micro = [next(batches) for _ in range(run.plan.accumulation)]
             loss, used = train_iteration(
