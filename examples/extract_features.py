@@ -10,7 +10,7 @@
 Raw cosine similarities of pooled features can all be high: every image shares one component (the mean
 of the per-token normed features), and the differences between images ride on top of it. The built-in
 default run gave 1.00 for every pair before it adopted the VICReg terms (docs/anticollapse-sweep.md); it
-now gives 0.46-0.83 between six synthetic images. With three or more images the script also prints the similarities after
+now gives 0.36-0.85 between six synthetic images. With three or more images the script also prints the similarities after
 subtracting the mean over the given images, where related images stand out; use those (or a probe) to
 judge what a model learned.
 """

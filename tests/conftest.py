@@ -93,13 +93,13 @@ def image_batch() -> torch.Tensor:
 
 
 # The default recipe shrunk for tests: 32 px (4x4 grid), predictor depth 2, 256 synthetic images, global
-# batch 8, no workers, no monitor, no online probe, no VCReg (a batch statistic: the accumulation and
+# batch 8, no workers, no monitor, no online probe, no VCReg or SIGReg (batch statistics: the accumulation and
 # world-size tests need a loss that is a mean over images); schedules span 64 steps (tests stop earlier with --train.max_steps).
 TINY_TRAIN_ARGS = [
     "--model.img_size", "32", "--model.pred_depth", "2", "--data.num_samples", "256", "--data.source_size", "32",
     "--data.batch_size_per_device", "8", "--mask.min_keep", "2", "--optim.batch_size", "8", "--optim.epochs", "2",
     "--train.num_workers", "0", "--train.monitor_every", "0", "--train.monitor_batch", "32", "--train.log_every", "1",
-    "--train.eval_every", "0", "--loss.vcreg_variance", "0", "--loss.vcreg_covariance", "0",
+    "--train.eval_every", "0", "--loss.vcreg_variance", "0", "--loss.vcreg_covariance", "0", "--loss.sigreg_weight", "0",
 ]
 
 

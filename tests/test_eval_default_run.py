@@ -13,10 +13,13 @@ import torch
 import ijepa_hub
 from ijepa_hub.eval import random_init_encoder, synthetic_probe
 
-MIN_MARGIN = 2.0  # points of linear-probe top-1; measured margins are in README.md (Evaluation)
+# Points of linear-probe top-1 over random init. Seed 0 measured +12.4 (shape) / +11.9 (count), and seeds 0-4
+# at least +11.2 (docs/anticollapse-sweep.md); 8 leaves room for another machine's float rounding, which a
+# 300-step run amplifies, while still failing the recipe without its objectives (seed 0: +6.2 / +0.6).
+MIN_MARGIN = 8.0
 
 
-@pytest.mark.slow  # 300 steps x 32 images: about 4 minutes on 2 idle cores, 8 on the shared ones
+@pytest.mark.slow  # 300 steps x 32 images and the probes: about 8 minutes on one thread
 def test_default_run_beats_random_init_on_shape_and_count(tmp_path):
     recipe = ijepa_hub.load_recipe("default")
     result = ijepa_hub.train.train(recipe, out_dir=tmp_path / "run", progress=False)

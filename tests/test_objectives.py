@@ -130,8 +130,9 @@ def test_loss_section_keys_have_help_and_defaults_that_are_off():
     assert {f.name for f in dataclasses.fields(Objectives)} == set(names)
     for name in ("in1k_vith14", "in22k_vitg16", "modest_vit_tiny"):  # released and scaled-down released recipes
         assert ijepa_hub.load_recipe(name).loss == LossSection(), name
-    default = ijepa_hub.load_recipe("default").loss.objectives()  # the built-in default adopts VCReg on tokens
-    assert default == Objectives(vcreg_variance=1.0, vcreg_covariance=0.04, vcreg_on="context")
+    default = ijepa_hub.load_recipe("default").loss.objectives()  # the built-in default: VCReg + SIGReg on tokens
+    assert default == Objectives(vcreg_variance=2.0, vcreg_covariance=0.1, vcreg_on="context", sigreg_weight=0.0005,
+                                 sigreg_on="context")
     with pytest.raises(RecipeError, match="sigreg_weight"):
         LossSection(sigreg_weight=-1.0).objectives()
 

@@ -3,6 +3,7 @@ are strict, the export loads."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 
@@ -74,8 +75,7 @@ def test_gradient_accumulation_matches_the_full_batch(tiny_recipe, k):
 
 
 # the default recipe's objectives: SIGReg draws fresh random projections from the torch RNG at every step
-DEFAULT_OBJECTIVES = {"vcreg_variance": 2.0, "vcreg_covariance": 0.1, "vcreg_on": "context",
-                      "sigreg_weight": 0.0005, "sigreg_on": "context"}
+DEFAULT_OBJECTIVES = dataclasses.asdict(ijepa_hub.load_recipe("default").loss)
 
 
 @pytest.mark.parametrize("objectives", [{}, DEFAULT_OBJECTIVES], ids=["prediction-loss", "default-objectives"])
