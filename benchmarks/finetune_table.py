@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from common import RESULTS, environment
 
+from ijepa_hub.eval.plots import read_metrics
+
 MODES = {  # mode -> its own overrides: the frozen modes take a higher learning rate, as probes do
     "full": ["--optim.lr", "1e-3"],
     "linear": ["--optim.lr", "3e-2"],
@@ -32,14 +34,11 @@ MODES = {  # mode -> its own overrides: the frozen modes take a higher learning 
 def save_random_init(model_dir: Path, out: Path) -> Path:
     """The network ``model_dir``'s run started from (its recipe's seed), saved as a model folder."""
     import ijepa_hub
+    from ijepa_hub.eval import random_init_model
 
-    trained = ijepa_hub.from_pretrained(model_dir)
+    config = ijepa_hub.from_pretrained(model_dir).config
     recipe = json.loads((model_dir / "config.json").read_text()).get("ijepa", {}).get("recipe", {})
-    seed = int(recipe.get("train", {}).get("seed", 0))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        start = ijepa_hub.IJepa(trained.config, with_predictor=False)
-    return ijepa_hub.save_pretrained(start, out)
+    return ijepa_hub.save_pretrained(random_init_model(config, seed=int(recipe.get("train", {}).get("seed", 0))), out)
 
 
 def finetune(source: Path, mode: str, out: Path, common: list[str]) -> dict[str, Any]:
@@ -48,7 +47,7 @@ def finetune(source: Path, mode: str, out: Path, common: list[str]) -> dict[str,
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
     seconds = time.perf_counter() - start
-    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"val_top1"' in line]
+    evals = [r for r in read_metrics(out / "metrics.jsonl") if "val_top1" in r]
     return {"mode": mode, "val_top1": evals[-1]["val_top1"], "best_val_top1": max(e["val_top1"] for e in evals),
             "steps": evals[-1]["step"], "seconds": round(seconds, 1), "command": cmd[1:]}
 

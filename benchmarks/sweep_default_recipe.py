@@ -34,9 +34,11 @@ def done_runs(results: Path) -> set[tuple[str, int]]:
 
 def last_metrics(out_dir: Path) -> dict[str, Any]:
     """The last logged value of each metric the run wrote (loss, RankMe, online probe...)."""
+    from ijepa_hub.eval.plots import read_metrics
+
     last: dict[str, Any] = {}
-    for line in (out_dir / "metrics.jsonl").read_text().splitlines():
-        last.update(json.loads(line))
+    for record in read_metrics(out_dir / "metrics.jsonl"):
+        last.update(record)
     return last
 
 

@@ -19,7 +19,7 @@ from .knn import knn_classify
 from .linear import linear_probe
 
 __all__ = [
-    "split_features", "evaluate_knn", "evaluate_linear", "random_init_encoder", "synthetic_probe", "format_table",
+    "split_features", "evaluate_knn", "evaluate_linear", "random_init_model", "random_init_encoder", "synthetic_probe", "format_table",
     "card_metrics",
 ]
 
@@ -59,11 +59,17 @@ def evaluate_linear(
             "num_test": len(test), "num_classes": len(splits.classes)}
 
 
-def random_init_encoder(config: ModelConfig, *, seed: int = 0) -> nn.Module:
-    """The target encoder of a freshly initialised :class:`IJepa` (the released initialisation), for baselines."""
+def random_init_model(config: ModelConfig, *, seed: int = 0) -> IJepa:
+    """The encoders an ``ijepa-train`` run with ``train.seed=seed`` starts from (no predictor), drawn without
+    touching the caller's RNG: the baseline a trained model is compared with, or saved to be fine-tuned."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return IJepa(config, with_predictor=False).target_encoder.eval()
+        return IJepa(config, with_predictor=False)
+
+
+def random_init_encoder(config: ModelConfig, *, seed: int = 0) -> nn.Module:
+    """The target encoder of :func:`random_init_model` (the released initialisation), for baselines."""
+    return random_init_model(config, seed=seed).target_encoder.eval()
 
 
 def synthetic_probe(
