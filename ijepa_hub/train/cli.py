@@ -121,10 +121,11 @@ def _summary(result: TrainResult) -> str:
         last = result.monitor[-1]
         centred = f" (centred {last['rankme_centered']:.1f})" if "rankme_centered" in last else ""
         summary += f", RankMe {last['rankme']:.1f}{centred}"
-    if result.online_probe:
+    if result.online_probe:  # a resumed run holds only the probes it ran itself: one value, not a rise
         first, last = result.online_probe[0], result.online_probe[-1]
         summary += ", online k-NN " + ", ".join(
-            f"{key[4:]} {first[key]:.1f} -> {last[key]:.1f} %" for key in last if key.startswith("knn_"))
+            f"{key[4:]} {first[key]:.1f} -> {last[key]:.1f} %" if first is not last else f"{key[4:]} {last[key]:.1f} %"
+            for key in last if key.startswith("knn_"))
     if result.preempted:
         summary += "; preempted: checkpoint written, resume with --resume auto"
     elif result.export_dir is not None:
