@@ -62,7 +62,8 @@ def run_variant(args) -> dict:
 
     from ijepa_hub.data import MicroBatch
     from ijepa_hub.masks import MaskCollator
-    from ijepa_hub.train.loop import _autocast_factory, train_step
+    from ijepa_hub.engine.step import autocast_factory
+    from ijepa_hub.train.loop import train_step
     from ijepa_hub.train.optim import build_optimizer
 
     device = start(args)
@@ -80,7 +81,7 @@ def run_variant(args) -> dict:
                                        pred_depth=cfg.pred_depth, pred_embed_dim=cfg.pred_embed_dim).to(device)
         forward = torch.compile(model, dynamic=spec["dynamic"]) if name == "compiled" else model
         models[name] = (model, forward, build_optimizer(model, recipe.optim))
-    autocast = _autocast_factory(recipe, device)  # bf16 on CUDA, fp32 on CPU, as the trainer
+    autocast = autocast_factory(recipe.train.precision, device)  # bf16 on CUDA, fp32 on CPU, as the trainer
     images = torch.randn(args.batch, 3, cfg.img_size, cfg.img_size, device=device)
     labels = torch.zeros(args.batch, 1, dtype=torch.long)
     gen = torch.Generator().manual_seed(1)

@@ -42,8 +42,10 @@ import ijepa_hub  # noqa: E402
 from ijepa_hub.data import MicroBatch  # noqa: E402
 from ijepa_hub.masks import MaskCollator  # noqa: E402
 from ijepa_hub.recipe import OptimSection  # noqa: E402
-from ijepa_hub.train.distributed import ema_update  # noqa: E402
-from ijepa_hub.train.loop import _autocast_factory, effective_precision, train_step  # noqa: E402
+from ijepa_hub.train.parallel import ema_update  # noqa: E402
+from ijepa_hub.engine.step import autocast_factory
+from ijepa_hub.precision import resolve_precision
+from ijepa_hub.train.loop import train_step  # noqa: E402
 from ijepa_hub.train.optim import build_optimizer  # noqa: E402
 
 CHOICES = {"off": [False], "on": [True], "both": [False, True]}
@@ -68,7 +70,7 @@ def make_step(name: str, args, batch: int, device: torch.device, *, steps: int, 
     for i in range(steps):
         context, targets = collator.sample(batch, i)
         draws.append(MicroBatch(images, labels, [m.to(device) for m in context], [m.to(device) for m in targets], 0))
-    autocast = _autocast_factory(recipe, device)  # bf16 on CUDA, fp32 on CPU, as the trainer
+    autocast = autocast_factory(recipe.train.precision, device)  # bf16 on CUDA, fp32 on CPU, as the trainer
     position = itertools.count()
 
     def step() -> tuple[int, int]:
@@ -78,7 +80,7 @@ def make_step(name: str, args, batch: int, device: torch.device, *, steps: int, 
         float(loss)  # waits for the device
         return micro.context_masks[0].shape[1], micro.target_masks[0].shape[1]
 
-    return step, cfg, mask.num_targets, effective_precision(recipe, device)
+    return step, cfg, mask.num_targets, {torch.bfloat16: "bf16", torch.float32: "fp32"}[resolve_precision(recipe.train.precision, device)]
 
 
 def measure(name: str, args, batch: int, device: torch.device, peak: float, *, compiled: bool, checkpointing: bool) -> dict:

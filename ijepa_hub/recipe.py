@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import yaml
 
@@ -32,6 +32,10 @@ __all__ = [
     "OptimSection",
     "LossSection",
     "TrainSection",
+    "RunSection",
+    "AdamWSection",
+    "RunDataSection",
+    "RunRecipe",
     "EvalSection",
     "RecipeError",
     "list_recipes",
@@ -46,6 +50,69 @@ __all__ = [
 def _key(default: Any, help: str) -> Any:
     """A recipe key's default and its one-line description (``ijepa-train --help`` shows it)."""
     return field(default=default, metadata={"help": help})
+
+
+def _redefault(base: type, name: str, default: Any, help: str | None = None) -> Any:
+    """A key of ``base`` redeclared in a task's section with that task's default (and, if given, help)."""
+    return _key(default, help or base.__dataclass_fields__[name].metadata["help"])
+
+
+# The engine's keys: what every training task (pretraining, fine-tuning, ...) reads, declared once.
+
+
+@dataclass
+class RunSection:
+    """How a run executes; none of these change the mathematics except ``seed``."""
+
+    seed: int = _key(0, "seed of the initialisation, the data order and every random draw of the run")
+    max_steps: int | None = _key(None, "stop after this many steps (schedules still span optim.epochs)")
+    checkpoint_every: int = _key(500, "steps; a checkpoint is also written at the end and on SIGTERM")
+    log_every: int = _key(10, "steps between metric lines (JSONL / TensorBoard)")
+    num_workers: int = _key(8, "DataLoader workers per process")
+    threads: int | None = _key(None, "CPU intra-op threads per process; None: the cores the workers leave, shared")
+    device: Literal["auto", "cpu", "cuda"] = _key("auto", "auto: cuda if available, else cpu")
+    precision: Literal["auto", "bf16", "fp32"] = _key("auto", "auto: bf16 autocast on CUDA, fp32 on CPU")
+
+
+@dataclass
+class AdamWSection:
+    """AdamW and its warm-up + cosine learning rate, in epochs of the run's data."""
+
+    batch_size: int = _key(1024, "global batch, whatever the number of devices")
+    epochs: int = _key(100, "schedule length in epochs")
+    warmup_epochs: float = _key(5, "linear warm-up from start_lr to lr, in epochs")
+    start_lr: float = _key(0.0, "learning rate at step 0")
+    lr: float = _key(1.0e-3, "peak learning rate, after warm-up")
+    final_lr: float = _key(1.0e-6, "learning rate at the end of the cosine decay")
+    weight_decay: float = _key(0.05, "AdamW weight decay (none on biases and 1-D parameters)")
+    betas: tuple[float, float] = _key((0.9, 0.999), "AdamW betas")
+    eps: float = _key(1.0e-8, "AdamW epsilon")
+    clip_grad: float | None = _key(None, "clip the gradient norm to this; null: no clipping")
+
+
+@dataclass
+class RunDataSection:
+    """The data keys the engine reads: the micro-batch and the tolerance for unreadable images."""
+
+    batch_size_per_device: int = _key(32, "the micro-batch (a step accumulates global batch / world size of them)")
+    max_broken_fraction: float = _key(
+        0.01, "unreadable images are skipped; stop once more than this fraction of those read (>= 1000) were"
+    )
+
+
+class RunRecipe(Protocol):
+    """What the engine needs of a task's recipe (:class:`Recipe`, ``FinetuneRecipe``...): its name, the
+    engine's sections and a plain-dict form for ``recipe.yaml`` and checkpoints."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def data(self) -> RunDataSection: ...
+    @property
+    def optim(self) -> AdamWSection: ...
+    @property
+    def train(self) -> RunSection: ...
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -67,7 +134,7 @@ class ModelSection:
 
 
 @dataclass
-class DataSection:
+class DataSection(RunDataSection):
     """Where the images come from and how they are cut into micro-batches."""
 
     dataset: str = _key("synthetic", "'synthetic' (built in) or a name for the data at data.path")
@@ -78,10 +145,6 @@ class DataSection:
     source_size: int = _key(96, "synthetic only: side of the drawn images before the crop")
     crop_scale: tuple[float, float] = _key((0.3, 1.0), "RandomResizedCrop area fraction (min, max)")
     crop_ratio: tuple[float, float] = _key((3 / 4, 4 / 3), "RandomResizedCrop aspect ratio (min, max)")
-    batch_size_per_device: int = _key(32, "the micro-batch: masks are drawn per micro-batch, as released")
-    max_broken_fraction: float = _key(
-        0.01, "unreadable images are skipped; stop once more than this fraction of those read (>= 1000) were"
-    )
     split: str = _key("train", "hfds/ and hfids/ data: the split to train on")
     image_column: str | None = _key(None, "hfds/, hfids/: the image column (null: the first Image feature)")
     label_column: str | None = _key(None, "hfds/, hfids/: the label column (null: the first ClassLabel, if any)")
@@ -108,22 +171,19 @@ class MaskSection:
 
 
 @dataclass
-class OptimSection:
+class OptimSection(AdamWSection):
     """AdamW, its schedules (warm-up + cosine lr, cosine weight decay, linear EMA) and the loss."""
 
-    batch_size: int = _key(2048, "global batch, whatever the number of devices")
-    epochs: int = _key(300, "schedule length in epochs")
-    warmup_epochs: float = _key(40, "linear warm-up from start_lr to lr, in epochs")
+    batch_size: int = _redefault(AdamWSection, "batch_size", 2048)
+    epochs: int = _redefault(AdamWSection, "epochs", 300)
+    warmup_epochs: float = _redefault(AdamWSection, "warmup_epochs", 40)
+    start_lr: float = _redefault(AdamWSection, "start_lr", 2.0e-4)
+    weight_decay: float = _redefault(
+        AdamWSection, "weight_decay", 0.04, "weight decay at step 0 (cosine increase to final_weight_decay)"
+    )
     ipe_scale: float = _key(1.0, "stretch of the schedules: they span ipe_scale * epochs epochs")
-    start_lr: float = _key(2.0e-4, "learning rate at step 0")
-    lr: float = _key(1.0e-3, "peak learning rate, after warm-up")
-    final_lr: float = _key(1.0e-6, "learning rate at the end of the cosine decay")
-    weight_decay: float = _key(0.04, "weight decay at step 0 (cosine increase to final_weight_decay)")
     final_weight_decay: float = _key(0.4, "weight decay at the end of the schedule")
-    betas: tuple[float, float] = _key((0.9, 0.999), "AdamW betas")
-    eps: float = _key(1.0e-8, "AdamW epsilon")
     ema: tuple[float, float] = _key((0.996, 1.0), "target-encoder EMA momentum, start and end (linear ramp)")
-    clip_grad: float | None = _key(None, "clip the gradient norm to this; null: no clipping")
     loss: Literal["smooth_l1", "l2"] = _key("smooth_l1", "prediction loss against the normed target features")
 
 
@@ -156,20 +216,12 @@ class LossSection:
 
 
 @dataclass
-class TrainSection:
-    """How a run executes; none of these change the mathematics except ``seed``."""
+class TrainSection(RunSection):
+    """How a pretraining run executes: the engine's keys, the monitors and the scale-out switches."""
 
-    seed: int = _key(0, "seed of the initialisation, the data order and the masks")
-    max_steps: int | None = _key(None, "stop after this many steps (schedules still span optim.epochs)")
-    checkpoint_every: int = _key(500, "steps; a checkpoint is also written at the end and on SIGTERM")
-    log_every: int = _key(10, "steps between metric lines (JSONL / TensorBoard)")
     monitor_every: int = _key(100, "steps between collapse checks (std and RankMe of target features)")
     monitor_batch: int = _key(256, "images in the fixed batch of the collapse monitor")
     eval_every: int = _key(0, "steps between online k-NN probes of the target encoder (section eval); 0: none")
-    num_workers: int = _key(8, "DataLoader workers per process (masks are drawn inside them)")
-    threads: int | None = _key(None, "CPU intra-op threads per process; None: the cores the workers leave, shared")
-    device: Literal["auto", "cpu", "cuda"] = _key("auto", "auto: cuda if available, else cpu")
-    precision: Literal["auto", "bf16", "fp32"] = _key("auto", "auto: bf16 autocast on CUDA, fp32 on CPU")
     compile: bool = _key(False, "torch.compile the model (dynamic shapes: mask lengths vary)")
     grad_checkpointing: bool = _key(False, "recompute block activations in the backward pass")
     fsdp: bool = _key(False, "shard with FSDP2 (fully_shard) instead of DDP, for ViT-g")

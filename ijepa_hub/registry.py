@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
+    "is_random_init",
     "Architecture",
     "ModelConfig",
     "PretrainedVariant",
@@ -248,6 +249,14 @@ def list_models() -> list[str]:
 def list_variants() -> list[str]:
     """Names of the released pretrained variants."""
     return list(VARIANTS)
+
+
+def is_random_init(source: str) -> bool:
+    """True for ``vit_<size>_patch<p>`` that is not a path nor a released variant: an architecture name, which
+    a task starts from random initialisation (anything else is a pretrained source)."""
+    import os
+
+    return not os.path.exists(source) and resolve_alias(source) not in VARIANTS and bool(_NAME.match(source))
 
 
 def resolve_alias(name: str) -> str:

@@ -17,7 +17,7 @@ from ijepa_hub.finetune import finetune, list_finetune_recipes, load_finetune_re
 from ijepa_hub.finetune.cli import main, parse_args
 from ijepa_hub.finetune.loop import build_finetune_optimizer
 from ijepa_hub.finetune.model import build_classifier
-from ijepa_hub.train.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -90,7 +90,7 @@ def test_sigkill_then_resume_auto_is_bit_equal_to_an_uninterrupted_run(tmp_path,
     assert a["model"].keys() == b["model"].keys()
     assert any(k.startswith("attn_pool.") for k in a["model"]) == (mode == "attentive")
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert a["monitor"] == b["monitor"]  # the validation top-1 of every epoch
+    assert a["evals"] == b["evals"]  # the validation top-1 of every epoch
     assert (straight / "metrics.jsonl").read_text() == (killed / "metrics.jsonl").read_text()
     assert (killed / "model" / "config.json").is_file()
 

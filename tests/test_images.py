@@ -69,12 +69,12 @@ def test_one_autocast_policy():
 
 def test_the_trainer_uses_the_same_policy():
     from ijepa_hub import load_recipe
-    from ijepa_hub.train.loop import _autocast_factory
+    from ijepa_hub.engine.step import autocast_factory
 
     recipe = load_recipe("default")
     recipe.train.precision = "bf16"
-    with _autocast_factory(recipe, torch.device("cpu"))():
+    with autocast_factory(recipe.train.precision, torch.device("cpu"))():
         assert torch.get_autocast_dtype("cpu") == torch.bfloat16 and torch.is_autocast_enabled("cpu")
     recipe.train.precision = "auto"
-    with _autocast_factory(recipe, torch.device("cpu"))():
+    with autocast_factory(recipe.train.precision, torch.device("cpu"))():
         assert not torch.is_autocast_enabled("cpu")

@@ -22,7 +22,7 @@ from ijepa_hub.data import MicroBatch
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.recipe import MaskSection, OptimSection
 from ijepa_hub.train.optim import build_optimizer, set_hyperparams
-from ijepa_hub.train.schedules import Schedules
+from ijepa_hub.engine.schedules import Hyperparams, Schedules
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -141,7 +141,7 @@ def _trainer_run(model, optim: OptimSection, schedules: Schedules, batches, *, o
             loop.train_iteration(model, model, micro, optimizer, schedules, step, device=torch.device("cpu"))
             continue
         # the semantics before issue 11: every schedule at t
-        set_hyperparams(optimizer, schedules.lr(step), schedules.weight_decay(step))
+        set_hyperparams(optimizer, Hyperparams(schedules.lr(step), schedules.weight_decay(step)))
         loop.train_step(model, micro, optimizer, device=torch.device("cpu"))
         loop.ema_update(model, schedules.momentum(step))
 

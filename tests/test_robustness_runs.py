@@ -17,7 +17,7 @@ from ijepa_hub.errors import MaskError, RunFolderError, RunLockedError
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.recipe import MaskSection
 from ijepa_hub.train import load_checkpoint, train
-from ijepa_hub.train.checkpoint import CHECKPOINT_NAME
+from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME
 from ijepa_hub.train.cli import main as train_cli
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -60,7 +60,7 @@ def test_resume_path_continues_in_that_runs_folder_and_a_different_out_is_refuse
 
 _HOLDER = """
 import sys, time
-from ijepa_hub.train.lock import RunLock
+from ijepa_hub.engine.lock import RunLock
 RunLock(sys.argv[1]).acquire()
 print("locked", flush=True)
 time.sleep(600)
@@ -218,7 +218,7 @@ def test_ctrl_c_checkpoints_like_sigterm(tmp_path, monkeypatch, capsys):
 
 _TWICE = """
 import os, signal, sys, time
-from ijepa_hub.train.faults import StopSignal
+from ijepa_hub.engine.faults import StopSignal
 sig = getattr(signal, sys.argv[1])
 with StopSignal() as stop:
     os.kill(os.getpid(), sig)

@@ -32,7 +32,7 @@ from ijepa_hub.errors import (
     TrainingDivergedError,
 )
 from ijepa_hub.train import load_checkpoint, train
-from ijepa_hub.train.checkpoint import CHECKPOINT_NAME, FORMAT
+from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME, FORMAT
 from ijepa_hub.train.cli import main as train_cli
 from ijepa_hub.train.cli import parse_args
 

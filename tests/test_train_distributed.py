@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ijepa_hub.train import load_checkpoint
-from ijepa_hub.train.checkpoint import CHECKPOINT_NAME
+from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built")

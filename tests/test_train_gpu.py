@@ -9,7 +9,8 @@ from ijepa_hub import load_recipe
 from ijepa_hub.data import MicroBatch
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.models import IJepa
-from ijepa_hub.train.loop import _autocast_factory, train_step
+from ijepa_hub.engine.step import autocast_factory
+from ijepa_hub.train.loop import train_step
 from ijepa_hub.train.optim import build_optimizer
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -27,7 +28,7 @@ def test_vit_h14_step_runs_in_bf16_with_fused_adamw():
     batch = MicroBatch(images, torch.zeros(b, 1, dtype=torch.long), context, targets, 0)
     before = model.context_encoder.blocks[0].attn.qkv.weight.detach().clone()
     target_before = model.target_encoder.blocks[0].attn.qkv.weight.detach().clone()
-    autocast = _autocast_factory(recipe, device)
+    autocast = autocast_factory(recipe.train.precision, device)
     with torch.autocast("cuda", dtype=torch.bfloat16):
         assert model.context_encoder(images[:1].to(device)).dtype == torch.bfloat16
     loss = train_step(model, [batch], optimizer, device=device, autocast=autocast)

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from ijepa_hub.train import train
-from ijepa_hub.train.threads import busy_cores, choose_threads
+from ijepa_hub.engine.threads import busy_cores, choose_threads
 
 
 @pytest.mark.parametrize("cores, workers, processes, expected", [
@@ -62,18 +62,18 @@ def test_explicit_choices_win():
 
 def test_train_applies_logs_and_restores_the_thread_count(tiny_recipe, tmp_path, monkeypatch, caplog):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("ijepa_hub.train.threads.available_cores", lambda: 4)
-    monkeypatch.setattr("ijepa_hub.train.threads.busy_cores", lambda: 0.2)
+    monkeypatch.setattr("ijepa_hub.engine.threads.available_cores", lambda: 4)
+    monkeypatch.setattr("ijepa_hub.engine.threads.busy_cores", lambda: 0.2)
     recipe = copy.deepcopy(tiny_recipe)
     recipe.train.max_steps, recipe.train.num_workers = 1, 1
     seen = []
     monkeypatch.setattr("ijepa_hub.train.loop._train", lambda *args: seen.append(torch.get_num_threads()))
     before = torch.get_num_threads()
-    with caplog.at_level(logging.INFO, logger="ijepa_hub.train"):
+    with caplog.at_level(logging.INFO, logger="ijepa_hub.engine"):
         train(recipe, out_dir=tmp_path, progress=False)
     assert seen == [3] and torch.get_num_threads() == before
     assert "intra-op threads: 3 per process (automatic; 4 cores, 0.2 busy with other programs, 1 DataLoader worker(s) per process, 1 process(es))" in caplog.text
-    monkeypatch.setattr("ijepa_hub.train.threads.busy_cores", lambda: 1.7)  # another job holds 2 of the 4 cores
+    monkeypatch.setattr("ijepa_hub.engine.threads.busy_cores", lambda: 1.7)  # another job holds 2 of the 4 cores
     train(recipe, out_dir=tmp_path, progress=False)
     recipe.train.threads = 2
     train(recipe, out_dir=tmp_path, progress=False)

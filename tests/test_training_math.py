@@ -9,7 +9,7 @@ from ijepa_hub.masks import MaskCollator
 from ijepa_hub.models import jepa_loss
 from ijepa_hub.recipe import MaskSection, OptimSection
 from ijepa_hub.train.optim import build_optimizer, param_groups, set_hyperparams
-from ijepa_hub.train.schedules import Schedules
+from ijepa_hub.engine.schedules import Hyperparams, Schedules
 
 
 def test_loss_values_by_hand():
@@ -96,7 +96,7 @@ def test_param_groups_exclude_biases_norms_and_frozen_tables(tiny_ijepa):
     trainable = {n for n, p in tiny_ijepa.named_parameters() if p.requires_grad}
     assert everything == trainable and not decayed & undecayed
     opt = build_optimizer(tiny_ijepa, OptimSection())
-    set_hyperparams(opt, lr=0.5, weight_decay=0.3)
+    set_hyperparams(opt, Hyperparams(lr=0.5, weight_decay=0.3))
     assert [g["lr"] for g in opt.param_groups] == [0.5, 0.5]
     assert [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.0]
 
@@ -138,7 +138,7 @@ def test_twenty_step_cpu_loop_lowers_the_loss_and_never_trains_the_target():
     for step in range(20):
         ctx, tgt = collate.sample(8, step)
         used = schedules.at_iteration(step)  # as released: lr, wd at step + 1, momentum at step
-        set_hyperparams(opt, used.lr, used.weight_decay)
+        set_hyperparams(opt, used)
         loss = model(image_batch, ctx, tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()

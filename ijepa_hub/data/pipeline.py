@@ -101,12 +101,12 @@ class MicroBatchSampler(Sampler[list[Key]]):
                 first = base + s * m
                 mask_step = step * plan.micro_batches_per_step + s
                 yield [
-                    (int(perm[first + i]), _sample_seed(self.seed, step * plan.global_batch + s * m + i), mask_step)
+                    (int(perm[first + i]), sample_seed(self.seed, step * plan.global_batch + s * m + i), mask_step)
                     for i in range(m)
                 ]
 
 
-def _sample_seed(seed: int, position: int) -> int:
+def sample_seed(seed: int, position: int) -> int:
     return (seed * 0x9E3779B97F4A7C15 + position * 0xBF58476D1CE4E5B9 + 1) % (2**63)
 
 
@@ -200,7 +200,7 @@ class MaskedCollate:
         step = steps.pop()
         images, labels = default_collate([(s[0], s[1]) for s in samples])
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(_sample_seed(self.seed + 1, step))
+            torch.manual_seed(sample_seed(self.seed + 1, step))
             context_masks, target_masks = self.collator.sample(len(samples), step)
         broken = [name for s in samples for name in s[3]]
         return MicroBatch(images, labels, list(context_masks), list(target_masks), len(broken), broken)

@@ -1,16 +1,14 @@
 """``ijepa-finetune``: parse a fine-tuning recipe and dotted overrides, call :func:`ijepa_hub.finetune.finetune`."""
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from ..cli_common import run_cli
-from ..recipe import recipe_from_namespace, recipe_parser
-from ..train.cli import _rewrite_data_shorthand, add_run_args, setup_rank_logging
-from .model import is_random_init
+from ..engine.cli import add_run_args, parse_recipe_args, setup_rank_logging
+from ..recipe import recipe_parser
 from .recipe import FinetuneRecipe, list_finetune_recipes, load_finetune_recipe
 
 __all__ = ["main", "build_parser", "parse_args"]
@@ -41,18 +39,10 @@ def build_parser(recipe: str | os.PathLike = "finetune_default"):
 
 def parse_args(argv: Sequence[str]) -> tuple[FinetuneRecipe, Any]:
     """``(recipe, namespace)``: the named recipe, then the positional source and the dotted overrides."""
-    argv = _rewrite_data_shorthand(list(argv))
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--recipe", default="finetune_default")
-    known, _ = pre.parse_known_args(argv)
-    args = build_parser(known.recipe).parse_args(argv)
-    recipe = recipe_from_namespace(args, schema=FinetuneRecipe)
-    if args.source is not None:
-        recipe.model.source = args.source
-        if not is_random_init(args.source):  # a pretrained source keeps its own sizes, unless asked on the command line
-            for key in ("img_size", "depth"):
-                if not any(a == f"--model.{key}" or a.startswith(f"--model.{key}=") for a in argv):
-                    setattr(recipe.model, key, None)
+    recipe, args = parse_recipe_args(argv, build_parser=build_parser, default="finetune_default", schema=FinetuneRecipe)
+    if args.source is not None:  # sizes named on the command line win; else the library's rule (set_source)
+        recipe.set_source(args.source, **{key: getattr(recipe.model, key) for key in ("img_size", "depth")
+                                          if any(a == f"--model.{key}" or a.startswith(f"--model.{key}=") for a in argv)})
     return recipe, args
 
 

@@ -12,7 +12,6 @@ The run machinery is the trainer's: ``Resume`` (find, check and restore a checkp
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import closing, nullcontext
@@ -22,35 +21,36 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-import yaml
 from torch.utils.data import DataLoader
 
 from ..data import MicroBatchSampler, TrainingSamples
-from ..data.pipeline import _sample_seed
+from ..data.pipeline import sample_seed
 from ..data.transforms import min_crop_fraction
+from ..engine.checkpoint import run_folder
+from ..engine.checkpointer import Checkpointer
+from ..engine.distributed import no_grad_sync, wrap_model
+from ..engine.faults import BrokenImageCounter, StopSignal, ignore_stop_signals
+from ..engine.metrics import progress_bar
+from ..engine.optim import adamw, set_hyperparams
+from ..engine.process import RunResult, open_run_folder, training_process
+from ..engine.resume import Resume
+from ..engine.run import Run
+from ..engine.schedules import WarmupCosineSchedules
+from ..engine.step import StepEnd, accumulated_step, autocast_factory
 from ..models.classifier import Classifier
-from ..precision import autocast_context
-from ..train.checkpoint import remove_partial_checkpoints, run_folder
-from ..train.checkpointer import Checkpointer
-from ..train.distributed import all_reduce_mean, any_rank, no_grad_sync, wrap_model
-from ..train.faults import BrokenImageCounter, StopSignal, ignore_stop_signals
-from ..train.loop import TrainResult, accumulated_step, training_process
-from ..train.monitor import MetricsWriter, progress_bar
-from ..train.resume import Resume
-from ..train.run import Run
-from ..train.schedules import warmup_cosine
 from .data import LabelledItems, build_mixup, collate, finetune_splits, seeded_numpy_and_random, top1, train_transform
 from .model import build_classifier, check_resumed_pooling, param_count
 from .recipe import FinetuneRecipe, FtOptimSection
 
-__all__ = ["finetune", "finetune_step", "FinetuneResult", "FinetuneSchedules", "build_finetune_optimizer"]
+__all__ = ["finetune", "finetune_step", "FinetuneResult", "build_finetune_optimizer"]
 
 logger = logging.getLogger("ijepa_hub.finetune")
 
 
 @dataclass
-class FinetuneResult(TrainResult):
-    """What a call to :func:`finetune` did (the trainer's result; ``evals`` instead of the collapse monitor)."""
+class FinetuneResult(RunResult):
+    """What a call to :func:`finetune` did: the engine's :class:`~ijepa_hub.engine.process.RunResult` and the
+    validations."""
 
     evals: list[dict[str, Any]] = field(default_factory=list)  # every validation of the run, resumed ones included
 
@@ -60,31 +60,8 @@ class FinetuneResult(TrainResult):
         return self.evals[-1]["val_top1"] if self.evals else None
 
 
-@dataclass(frozen=True)
-class FinetuneSchedules:
-    """Warm-up + cosine learning rate (constant weight decay, as in MAE / BEiT fine-tuning)."""
-
-    total_steps: int
-    warmup_steps: int
-    start_lr: float
-    peak_lr: float
-    final_lr: float
-    weight_decay: float
-
-    @classmethod
-    def from_recipe(cls, optim: FtOptimSection, steps_per_epoch: int) -> FinetuneSchedules:
-        return cls(optim.epochs * steps_per_epoch, int(optim.warmup_epochs * steps_per_epoch), optim.start_lr,
-                   optim.lr, optim.final_lr, optim.weight_decay)
-
-    def lr(self, step: int) -> float:
-        """The learning rate iteration ``step`` (from 0) trains with: the schedule's value at ``step + 1``,
-        as in the trainer (so a warm-up from 0 does not waste the first step)."""
-        return warmup_cosine(step + 1, warmup_steps=self.warmup_steps, total_steps=self.total_steps,
-                             start=self.start_lr, peak=self.peak_lr, final=self.final_lr)
-
-
 class FinetuneResume(Resume):
-    """The trainer's :class:`~ijepa_hub.train.resume.Resume`; a checkpoint of another pooling (an attentive
+    """The engine's :class:`~ijepa_hub.engine.resume.Resume`; a checkpoint of another pooling (an attentive
     run resumed as linear, or the reverse) is refused first, in one line naming the fix."""
 
     @classmethod
@@ -94,7 +71,7 @@ class FinetuneResume(Resume):
 
 
 class EvalHistory:
-    """The validations of the run; saved in checkpoints where the trainer keeps its monitor's history."""
+    """The validations of the run; saved in checkpoints under ``"evals"`` (``"monitor"`` in 0.1)."""
 
     def __init__(self) -> None:
         self.history: list[dict[str, Any]] = []
@@ -117,14 +94,9 @@ def build_finetune_optimizer(model: Classifier, optim: FtOptimSection) -> torch.
                                           layer_decay=optim.layer_decay)
     else:
         groups = param_groups_weight_decay(model, weight_decay=optim.weight_decay, no_weight_decay_list=skip)
-    fused = all(p.device.type in ("cuda", "cpu") for g in groups for p in g["params"])
-    return torch.optim.AdamW(groups, lr=optim.start_lr, betas=optim.betas, eps=optim.eps, fused=fused)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """The step's learning rate, scaled per group by timm's layer-wise ``lr_scale``."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+    for group in groups:  # timm's groups carry their own weight decay (0 for biases and norms): keep it fixed
+        group["apply_weight_decay"] = False
+    return adamw(groups, optim)
 
 
 def _criterion(recipe: FinetuneRecipe) -> nn.Module:
@@ -151,7 +123,7 @@ def finetune_step(
 ) -> torch.Tensor:
     """One optimiser step over ``k`` micro-batches of ``(images, targets)``; returns the mean loss.
 
-    The trainer's :func:`~ijepa_hub.train.loop.accumulated_step` with the classification loss.
+    The engine's :func:`~ijepa_hub.engine.step.accumulated_step` with the classification loss.
     """
     def loss_of(m: nn.Module, mb: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         images, targets = mb
@@ -205,7 +177,7 @@ def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> Fi
     img_size = model.config.img_size
     items = LabelledItems(splits.train_images, splits.train_labels)
     run = Run.create(recipe, env, len(items), start_step=resumed.step if resumed else 0,
-                     schedules_from=FinetuneSchedules.from_recipe)
+                     schedules_from=WarmupCosineSchedules.from_recipe)
     if resumed:
         resumed.check_run(run)
         resumed.load_weights(model)
@@ -217,26 +189,22 @@ def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> Fi
         resumed.restore_rng(env, cfg.seed)
     else:
         torch.manual_seed(cfg.seed + 1 + env.rank)  # drop path differs per rank
-    autocast = lambda: autocast_context(env.device, cfg.precision)  # noqa: E731  (auto: bf16 on CUDA, fp32 on CPU)
+    autocast = autocast_factory(cfg.precision, env.device)
     no_sync = (lambda: no_grad_sync(module, False)) if env.distributed else None
     criterion = _criterion(recipe)
     mixup = build_mixup(data, len(splits.classes), recipe.optim.label_smoothing)
     history, broken = EvalHistory(), BrokenImageCounter(data.max_broken_fraction)
     if resumed:
-        history.load_state_dict(resumed.state["monitor"])
+        resumed.load_extra("evals", history, legacy_keys=("monitor",))
         broken.load_state_dict(resumed.state["data"])
-    writer = None
+    writer = open_run_folder(out_dir, recipe, env, resume_step=resumed.step if resumed else None)
     if env.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for partial in remove_partial_checkpoints(out_dir):
-            logger.warning("removed %s, left by a checkpoint write that was interrupted", partial)
-        (out_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-        writer = MetricsWriter(out_dir, resume_step=resumed.step if resumed else None)
         trainable, total = param_count(model)
         logger.info("%s; %s classes, %d val images; %d of %d parameters trained (%s mode)",
                     run.describe(model.config.name, resumed.source if resumed else None), len(splits.classes),
                     len(splits.test_images), trainable, total, recipe.model.mode)
-    checkpointer = Checkpointer(out_dir, run, model, optimizer, broken=broken, monitor=history, resumed=resumed)
+    checkpointer = Checkpointer(out_dir, run, model, optimizer, broken=broken, extra={"evals": history},
+                                resumed=resumed)
     result = FinetuneResult(out_dir, run.start_step, run.start_step, run.schedules.total_steps, evals=history.history)
     evaluate = lambda: top1(  # noqa: E731
         model, splits, img_size=img_size, batch_size=data.val_batch_size, device=env.device, autocast=autocast,
@@ -246,6 +214,7 @@ def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> Fi
     model.train()
     step, losses_since = run.start_step, []
     with StopSignal() as stop, closing(bar):
+        end = StepEnd(run, checkpointer, broken, stop, result)
         batches = iter(_loader(recipe, run, items, img_size))
         while step < run.end_step:
             raw = [next(batches) for _ in range(run.plan.accumulation)]
@@ -253,27 +222,22 @@ def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> Fi
             for j, (images, labels, _) in enumerate(raw):
                 if mixup is not None:  # seeded by the global micro-batch index: the same on any world size
                     s = env.rank * run.plan.accumulation + j
-                    with seeded_numpy_and_random(_sample_seed(cfg.seed + 2, step * run.plan.micro_batches_per_step + s)):
+                    with seeded_numpy_and_random(sample_seed(cfg.seed + 2, step * run.plan.micro_batches_per_step + s)):
                         images, labels = mixup(images, labels)
                 micro.append((images, labels))
-            lr = run.schedules.lr(step)
-            set_lr(optimizer, lr)
+            used = run.schedules.at_iteration(step)
+            set_hyperparams(optimizer, used)
             loss = finetune_step(module, micro, optimizer, criterion, device=env.device, autocast=autocast,
                                  clip_grad=recipe.optim.clip_grad, no_sync=no_sync)
-            step = result.step = step + 1
-            skipped_here = sum(len(names) for *_, names in raw)
-            stats = all_reduce_mean(torch.stack([loss.float(), loss.new_tensor(float(skipped_here))]), env)
-            loss_value, skipped = float(stats[0]), round(float(stats[1]) * env.world_size)
-            if not math.isfinite(loss_value):
-                raise checkpointer.diverged(step, f"the loss is {loss_value}")
-            broken.add(skipped, run.plan.global_batch, [n for *_, names in raw for n in names])
-            result.losses.append(loss_value)
+            step += 1
+            loss_value, skipped = end.record(step, loss, sum(len(names) for *_, names in raw),
+                                             [n for *_, names in raw for n in names])
             losses_since.append(loss_value)
             bar.update(1)
             if writer is not None and (step % cfg.log_every == 0 or step == run.end_step or skipped):
                 writer.write({"step": step, "epoch": step / run.steps_per_epoch, "loss": sum(losses_since) / len(losses_since),
-                              "lr": lr, "broken_images": skipped, "broken_images_total": broken.total})
-                bar.set_postfix(loss=f"{losses_since[-1]:.4f}", lr=f"{lr:.2e}", refresh=False)
+                              "lr": used.lr, "broken_images": skipped, "broken_images_total": broken.total})
+                bar.set_postfix(loss=f"{losses_since[-1]:.4f}", lr=f"{used.lr:.2e}", refresh=False)
                 losses_since = []
             if step % run.steps_per_epoch == 0 or step == run.end_step:
                 record = {"kind": "eval", "step": step, "epoch": step / run.steps_per_epoch, "val_top1": evaluate()}
@@ -282,14 +246,7 @@ def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> Fi
                     writer.write(record)
                     logger.info("step %d (epoch %.2f): val top-1 %.2f%%", step, record["epoch"], record["val_top1"])
                     bar.set_postfix(top1=f"{record['val_top1']:.1f}", refresh=False)
-            checkpointer.save(step)
-            if broken.exceeded:
-                checkpointer.save(step, force=True)
-                raise broken.error(step, checkpointer.path)
-            if any_rank(stop.received is not None, env):
-                checkpointer.save(step, force=True)
-                result.preempted = True
-                logger.warning("step %d: stop signal received; checkpoint written, exiting", step)
+            if end.close(step):
                 break
     if writer is not None:
         writer.close()

@@ -1,7 +1,6 @@
 """The model a fine-tuning run starts from: a pretrained (or freshly initialised) encoder plus a new head."""
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -9,7 +8,7 @@ import torch
 
 from ..errors import PoolingMismatchError, RecipeError
 from ..models.classifier import POOLED_PARTS, Classifier, pooling_of
-from ..registry import _NAME, VARIANTS, get_model_config, resolve_alias
+from ..registry import get_model_config, is_random_init
 from ..state_dict import load_strict
 from .recipe import FtModelSection
 
@@ -17,11 +16,6 @@ __all__ = ["is_random_init", "build_classifier", "check_resumed_pooling", "MODE_
 
 MODE_POOLING = {"full": "avg", "linear": "avg", "attentive": "map"}  # model.mode -> the classifier's global_pool
 FROZEN_MODES = frozenset({"linear", "attentive"})  # the encoder does not learn (and has no drop path)
-
-
-def is_random_init(source: str) -> bool:
-    """True for ``vit_<size>_patch<p>``: an architecture name, fine-tuned from random initialisation."""
-    return not os.path.exists(source) and resolve_alias(source) not in VARIANTS and bool(_NAME.match(source))
 
 
 def build_classifier(model: FtModelSection, label_names: list[str], *, crop_pct: float) -> Classifier:

@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ..recipe import _key, _plain, list_recipes, load_recipe
+from ..recipe import AdamWSection, RunDataSection, RunSection, _key, _plain, _redefault, list_recipes, load_recipe
+from ..registry import is_random_init
 
 __all__ = [
     "FinetuneRecipe", "FtModelSection", "FtDataSection", "FtOptimSection", "FtTrainSection",
@@ -40,7 +41,7 @@ class FtModelSection:
 
 
 @dataclass
-class FtDataSection:
+class FtDataSection(RunDataSection):
     """Labelled images: class subfolders (train/ and val/) or the built-in synthetic shapes, and augmentation."""
 
     path: str | None = _key("synthetic", "'synthetic', a folder with train/<class>/ and val/<class>/ images, or hfds/NAME")
@@ -48,7 +49,6 @@ class FtDataSection:
     num_train: int = _key(2000, "synthetic only: training images")
     num_val: int = _key(500, "synthetic only: validation images")
     source_size: int = _key(96, "synthetic only: side of the drawn images")
-    batch_size_per_device: int = _key(32, "the micro-batch")
     crop_scale: tuple[float, float] = _key((0.08, 1.0), "RandomResizedCrop area fraction (min, max)")
     hflip: float = _key(0.5, "horizontal flip probability")
     auto_augment: str | None = _key("rand-m9-mstd0.5-inc1", "timm RandAugment policy string; null: none")
@@ -58,41 +58,26 @@ class FtDataSection:
     mixup_prob: float = _key(1.0, "probability of applying Mixup or CutMix to a micro-batch")
     mixup_switch_prob: float = _key(0.5, "probability of CutMix rather than Mixup when both are on")
     val_batch_size: int = _key(64, "images per validation batch")
-    max_broken_fraction: float = _key(0.01, "unreadable training images are skipped; stop past this fraction")
 
 
 @dataclass
-class FtOptimSection:
+class FtOptimSection(AdamWSection):
     """AdamW with layer-wise learning-rate decay, warm-up + cosine, label smoothing and clipping."""
 
-    batch_size: int = _key(1024, "global batch, whatever the number of devices")
-    epochs: int = _key(50, "schedule length in epochs")
-    warmup_epochs: float = _key(5, "linear warm-up from start_lr to lr, in epochs")
-    start_lr: float = _key(0.0, "learning rate at step 0")
-    lr: float = _key(4.0e-3, "peak learning rate (of the head; block i gets lr * layer_decay^(depth - i))")
-    final_lr: float = _key(1.0e-6, "learning rate at the end of the cosine decay")
+    epochs: int = _redefault(AdamWSection, "epochs", 50)
+    lr: float = _redefault(
+        AdamWSection, "lr", 4.0e-3, "peak learning rate (of the head; block i gets lr * layer_decay^(depth - i))"
+    )
+    weight_decay: float = _redefault(
+        AdamWSection, "weight_decay", 0.05, "AdamW weight decay (none on biases, norms and 1-D parameters)"
+    )
     layer_decay: float = _key(0.75, "layer-wise lr decay (timm.optim); 1.0: off")
-    weight_decay: float = _key(0.05, "AdamW weight decay (none on biases, norms and 1-D parameters)")
-    betas: tuple[float, float] = _key((0.9, 0.999), "AdamW betas")
-    eps: float = _key(1.0e-8, "AdamW epsilon")
     label_smoothing: float = _key(0.1, "label smoothing (timm.loss; folded into the soft targets under Mixup)")
-    clip_grad: float | None = _key(None, "clip the gradient norm to this; null: no clipping")
 
 
 @dataclass
-class FtTrainSection:
-    """How a run executes; none of these change the mathematics except ``seed``."""
-
-    fsdp: ClassVar[bool] = False  # what the trainer's checkpointer asks; fine-tuning uses DDP
-
-    seed: int = _key(0, "seed of the head, the data order, the augmentation and Mixup")
-    max_steps: int | None = _key(None, "stop after this many steps (schedules still span optim.epochs)")
-    checkpoint_every: int = _key(500, "steps; a checkpoint is also written at the end and on SIGTERM")
-    log_every: int = _key(10, "steps between metric lines in metrics.jsonl")
-    num_workers: int = _key(8, "DataLoader workers per process")
-    threads: int | None = _key(None, "CPU intra-op threads per process; None: the cores the workers leave")
-    device: Literal["auto", "cpu", "cuda"] = _key("auto", "auto: cuda if available, else cpu")
-    precision: Literal["auto", "bf16", "fp32"] = _key("auto", "auto: bf16 autocast on CUDA, fp32 on CPU")
+class FtTrainSection(RunSection):
+    """How a fine-tuning run executes: the engine's keys (one data-parallel strategy, DDP)."""
 
 
 @dataclass
@@ -107,6 +92,17 @@ class FinetuneRecipe:
     data: FtDataSection = field(default_factory=FtDataSection)
     optim: FtOptimSection = field(default_factory=FtOptimSection)
     train: FtTrainSection = field(default_factory=FtTrainSection)
+
+    def set_source(self, source: str, *, img_size: int | None = None, depth: int | None = None) -> None:
+        """Fine-tune ``source``. A pretrained source brings its own sizes: ``model.img_size`` and ``model.depth``
+        become ``img_size`` and ``depth`` (None: the source's). An architecture name (random init) keeps the
+        recipe's sizes unless given here."""
+        self.model.source = source
+        if is_random_init(source):
+            self.model.img_size = img_size if img_size is not None else self.model.img_size
+            self.model.depth = depth if depth is not None else self.model.depth
+        else:
+            self.model.img_size, self.model.depth = img_size, depth
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

@@ -1,20 +1,19 @@
 """``ijepa-train``: parse a recipe and dotted overrides, call :func:`ijepa_hub.train.train`, report."""
 from __future__ import annotations
 
-import argparse
-import logging
 import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..cli_common import add_common_args, log_level, run_cli, setup_logging
-from ..recipe import Recipe, list_recipes, load_recipe, recipe_from_namespace, recipe_parser
+from ..cli_common import run_cli
+from ..engine.cli import add_run_args, parse_recipe_args, setup_rank_logging
+from ..recipe import Recipe, list_recipes, load_recipe, recipe_parser
 
 if TYPE_CHECKING:
     from .loop import TrainResult
 
-__all__ = ["main", "build_parser", "parse_args", "next_steps", "add_run_args", "setup_rank_logging"]
+__all__ = ["main", "build_parser", "parse_args", "next_steps"]
 
 _EPILOG = """\
 Every recipe key can be overridden by its dotted name, e.g. --optim.lr 5e-4 --train.max_steps 100
@@ -22,16 +21,6 @@ Every recipe key can be overridden by its dotted name, e.g. --optim.lr 5e-4 --tr
 selected with --recipe (ijepa-train --recipe in1k_vith14 --help shows that recipe's).
 Shipped recipes: {recipes}.
 """
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
 
 
 def build_parser(recipe: str | os.PathLike = "default"):
@@ -48,52 +37,13 @@ def build_parser(recipe: str | os.PathLike = "default"):
     return add_run_args(parser, load_recipe(recipe).to_dict(), recipe)
 
 
-def add_run_args(parser, recipe_dict: dict[str, Any], recipe: str | os.PathLike):
-    """A recipe parser's defaults set to ``recipe_dict`` (the recipe named ``recipe``), the ``--data`` shorthand,
-    the common flags and the run options (``--recipe --out --resume --push-to-hub --no-progress``); returns it.
-    ``ijepa-train`` and ``ijepa-finetune`` share it."""
-    parser.set_defaults(_flat(recipe_dict))
-    for action in parser._actions:
-        if action.dest == "data":  # the section-file option is shadowed by the shorthand (see parse_args)
-            action.metavar, action.help = "PATH", "short for --data.path PATH"
-    add_common_args(parser)
-    parser.add_argument("--recipe", type=str, default=os.fspath(recipe), help="a shipped recipe name or a YAML file")
-    parser.add_argument("--out", type=str | None, default=None, help="run folder (default: runs/<recipe name>)")
-    parser.add_argument(
-        "--resume", type=str | None, default=None,
-        help="'auto': continue the run in --out if it has a checkpoint; or a run folder (or its checkpoint.pt): "
-        "continue that run, in that folder",
-    )
-    parser.add_argument("--push-to-hub", type=str | None, default=None, help="Hub repo id to upload the result to")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to JSONL)")
-    return parser
-
-
-def _rewrite_data_shorthand(argv: list[str]) -> list[str]:
-    out, i = [], 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--data" and i + 1 < len(argv):
-            out += ["--data.path", argv[i + 1]]
-            i += 2
-            continue
-        out.append("--data.path=" + arg[len("--data="):] if arg.startswith("--data=") else arg)
-        i += 1
-    return out
-
-
 def parse_args(argv: Sequence[str]) -> tuple[Recipe, Any]:
     """``(recipe, namespace)`` from command-line arguments: the named recipe, then the dotted overrides.
 
     The library form of ``ijepa-train``'s parsing, for scripts that take the same overrides. Raises
     ``jsonargparse.ArgumentError`` / :class:`~ijepa_hub.recipe.RecipeError` naming the bad key.
     """
-    argv = _rewrite_data_shorthand(list(argv))
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--recipe", default="default")
-    known, _ = pre.parse_known_args(argv)
-    args = build_parser(known.recipe).parse_args(argv)
-    return recipe_from_namespace(args), args
+    return parse_recipe_args(argv, build_parser=build_parser, default="default", schema=Recipe)
 
 
 def next_steps(result: TrainResult) -> list[str]:
@@ -137,16 +87,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ijepa-train``, ``python -m ijepa_hub.train`` and ``torchrun -m ijepa_hub.train``."""
     argv = sys.argv[1:] if argv is None else list(argv)
     return run_cli("ijepa-train", lambda: _run(argv), debug="--debug" in argv)
-
-
-def setup_rank_logging(args: Any) -> int:
-    """Logging for a process of a (torchrun) run, returning its rank: other ranks log warnings only, unless -v."""
-    rank = int(os.environ.get("RANK", "0"))
-    level = log_level(args)
-    if rank != 0 and level > logging.DEBUG:
-        level = logging.WARNING
-    setup_logging(args, fmt=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", level=level)
-    return rank
 
 
 def _run(argv: list[str]) -> None:

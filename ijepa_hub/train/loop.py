@@ -3,7 +3,8 @@
 Follow an image: dataset -> ``TrainingSamples`` (seeded crop) -> ``MaskedCollate`` (masks, in the
 workers) -> ``train_iteration``: the step's lr and weight decay, ``train_step`` (bf16 autocast on CUDA,
 gradient accumulation, optional clipping, AdamW), ``ema_update`` -> ``Checkpointer`` -> export.
-Around the loop: ``Resume`` (continuing a run), ``Run`` (its plan and steps), ``StepLogger`` (metrics,
+Around the loop, the engine (:mod:`ijepa_hub.engine`): ``Resume`` (continuing a run), ``Run`` (its plan and
+steps), ``StepEnd`` (divergence, unreadable images, checkpoints, stop signals); and ``StepLogger`` (metrics,
 progress bar).
 
 Faults: unreadable images are skipped and counted (the run stops past ``data.max_broken_fraction``,
@@ -15,17 +16,14 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
-import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, closing, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
-import yaml
 from torch.utils.data import DataLoader
 
 from ..data import (
@@ -38,85 +36,39 @@ from ..data import (
     build_dataset,
 )
 from ..data.transforms import min_crop_fraction, training_transform
-from ..errors import MissingExtraError, RecipeError, RunLockedError
+from ..engine.checkpoint import run_folder
+from ..engine.checkpointer import Checkpointer
+from ..engine.distributed import full_state, no_grad_sync, wrap_model
+from ..engine.faults import BrokenImageCounter, StopSignal, ignore_stop_signals
+from ..engine.metrics import progress_bar
+from ..engine.optim import set_hyperparams
+from ..engine.process import RunResult, open_run_folder, training_process
+from ..engine.resume import Resume
+from ..engine.run import Run
+from ..engine.schedules import Hyperparams, Schedules
+from ..engine.step import StepEnd, accumulated_step, autocast_factory
+from ..errors import MissingExtraError, RecipeError
 from ..masks import MaskCollator
 from ..models import IJepa
 from ..recipe import Recipe
-from .checkpoint import remove_partial_checkpoints, run_folder
-from .checkpointer import Checkpointer
-from .distributed import (
-    DistEnv,
-    all_reduce_mean,
-    any_rank,
-    ema_update,
-    full_state,
-    init_distributed,
-    no_grad_sync,
-    wrap_model,
-)
 from .export import export_model, push_model
-from .faults import BrokenImageCounter, StopSignal, ignore_stop_signals
-from .lock import RunLock
-from .monitor import CollapseMonitor, MetricsWriter, StepLogger, monitor_images, progress_bar
+from .monitor import CollapseMonitor, StepLogger, monitor_images
 from .online_probe import OnlineProbe, run_probe
-from .optim import build_optimizer, set_hyperparams
-from .resume import Resume
-from .run import Run
-from .schedules import Hyperparams, Schedules
-from .threads import set_training_threads
+from .optim import build_optimizer
+from .parallel import ema_update, shard_ijepa
 
-__all__ = ["train", "train_step", "accumulated_step", "train_iteration", "TrainResult"]
+__all__ = ["train", "train_step", "train_iteration", "TrainResult"]
 
 logger = logging.getLogger("ijepa_hub.train")
 
 
 @dataclass
-class TrainResult:
-    """What a call to :func:`train` did."""
+class TrainResult(RunResult):
+    """What a call to :func:`train` did: the engine's :class:`~ijepa_hub.engine.process.RunResult` and the
+    collapse monitor's and online probe's records."""
 
-    out_dir: Path
-    start_step: int
-    step: int  # optimiser steps completed
-    total_steps: int  # length of the schedules
-    losses: list[float] = field(default_factory=list)  # one per step run in this call (mean over ranks)
     monitor: list[dict[str, Any]] = field(default_factory=list)
     online_probe: list[dict[str, Any]] = field(default_factory=list)  # k-NN top-1 records (train.eval_every)
-    preempted: bool = False
-    checkpoint: Path | None = None
-    export_dir: Path | None = None
-    hub_url: str | None = None
-
-
-def accumulated_step(
-    module: nn.Module,
-    micro_batches: Sequence[Any],
-    optimizer: torch.optim.Optimizer,
-    loss_of: Callable[[nn.Module, Any], torch.Tensor],
-    *,
-    device: torch.device,
-    autocast: Callable[[], AbstractContextManager] = nullcontext,
-    clip_grad: float | None = None,
-    no_sync: Callable[[], AbstractContextManager] | None = None,
-) -> torch.Tensor:
-    """One optimiser step over ``k`` micro-batches (gradient accumulation); returns the mean loss.
-
-    ``loss_of(module, micro_batch)`` is a micro-batch's mean loss; each is scaled by ``1/k`` so the gradient
-    equals that of the whole batch (every micro-batch has the same size). ``no_sync`` (DDP/FSDP) skips the
-    gradient all-reduce on all but the last micro-batch. The trainer and ``ijepa-finetune`` share it.
-    """
-    optimizer.zero_grad(set_to_none=True)
-    k = len(micro_batches)
-    total = torch.zeros((), device=device)
-    for i, mb in enumerate(micro_batches):
-        with no_sync() if (no_sync is not None and i < k - 1) else nullcontext():
-            with autocast():
-                loss = loss_of(module, mb)
-            (loss / k).backward()
-        total += loss.detach().float()
-    if clip_grad is not None:
-        torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.requires_grad], clip_grad)
-    optimizer.step()
-    return total / k
 
 
 def train_step(
@@ -164,27 +116,12 @@ def train_iteration(
     Returns the mean loss and the values used.
     """
     values = schedules.at_iteration(step)
-    set_hyperparams(optimizer, values.lr, values.weight_decay)
+    set_hyperparams(optimizer, values)
     loss = train_step(
         module, micro_batches, optimizer, device=device, autocast=autocast, clip_grad=clip_grad, no_sync=no_sync
     )
     ema_update(core, values.momentum)
     return loss, values
-
-
-def effective_precision(recipe: Recipe, device: torch.device) -> str:
-    """``bf16`` or ``fp32``: ``train.precision``, with ``auto`` meaning bf16 on CUDA and fp32 on CPU."""
-    precision = recipe.train.precision
-    if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
-
-
-def _autocast_factory(recipe: Recipe, device: torch.device) -> Callable[[], AbstractContextManager]:
-    from ..precision import autocast_context  # the one autocast policy, shared with feature extraction
-
-    precision = effective_precision(recipe, device)
-    return lambda: autocast_context(device, precision)
 
 
 def _build_loader(run: Run, dataset, min_fraction: float) -> DataLoader:
@@ -210,28 +147,17 @@ def _build_loader(run: Run, dataset, min_fraction: float) -> DataLoader:
 
 
 def _open_log(out_dir: Path, run: Run, model_name: str, resumed: Resume | None, progress: bool) -> StepLogger:
-    """Rank 0 prepares the run folder (stale partial checkpoints removed, ``recipe.yaml``, ``metrics.jsonl``
-    cut back to the resumed step) and logs what it runs; every rank gets the progress bar (shown on rank 0)."""
-    env, cfg, writer = run.env, run.recipe.train, None
+    """The run folder prepared (rank 0) and what the run is logged; every rank gets the progress bar (shown on
+    rank 0)."""
+    env, cfg = run.env, run.recipe.train
+    writer = open_run_folder(out_dir, run.recipe, env, resume_step=resumed.step if resumed else None,
+                             tensorboard=cfg.tensorboard)
     if env.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for partial in remove_partial_checkpoints(out_dir):
-            logger.warning("removed %s, left by a checkpoint write that was interrupted", partial)
-        (out_dir / "recipe.yaml").write_text(yaml.safe_dump(run.recipe.to_dict(), sort_keys=False))
-        writer = MetricsWriter(out_dir, tensorboard=cfg.tensorboard, resume_step=resumed.step if resumed else None)
         logger.info("%s", run.describe(model_name, resumed.source if resumed else None))
-    bar = progress_bar(run.end_step, run.start_step, enabled=progress and env.is_main)
     return StepLogger(
-        writer, bar, log_every=cfg.log_every, end_step=run.end_step, steps_per_epoch=run.steps_per_epoch,
-        images_per_step=run.plan.global_batch,
+        writer, progress_bar(run.end_step, run.start_step, enabled=progress and env.is_main), log_every=cfg.log_every,
+        end_step=run.end_step, steps_per_epoch=run.steps_per_epoch, images_per_step=run.plan.global_batch,
     )
-
-
-def _mean_over_ranks(loss: torch.Tensor, micro: Sequence[MicroBatch], env: DistEnv) -> tuple[float, int]:
-    """The step's loss averaged over processes, and the unreadable images all processes skipped."""
-    skipped = sum(mb.broken for mb in micro)
-    stats = all_reduce_mean(torch.stack([loss.float(), loss.new_tensor(float(skipped))]), env)
-    return float(stats[0]), round(float(stats[1]) * env.world_size)
 
 
 def _export(core: IJepa, optimizer, run: Run, out_dir: Path, result: TrainResult, monitor: CollapseMonitor,
@@ -273,48 +199,13 @@ def train(
     ``resume``: ``None`` for a new run (refused if ``out_dir`` holds a previous run's output), ``"auto"`` to
     continue the run in ``out_dir`` if it has a checkpoint, or a run folder (or its ``checkpoint.pt``) to
     continue that run in that folder. The run holds an exclusive lock on its folder
-    (:class:`~ijepa_hub.train.lock.RunLock`). Under ``torchrun`` every rank calls this; the global batch,
+    (:class:`~ijepa_hub.engine.lock.RunLock`). Under ``torchrun`` every rank calls this; the global batch,
     sample order, masks and schedules do not depend on the world size.
     """
     cfg = recipe.train
     out_dir = run_folder(out_dir, resume, default=Path("runs") / recipe.name)
     with training_process(cfg, out_dir) as env:
         return _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export)
-
-
-@contextmanager
-def training_process(cfg: Any, out_dir: Path) -> Iterator[DistEnv]:
-    """This process set up for a run writing to ``out_dir`` (``cfg``: a recipe's train section): the process
-    group torchrun describes joined, the CPU threads set, the folder's lock held by rank 0; all undone on exit.
-    The trainer and ``ijepa-finetune`` share it."""
-    env = init_distributed(cfg.device)
-    created_group = env.distributed
-    previous_threads = set_training_threads(cfg.threads, workers=cfg.num_workers, cpu=env.device.type == "cpu")
-    try:
-        with _folder_lock(out_dir, env):
-            yield env
-    finally:
-        if previous_threads is not None:
-            torch.set_num_threads(previous_threads)
-        if created_group and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-@contextmanager
-def _folder_lock(out_dir: Path, env: DistEnv) -> Iterator[None]:
-    """Rank 0 holds the run folder's lock for the whole run; every rank stops when it cannot be taken."""
-    lock, error = RunLock(out_dir), None
-    if env.is_main:
-        try:
-            lock.acquire()
-        except RunLockedError as err:
-            error = err
-    if any_rank(error is not None, env):
-        raise error or RunLockedError(f"run folder {out_dir} is in use by another run (rank 0's error names it)")
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def check_settings(recipe: Recipe) -> None:
@@ -340,20 +231,21 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     if cfg.grad_checkpointing:
         core.set_grad_checkpointing(True)
 
-    run = Run.create(recipe, env, len(dataset), start_step=resumed.step if resumed else 0)
+    run = Run.create(recipe, env, len(dataset), start_step=resumed.step if resumed else 0,
+                     schedules_from=Schedules.from_recipe)
     if resumed:
         resumed.check_run(run)
         if not cfg.fsdp:
             resumed.load_weights(core)
     core.to(env.device)
-    module = wrap_model(core, env, fsdp=cfg.fsdp)
+    module = wrap_model(core, env, shard=shard_ijepa if cfg.fsdp else None)
     optimizer = build_optimizer(core, recipe.optim)
     if resumed:
         resumed.load_optimizer(core, optimizer, cfg.fsdp)
     else:
         torch.manual_seed(cfg.seed + 1 + env.rank)  # drop path differs per rank
     forward = torch.compile(module, dynamic=True) if cfg.compile else module
-    autocast = _autocast_factory(recipe, env.device)
+    autocast = autocast_factory(cfg.precision, env.device)
     no_sync = (lambda: no_grad_sync(module, cfg.fsdp)) if env.distributed else None
 
     min_fraction = min_crop_fraction(recipe.data.crop_scale, recipe.data.crop_ratio)
@@ -363,10 +255,11 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     )
     broken = BrokenImageCounter(recipe.data.max_broken_fraction)
     if resumed:
-        monitor.load_state_dict(resumed.state["monitor"])
+        resumed.load_extra("monitor", monitor)
         broken.load_state_dict(resumed.state["data"])
     log = _open_log(out_dir, run, config.describe(), resumed, progress)
-    checkpointer = Checkpointer(out_dir, run, core, optimizer, broken=broken, monitor=monitor, resumed=resumed)
+    checkpointer = Checkpointer(out_dir, run, core, optimizer, broken=broken, extra={"monitor": monitor},
+                                resumed=resumed, fsdp=cfg.fsdp)
     result = TrainResult(out_dir, run.start_step, run.start_step, run.schedules.total_steps)
     measure = functools.partial(monitor.measure, core.target_encoder, device=env.device, autocast=autocast)
     if resumed is None and cfg.monitor_every > 0:
@@ -380,6 +273,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     core.train()
     step = run.start_step
     with StopSignal() as stop, closing(log):
+        end = StepEnd(run, checkpointer, broken, stop, result)
         batches = iter(loader)
         if resumed:  # the saved streams are the loop's: restore them after the set-up above drew from the RNG
             resumed.restore_rng(env, cfg.seed)  # (the loader's iterator draws a seed; SIGReg draws every step)
@@ -389,25 +283,15 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
                 forward, core, micro, optimizer, run.schedules, step, device=env.device, autocast=autocast,
                 clip_grad=recipe.optim.clip_grad, no_sync=no_sync,
             )
-            step = result.step = step + 1
-            loss_value, skipped = _mean_over_ranks(loss, micro, env)
-            if not math.isfinite(loss_value):
-                raise checkpointer.diverged(step, f"the loss is {loss_value}")
-            broken.add(skipped, run.plan.global_batch, [name for mb in micro for name in mb.broken_files])
-            result.losses.append(loss_value)
+            step += 1
+            loss_value, skipped = end.record(step, loss, sum(mb.broken for mb in micro),
+                                             [name for mb in micro for name in mb.broken_files])
             log.step(step, loss_value, used, micro[0], skipped=skipped, broken_total=broken.total)
             if cfg.monitor_every > 0 and (step % cfg.monitor_every == 0 or step == run.end_step):
                 result.monitor.append(log.monitor(measure(step=step)))
             if probe is not None and (step % cfg.eval_every == 0 or step == run.end_step):
                 result.online_probe.append(evaluate(step=step))
-            checkpointer.save(step)
-            if broken.exceeded:
-                checkpointer.save(step, force=True)
-                raise broken.error(step, checkpointer.path)
-            if any_rank(stop.received is not None, env):
-                checkpointer.save(step, force=True)
-                result.preempted = True
-                logger.warning("step %d: stop signal received; checkpoint written, exiting", step)
+            if end.close(step):
                 break
     result.checkpoint = checkpointer.written
     if export and not result.preempted:

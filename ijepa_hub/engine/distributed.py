@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -10,12 +11,9 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from ..models import IJepa
-from ..models.ijepa import ema_
-
 __all__ = [
     "DistEnv", "init_distributed", "wrap_model", "no_grad_sync", "all_reduce_mean", "any_rank", "gather_objects",
-    "ema_update", "full_state", "load_full_state",
+    "full_state", "load_full_state",
 ]
 
 
@@ -55,27 +53,16 @@ def init_distributed(device: str = "auto") -> DistEnv:
     return DistEnv(rank, world_size, local_rank, dev)
 
 
-def wrap_model(model: IJepa, env: DistEnv, *, fsdp: bool = False) -> nn.Module:
-    """The module the loop calls ``(images, context_masks, target_masks) -> loss`` on.
-
-    DDP wraps the whole IJepa (only context encoder and predictor have gradients). FSDP2 shards every
-    block of both encoders and the predictor the same way, so the target and context encoders hold
-    matching local shards and the EMA update stays a local element-wise operation.
-    """
-    if fsdp:
+def wrap_model(
+    model: nn.Module, env: DistEnv, *, shard: Callable[[nn.Module], None] | None = None
+) -> nn.Module:
+    """The module the loop computes the loss with: ``model`` itself on one process, DDP over it on several,
+    or, with ``shard`` (a task's FSDP2 plan, e.g. :func:`ijepa_hub.train.parallel.shard_ijepa`), ``model``
+    sharded in place."""
+    if shard is not None:
         if not env.distributed:
             raise ValueError("train.fsdp needs several processes (torchrun --nproc_per_node N)")
-        from torch.distributed.fsdp import fully_shard
-
-        for encoder in (model.context_encoder, model.target_encoder):
-            for block in encoder.blocks:
-                fully_shard(block)
-            fully_shard(encoder, reshard_after_forward=True)  # the target encoder has no backward
-        for block in model.predictor.predictor_blocks:
-            fully_shard(block)
-        fully_shard(model.predictor, reshard_after_forward=True)
-        # no root over the three: each network is its own FSDP root, so the collapse monitor can run the
-        # target encoder alone
+        shard(model)
         return model
     if env.distributed:
         from torch.nn.parallel import DistributedDataParallel
@@ -131,7 +118,7 @@ def gather_objects(obj: Any, env: DistEnv) -> list[Any]:
     return out
 
 
-def full_state(model: IJepa, optimizer: torch.optim.Optimizer, fsdp: bool) -> tuple[dict, dict]:
+def full_state(model: nn.Module, optimizer: torch.optim.Optimizer, fsdp: bool) -> tuple[dict, dict]:
     """Model and optimiser state dicts of the whole model; with FSDP gathered (on CPU) from every rank's shards."""
     if fsdp:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
@@ -140,7 +127,7 @@ def full_state(model: IJepa, optimizer: torch.optim.Optimizer, fsdp: bool) -> tu
     return model.state_dict(), optimizer.state_dict()
 
 
-def load_full_state(model: IJepa, optimizer: torch.optim.Optimizer, model_state: dict, optim_state: dict) -> None:
+def load_full_state(model: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict, optim_state: dict) -> None:
     """The inverse of :func:`full_state` for an FSDP-sharded model: every rank keeps its own shards."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
@@ -148,18 +135,3 @@ def load_full_state(model: IJepa, optimizer: torch.optim.Optimizer, model_state:
         model, optimizer, model_state_dict=model_state, optim_state_dict=optim_state,
         options=StateDictOptions(full_state_dict=True),
     )
-
-
-@torch.no_grad()
-def ema_update(model: IJepa, momentum: float) -> None:
-    """``target = m * target + (1 - m) * context``; with FSDP2 on each rank's local shards."""
-    if not hasattr(model.target_encoder, "reshard"):  # not FSDP-sharded
-        model.update_target(momentum)
-        return
-    for encoder in (model.context_encoder, model.target_encoder):
-        encoder.reshard()  # every parameter back to its sharded DTensor
-    target = [p.to_local() for p in model.target_encoder.parameters()]
-    online = [p.detach().to_local() for p in model.context_encoder.parameters()]
-    if [t.shape for t in target] != [o.shape for o in online]:
-        raise RuntimeError("target and context encoders are sharded differently; the EMA needs equal shards")
-    ema_(target, online, momentum)

@@ -9,8 +9,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..models import IJepa
-from ..recipe import Recipe
+from ..recipe import RunRecipe
 from ..state_dict import load_strict
 from .checkpoint import check_resumable, load_checkpoint, resolve_resume, set_rng_state
 from .distributed import DistEnv, load_full_state
@@ -18,7 +17,7 @@ from .run import Run
 
 __all__ = ["Resume"]
 
-logger = logging.getLogger("ijepa_hub.train")
+logger = logging.getLogger("ijepa_hub.engine")
 
 
 class Resume:
@@ -28,7 +27,7 @@ class Resume:
         self.source, self.state = source, state
 
     @classmethod
-    def find(cls, resume: str | None, out_dir: Path, recipe: Recipe) -> Resume | None:
+    def find(cls, resume: str | None, out_dir: Path, recipe: RunRecipe) -> Resume | None:
         """``None`` for a fresh run; else the checkpoint ``resume`` names (:func:`resolve_resume`), read
         strictly and refused (:class:`CheckpointError`) when written by another recipe."""
         source = resolve_resume(resume, out_dir)
@@ -39,7 +38,7 @@ class Resume:
         return cls(source, state)
 
     @classmethod
-    def check_state(cls, state: dict[str, Any], recipe: Recipe, source: Path) -> None:
+    def check_state(cls, state: dict[str, Any], recipe: RunRecipe, source: Path) -> None:
         """Refuse a checkpoint written by another recipe; a subclass puts its own, more specific checks first."""
         check_resumable(state, recipe.to_dict(), source=str(source), defaults=type(recipe)().to_dict())
 
@@ -62,11 +61,11 @@ class Resume:
                 "point --data at the run's data"
             )
 
-    def load_weights(self, model: IJepa) -> None:
+    def load_weights(self, model: torch.nn.Module) -> None:
         """The three networks, before wrapping (DDP then broadcasts rank 0's); with FSDP see :meth:`load_optimizer`."""
         load_strict(model, self.state["model"], source=str(self.source), what="training")
 
-    def load_optimizer(self, model: IJepa, optimizer: torch.optim.Optimizer, fsdp: bool) -> None:
+    def load_optimizer(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, fsdp: bool) -> None:
         """The optimiser state; with FSDP the sharded model weights as well."""
         if fsdp:
             load_full_state(model, optimizer, self.state["model"], self.state["optimizer"])
@@ -75,6 +74,14 @@ class Resume:
             optimizer.load_state_dict(self.state["optimizer"])
         except (ValueError, KeyError) as err:
             raise CheckpointError(f"{self.source}: the optimiser state does not match the model ({err})") from err
+
+    def load_extra(self, key: str, part: Any, *, legacy_keys: tuple[str, ...] = ()) -> None:
+        """A task's own state saved under ``key`` (or, in checkpoints of earlier versions, one of ``legacy_keys``)."""
+        for name in (key, *legacy_keys):
+            if name in self.state:
+                part.load_state_dict(self.state[name])
+                return
+        raise CheckpointError(f"{self.source}: no {key!r} state in this checkpoint; it was not written by this task")
 
     def restore_rng(self, env: DistEnv, seed: int) -> None:
         """Each rank's RNG streams as saved; re-seeded (with a warning) when the world size changed."""

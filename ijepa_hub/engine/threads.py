@@ -18,7 +18,7 @@ import torch
 
 __all__ = ["choose_threads", "available_cores", "busy_cores", "set_training_threads"]
 
-logger = logging.getLogger("ijepa_hub.train")
+logger = logging.getLogger("ijepa_hub.engine")
 
 
 def choose_threads(

@@ -1,5 +1,9 @@
-"""Per-step schedules of the released recipe: warmup + cosine learning rate, cosine weight-decay
-increase and a linear EMA momentum ramp. Pure functions of the step, so resuming needs only the step.
+"""Every task's per-step schedules, pure functions of the step so that resuming needs only the step.
+
+:class:`Schedules`: pretraining as released (warm-up + cosine learning rate, cosine weight-decay increase,
+linear EMA momentum ramp). :class:`WarmupCosineSchedules`: fine-tuning (warm-up + cosine learning rate,
+constant weight decay, as in MAE / BEiT). Both answer :meth:`at_iteration` with the :class:`Hyperparams` an
+iteration trains with, which :func:`ijepa_hub.engine.optim.set_hyperparams` applies.
 
 Which value an iteration uses follows the released trainer (:meth:`Schedules.at_iteration`): its lr and
 weight-decay schedulers are stepped (increment, then compute) at the start of each iteration, so
@@ -11,9 +15,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..recipe import OptimSection
+from ..recipe import AdamWSection, OptimSection
 
-__all__ = ["warmup_cosine", "cosine_increase", "linear_ramp", "Schedules", "Hyperparams"]
+__all__ = [
+    "warmup_cosine", "cosine_increase", "linear_ramp", "Schedules", "WarmupCosineSchedules", "Hyperparams",
+]
 
 
 def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int, start: float, peak: float, final: float) -> float:
@@ -41,7 +47,7 @@ class Hyperparams:
 
     lr: float
     weight_decay: float
-    momentum: float  # of the EMA update after the optimiser step
+    momentum: float | None = None  # of the EMA update after the optimiser step (tasks with an EMA target)
 
 
 @dataclass(frozen=True)
@@ -89,3 +95,29 @@ class Schedules:
         """What iteration ``step`` (from 0) uses, as released: lr and weight decay at ``step + 1``
         (their schedulers step before the forward pass), EMA momentum at ``step`` (drawn after it)."""
         return Hyperparams(self.lr(step + 1), self.weight_decay(step + 1), self.momentum(step))
+
+
+@dataclass(frozen=True)
+class WarmupCosineSchedules:
+    """Warm-up + cosine learning rate and a constant weight decay (fine-tuning, as in MAE / BEiT)."""
+
+    total_steps: int
+    warmup_steps: int
+    start_lr: float
+    peak_lr: float
+    final_lr: float
+    weight_decay: float
+
+    @classmethod
+    def from_recipe(cls, optim: AdamWSection, steps_per_epoch: int) -> WarmupCosineSchedules:
+        return cls(optim.epochs * steps_per_epoch, int(optim.warmup_epochs * steps_per_epoch), optim.start_lr,
+                   optim.lr, optim.final_lr, optim.weight_decay)
+
+    def lr(self, step: int) -> float:
+        """The learning rate iteration ``step`` (from 0) trains with: the schedule's value at ``step + 1``, as
+        in pretraining (so a warm-up from 0 does not waste the first step)."""
+        return warmup_cosine(step + 1, warmup_steps=self.warmup_steps, total_steps=self.total_steps,
+                             start=self.start_lr, peak=self.peak_lr, final=self.final_lr)
+
+    def at_iteration(self, step: int) -> Hyperparams:
+        return Hyperparams(self.lr(step), self.weight_decay)

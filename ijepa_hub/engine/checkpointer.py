@@ -2,22 +2,29 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
 
 from ..errors import TrainingDivergedError
-from ..models import IJepa
 from ..state_dict import nonfinite_keys
 from .checkpoint import CHECKPOINT_NAME, rng_state, save_checkpoint
 from .distributed import any_rank, full_state, gather_objects
 from .faults import BrokenImageCounter, diverged
-from .monitor import CollapseMonitor
 from .resume import Resume
 from .run import Run
 
-__all__ = ["Checkpointer"]
+__all__ = ["Checkpointer", "Stateful"]
+
+
+class Stateful(Protocol):
+    """A piece of a task's run state saved in checkpoints (a monitor's history, a validation record...)."""
+
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class Checkpointer:
@@ -29,11 +36,12 @@ class Checkpointer:
     """
 
     def __init__(
-        self, out_dir: Path, run: Run, model: IJepa, optimizer: torch.optim.Optimizer, *,
-        broken: BrokenImageCounter, monitor: CollapseMonitor, resumed: Resume | None,
+        self, out_dir: Path, run: Run, model: torch.nn.Module, optimizer: torch.optim.Optimizer, *,
+        broken: BrokenImageCounter, extra: Mapping[str, Stateful], resumed: Resume | None, fsdp: bool = False,
     ) -> None:
         self.path = Path(out_dir) / CHECKPOINT_NAME
-        self.run, self.model, self.optimizer, self.broken, self.monitor = run, model, optimizer, broken, monitor
+        self.run, self.model, self.optimizer, self.broken = run, model, optimizer, broken
+        self.extra, self.fsdp = dict(extra), fsdp  # the task's own state, saved under these keys
         self.last_good: Path | None = resumed.source if resumed else None  # newest known to hold finite weights
         self.last_saved = resumed.step if resumed else -1  # its step
         self.written: Path | None = None  # set once this call wrote a checkpoint
@@ -46,7 +54,7 @@ class Checkpointer:
         if step == self.last_saved or not (force or self.due(step)):
             return
         run, env = self.run, self.run.env
-        model_state, optim_state = full_state(self.model, self.optimizer, run.recipe.train.fsdp)
+        model_state, optim_state = full_state(self.model, self.optimizer, self.fsdp)
         if any_rank(env.is_main and bool(nonfinite_keys(model_state)), env):
             raise self.diverged(step, "the weights hold NaN or infinite values")
         rngs = gather_objects(rng_state(), env)
@@ -60,7 +68,7 @@ class Checkpointer:
                 "schedules": dataclasses.asdict(run.schedules),
                 "rng": rngs,
                 "data": {**run.position(step), **self.broken.state_dict()},
-                "monitor": self.monitor.state_dict(),
+                **{key: part.state_dict() for key, part in self.extra.items()},
                 "world_size": env.world_size,
                 "torch_version": str(torch.__version__),
             })

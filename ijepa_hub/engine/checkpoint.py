@@ -1,8 +1,9 @@
 """Training checkpoints: written atomically, read strictly, checked against the recipe before resuming.
 
-A checkpoint holds the three networks, the optimiser, the (unused under bf16) grad scaler, the
-schedules, every rank's RNG states, the data position and the monitor's history: everything needed for
-``--resume auto`` to continue exactly where the run stopped.
+A checkpoint holds the task's networks, the optimiser, the (unused under bf16) grad scaler, the
+schedules, every rank's RNG states, the data position and the task's own state (the pretraining monitor's
+history, the fine-tuner's validations): everything needed for ``--resume auto`` to continue exactly where
+the run stopped.
 """
 from __future__ import annotations
 

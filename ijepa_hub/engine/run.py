@@ -1,4 +1,5 @@
-"""What one call of ``train`` runs: the batch plan, the schedules and the steps, fixed before the loop."""
+"""What one call of a task (``train``, ``finetune``...) runs: the batch plan, the schedules and the steps, fixed
+before the loop."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -6,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..data import BatchPlan
-from ..recipe import Recipe
+from ..recipe import AdamWSection, RunRecipe
 from .distributed import DistEnv
-from .schedules import Schedules
 
 __all__ = ["Run"]
 
@@ -17,23 +17,23 @@ __all__ = ["Run"]
 class Run:
     """The run's shape, shared by the loop's helpers (checkpoints, logging, export)."""
 
-    recipe: Recipe
+    recipe: RunRecipe
     env: DistEnv
     plan: BatchPlan
-    schedules: Schedules
+    schedules: Any  # the task's schedules (ijepa_hub.engine.schedules): a frozen dataclass with total_steps
     num_samples: int  # images in the dataset
     start_step: int  # optimiser steps done before this call (a resumed run's checkpoint step)
     end_step: int  # where this call stops: the end of the schedules, or train.max_steps
 
     @classmethod
     def create(
-        cls, recipe: Recipe, env: DistEnv, num_samples: int, start_step: int = 0, *,
-        schedules_from: Callable[[Any, int], Any] = Schedules.from_recipe,
+        cls, recipe: RunRecipe, env: DistEnv, num_samples: int, start_step: int = 0, *,
+        schedules_from: Callable[[AdamWSection, int], Any],
     ) -> Run:
         """Schedules span ``optim.epochs`` of ``num_samples // global batch`` steps; ``train.max_steps`` cuts short.
 
-        ``schedules_from(recipe.optim, steps_per_epoch)`` builds them (a frozen dataclass with ``total_steps``;
-        ``ijepa-finetune`` passes its own)."""
+        ``schedules_from(recipe.optim, steps_per_epoch)`` builds them: the task's ``from_recipe`` of
+        :mod:`ijepa_hub.engine.schedules`."""
         plan = BatchPlan(recipe.optim.batch_size, recipe.data.batch_size_per_device, env.world_size)
         schedules = schedules_from(recipe.optim, max(1, num_samples // plan.global_batch))
         max_steps = recipe.train.max_steps

@@ -1,0 +1,82 @@
+"""What every task's command line shares (``ijepa-train``, ``ijepa-finetune``): the run options, the ``--data``
+shorthand, a recipe picked by ``--recipe`` then overridden by dotted keys, and per-rank logging."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..cli_common import add_common_args, log_level, setup_logging
+from ..recipe import recipe_from_namespace
+
+__all__ = ["add_run_args", "rewrite_data_shorthand", "parse_recipe_args", "setup_rank_logging"]
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def add_run_args(parser, recipe_dict: dict[str, Any], recipe: str | os.PathLike):
+    """A recipe parser's defaults set to ``recipe_dict`` (the recipe named ``recipe``), the ``--data`` shorthand,
+    the common flags and the run options (``--recipe --out --resume --push-to-hub --no-progress``); returns it."""
+    parser.set_defaults(_flat(recipe_dict))
+    for action in parser._actions:
+        if action.dest == "data":  # the section-file option is shadowed by the shorthand (see parse_recipe_args)
+            action.metavar, action.help = "PATH", "short for --data.path PATH"
+    add_common_args(parser)
+    parser.add_argument("--recipe", type=str, default=os.fspath(recipe), help="a shipped recipe name or a YAML file")
+    parser.add_argument("--out", type=str | None, default=None, help="run folder (default: runs/<recipe name>)")
+    parser.add_argument(
+        "--resume", type=str | None, default=None,
+        help="'auto': continue the run in --out if it has a checkpoint; or a run folder (or its checkpoint.pt): "
+        "continue that run, in that folder",
+    )
+    parser.add_argument("--push-to-hub", type=str | None, default=None, help="Hub repo id to upload the result to")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to JSONL)")
+    return parser
+
+
+def rewrite_data_shorthand(argv: Sequence[str]) -> list[str]:
+    """``--data PATH`` / ``--data=PATH`` as ``--data.path PATH``."""
+    argv, out, i = list(argv), [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--data" and i + 1 < len(argv):
+            out += ["--data.path", argv[i + 1]]
+            i += 2
+            continue
+        out.append("--data.path=" + arg[len("--data="):] if arg.startswith("--data=") else arg)
+        i += 1
+    return out
+
+
+def parse_recipe_args(
+    argv: Sequence[str], *, build_parser: Callable[[str], Any], default: str, schema: type
+) -> tuple[Any, Any]:
+    """``(recipe, namespace)``: the recipe ``--recipe`` names (``default`` without it), then the dotted overrides.
+
+    Raises ``jsonargparse.ArgumentError`` / :class:`~ijepa_hub.recipe.RecipeError` naming the bad key."""
+    argv = rewrite_data_shorthand(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--recipe", default=default)
+    known, _ = pre.parse_known_args(argv)
+    args = build_parser(known.recipe).parse_args(argv)
+    return recipe_from_namespace(args, schema=schema), args
+
+
+def setup_rank_logging(args: Any) -> int:
+    """Logging for a process of a (torchrun) run, returning its rank: other ranks log warnings only, unless -v."""
+    rank = int(os.environ.get("RANK", "0"))
+    level = log_level(args)
+    if rank != 0 and level > logging.DEBUG:
+        level = logging.WARNING
+    setup_logging(args, fmt=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", level=level)
+    return rank
