@@ -61,8 +61,8 @@ def run_variant(args) -> dict:
     import torch._dynamo.utils as dynamo_utils
 
     from ijepa_hub.data import MicroBatch
-    from ijepa_hub.masks import MaskCollator
     from ijepa_hub.engine.step import autocast_factory
+    from ijepa_hub.masks import MaskCollator
     from ijepa_hub.train.loop import train_step
     from ijepa_hub.train.optim import build_optimizer
 

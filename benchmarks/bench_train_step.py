@@ -40,13 +40,13 @@ from common import (  # noqa: E402
 
 import ijepa_hub  # noqa: E402
 from ijepa_hub.data import MicroBatch  # noqa: E402
-from ijepa_hub.masks import MaskCollator  # noqa: E402
-from ijepa_hub.recipe import OptimSection  # noqa: E402
-from ijepa_hub.train.parallel import ema_update  # noqa: E402
 from ijepa_hub.engine.step import autocast_factory
+from ijepa_hub.masks import MaskCollator  # noqa: E402
 from ijepa_hub.precision import resolve_precision
+from ijepa_hub.recipe import OptimSection  # noqa: E402
 from ijepa_hub.train.loop import train_step  # noqa: E402
 from ijepa_hub.train.optim import build_optimizer  # noqa: E402
+from ijepa_hub.train.parallel import ema_update  # noqa: E402
 
 CHOICES = {"off": [False], "on": [True], "both": [False, True]}
 

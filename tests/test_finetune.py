@@ -12,12 +12,12 @@ import jsonargparse
 import pytest
 import torch
 
+from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from ijepa_hub.errors import RecipeError
 from ijepa_hub.finetune import finetune, list_finetune_recipes, load_finetune_recipe
 from ijepa_hub.finetune.cli import main, parse_args
 from ijepa_hub.finetune.loop import build_finetune_optimizer
 from ijepa_hub.finetune.model import build_classifier
-from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

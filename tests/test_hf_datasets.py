@@ -20,10 +20,10 @@ from PIL import Image
 from test_train_cli import _env, _logged_steps, _train_cmd, _wait_for_step
 
 from ijepa_hub.data import HFImages, HFImageStream, build_dataset
+from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME, check_resumable
 from ijepa_hub.errors import CheckpointError, DataError, MissingExtraError
 from ijepa_hub.eval.cli import main as eval_cli
 from ijepa_hub.train import load_checkpoint, train
-from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME, check_resumable
 from ijepa_hub.train.cli import parse_args
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")

@@ -19,10 +19,10 @@ import torch.nn.functional as F
 import ijepa_hub
 import ijepa_hub.train.loop as loop
 from ijepa_hub.data import MicroBatch
+from ijepa_hub.engine.schedules import Hyperparams, Schedules
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.recipe import MaskSection, OptimSection
 from ijepa_hub.train.optim import build_optimizer, set_hyperparams
-from ijepa_hub.engine.schedules import Hyperparams, Schedules
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT, TINY_TRAIN_ARGS
 
+from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME
 from ijepa_hub.errors import MaskError, RunFolderError, RunLockedError
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.recipe import MaskSection
 from ijepa_hub.train import load_checkpoint, train
-from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME
 from ijepa_hub.train.cli import main as train_cli
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")

@@ -25,6 +25,7 @@ from test_robustness_images import BROKEN, NOISE, UNUSUAL
 
 import ijepa_hub
 import ijepa_hub.train.loop as loop
+from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME, FORMAT
 from ijepa_hub.errors import (
     CheckpointError,
     CheckpointWriteError,
@@ -32,7 +33,6 @@ from ijepa_hub.errors import (
     TrainingDivergedError,
 )
 from ijepa_hub.train import load_checkpoint, train
-from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME, FORMAT
 from ijepa_hub.train.cli import main as train_cli
 from ijepa_hub.train.cli import parse_args
 

@@ -13,8 +13,8 @@ import jsonargparse
 import pytest
 import torch
 
-from ijepa_hub.train import load_checkpoint
 from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME
+from ijepa_hub.train import load_checkpoint
 from ijepa_hub.train.cli import main, parse_args
 
 ROOT = Path(__file__).resolve().parents[1]

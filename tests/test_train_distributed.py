@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ijepa_hub.train import load_checkpoint
 from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME
+from ijepa_hub.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built")

@@ -7,9 +7,9 @@ import torch
 
 from ijepa_hub import load_recipe
 from ijepa_hub.data import MicroBatch
+from ijepa_hub.engine.step import autocast_factory
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.models import IJepa
-from ijepa_hub.engine.step import autocast_factory
 from ijepa_hub.train.loop import train_step
 from ijepa_hub.train.optim import build_optimizer
 

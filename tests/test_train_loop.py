@@ -12,10 +12,10 @@ import torch
 
 import ijepa_hub
 from ijepa_hub.data import MicroBatch
+from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME
 from ijepa_hub.errors import CheckpointError
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.train import load_checkpoint, save_checkpoint, train, train_step
-from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 

@@ -13,8 +13,8 @@ import time
 import pytest
 import torch
 
-from ijepa_hub.train import train
 from ijepa_hub.engine.threads import busy_cores, choose_threads
+from ijepa_hub.train import train
 
 
 @pytest.mark.parametrize("cores, workers, processes, expected", [

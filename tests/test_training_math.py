@@ -5,11 +5,11 @@ import torch
 import torch.nn.functional as F
 
 import ijepa_hub
+from ijepa_hub.engine.schedules import Hyperparams, Schedules
 from ijepa_hub.masks import MaskCollator
 from ijepa_hub.models import jepa_loss
 from ijepa_hub.recipe import MaskSection, OptimSection
 from ijepa_hub.train.optim import build_optimizer, param_groups, set_hyperparams
-from ijepa_hub.engine.schedules import Hyperparams, Schedules
 
 
 def test_loss_values_by_hand():
