@@ -1,15 +1,20 @@
 """A run's records: ``metrics.jsonl`` (optionally mirrored to TensorBoard), cut back on resume to the resumed
-step, and the progress bar over optimiser steps. Every task writes through them."""
+step, the progress bar over optimiser steps, and the step logger that feeds both. Every task writes through
+them."""
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import RunFolderError
 
-__all__ = ["MetricsWriter", "progress_bar"]
+__all__ = ["MetricsWriter", "progress_bar", "StepLogger"]
+
+logger = logging.getLogger("ijepa_hub.engine")
 
 
 class MetricsWriter:
@@ -75,3 +80,60 @@ def progress_bar(total: int, initial: int, *, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, smoothing=0.1)
+
+
+class StepLogger:
+    """What a task's loop reports: a metrics record every ``log_every`` steps, at ``end_step`` and whenever
+    images were skipped (the mean loss since the previous record, the task's fields, with ``rate`` the images/s),
+    the progress bar and its postfix, and the task's own events (``kind``: monitor, probe, eval...).
+    Only the process that has a ``writer`` (rank 0) writes."""
+
+    def __init__(
+        self, writer: MetricsWriter | None, bar: Any, *, log_every: int, end_step: int, steps_per_epoch: int,
+        images_per_step: int, rate: bool = True,
+    ) -> None:
+        self.writer, self.bar = writer, bar
+        self.log_every, self.end_step = log_every, end_step
+        self.steps_per_epoch, self.images_per_step, self.rate = steps_per_epoch, images_per_step, rate
+        self._losses: list[float] = []
+        self._tick, self._images = time.perf_counter(), 0
+        self._postfix: dict[str, str] = {}  # the latest event's figures, shown on the bar
+
+    def step(self, step: int, loss: float, *, skipped: int, broken_total: int, fields: dict[str, float],
+             postfix: dict[str, Any]) -> None:
+        """After optimiser step ``step``: its mean ``loss`` over ranks, images ``skipped``, the task's ``fields``
+        for the record (the values the step used) and ``postfix`` for the bar."""
+        if self.writer is not None:
+            self._losses.append(loss)
+            self._images += self.images_per_step
+            if step % self.log_every == 0 or step == self.end_step or skipped:
+                self._record(step, skipped, broken_total, fields, postfix)
+        self.bar.update(1)
+
+    def _record(self, step: int, skipped: int, broken_total: int, fields: dict[str, float],
+                postfix: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        record = {"step": step, "epoch": step / self.steps_per_epoch, "loss": sum(self._losses) / len(self._losses),
+                  **fields}
+        rate = {"images_per_s": self._images / max(now - self._tick, 1e-9)} if self.rate else {}
+        record.update(rate, broken_images=skipped, broken_images_total=broken_total)
+        self.writer.write(record)
+        shown = {"img_s": f"{rate['images_per_s']:.0f}"} if rate else {}
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", **postfix, **shown, **self._postfix, refresh=False)
+        if skipped:
+            logger.warning("step %d: %d unreadable image(s) skipped (named above)", step, skipped)
+        self._losses, self._tick, self._images = [], now, 0
+
+    def event(self, kind: str, record: dict[str, Any], *, postfix: dict[str, str] | None = None) -> dict[str, Any]:
+        """Write a task's own record (``{"kind": kind, ...}``); ``postfix`` replaces the figures shown on the bar.
+        Returns ``record``."""
+        if self.writer is not None:
+            self.writer.write({"kind": kind, **record})
+        if postfix is not None:
+            self._postfix = postfix
+        return record
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.close()

@@ -11,6 +11,7 @@ The run machinery is the trainer's: ``Resume`` (find, check and restore a checkp
 """
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager as ContextManager
@@ -30,7 +31,7 @@ from ..engine.checkpoint import run_folder
 from ..engine.checkpointer import Checkpointer
 from ..engine.distributed import no_grad_sync, wrap_model
 from ..engine.faults import BrokenImageCounter, StopSignal, ignore_stop_signals
-from ..engine.metrics import progress_bar
+from ..engine.metrics import StepLogger, progress_bar
 from ..engine.optim import adamw, set_hyperparams
 from ..engine.process import RunResult, open_run_folder, training_process
 from ..engine.resume import Resume
@@ -197,7 +198,10 @@ def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> Fi
     if resumed:
         resumed.load_extra("evals", history, legacy_keys=("monitor",))
         broken.load_state_dict(resumed.state["data"])
-    writer = open_run_folder(out_dir, recipe, env, resume_step=resumed.step if resumed else None)
+    log = StepLogger(open_run_folder(out_dir, recipe, env, resume_step=resumed.step if resumed else None),
+                     progress_bar(run.end_step, run.start_step, enabled=progress and env.is_main),
+                     log_every=cfg.log_every, end_step=run.end_step, steps_per_epoch=run.steps_per_epoch,
+                     images_per_step=run.plan.global_batch, rate=False)  # no timings: a resumed run's file is equal
     if env.is_main:
         trainable, total = param_count(model)
         logger.info("%s; %s classes, %d val images; %d of %d parameters trained (%s mode)",
@@ -206,54 +210,50 @@ def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> Fi
     checkpointer = Checkpointer(out_dir, run, model, optimizer, broken=broken, extra={"evals": history},
                                 resumed=resumed)
     result = FinetuneResult(out_dir, run.start_step, run.start_step, run.schedules.total_steps, evals=history.history)
-    evaluate = lambda: top1(  # noqa: E731
-        model, splits, img_size=img_size, batch_size=data.val_batch_size, device=env.device, autocast=autocast,
+    evaluate = functools.partial(
+        top1, model, splits, img_size=img_size, batch_size=data.val_batch_size, device=env.device, autocast=autocast,
         num_workers=cfg.num_workers, rank=env.rank, world_size=env.world_size,
     )
-    bar = progress_bar(run.end_step, run.start_step, enabled=progress and env.is_main)
     model.train()
-    step, losses_since = run.start_step, []
-    with StopSignal() as stop, closing(bar):
+    step = run.start_step
+    with StopSignal() as stop, closing(log):
         end = StepEnd(run, checkpointer, broken, stop, result)
         batches = iter(_loader(recipe, run, items, img_size))
         while step < run.end_step:
             raw = [next(batches) for _ in range(run.plan.accumulation)]
-            micro = []
-            for j, (images, labels, _) in enumerate(raw):
-                if mixup is not None:  # seeded by the global micro-batch index: the same on any world size
-                    s = env.rank * run.plan.accumulation + j
-                    with seeded_numpy_and_random(sample_seed(cfg.seed + 2, step * run.plan.micro_batches_per_step + s)):
-                        images, labels = mixup(images, labels)
-                micro.append((images, labels))
             used = run.schedules.at_iteration(step)
             set_hyperparams(optimizer, used)
-            loss = finetune_step(module, micro, optimizer, criterion, device=env.device, autocast=autocast,
-                                 clip_grad=recipe.optim.clip_grad, no_sync=no_sync)
+            loss = finetune_step(module, _mixed(raw, mixup, run, step), optimizer, criterion, device=env.device,
+                                 autocast=autocast, clip_grad=recipe.optim.clip_grad, no_sync=no_sync)
             step += 1
             loss_value, skipped = end.record(step, loss, sum(len(names) for *_, names in raw),
                                              [n for *_, names in raw for n in names])
-            losses_since.append(loss_value)
-            bar.update(1)
-            if writer is not None and (step % cfg.log_every == 0 or step == run.end_step or skipped):
-                writer.write({"step": step, "epoch": step / run.steps_per_epoch, "loss": sum(losses_since) / len(losses_since),
-                              "lr": used.lr, "broken_images": skipped, "broken_images_total": broken.total})
-                bar.set_postfix(loss=f"{losses_since[-1]:.4f}", lr=f"{used.lr:.2e}", refresh=False)
-                losses_since = []
+            log.step(step, loss_value, skipped=skipped, broken_total=broken.total, fields={"lr": used.lr},
+                     postfix={"lr": f"{used.lr:.2e}"})
             if step % run.steps_per_epoch == 0 or step == run.end_step:
                 record = {"kind": "eval", "step": step, "epoch": step / run.steps_per_epoch, "val_top1": evaluate()}
-                history.history.append(record)
-                if writer is not None:
-                    writer.write(record)
+                history.history.append(log.event("eval", record, postfix={"top1": f"{record['val_top1']:.1f}"}))
+                if env.is_main:
                     logger.info("step %d (epoch %.2f): val top-1 %.2f%%", step, record["epoch"], record["val_top1"])
-                    bar.set_postfix(top1=f"{record['val_top1']:.1f}", refresh=False)
             if end.close(step):
                 break
-    if writer is not None:
-        writer.close()
     result.checkpoint = checkpointer.written
     if export and not result.preempted and env.is_main:
         _export(model, recipe, splits, run, result, push_to_hub)
     return result
+
+
+def _mixed(raw: list[tuple], mixup: Any, run: Run, step: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The step's ``(images, targets)`` micro-batches, through Mixup / CutMix when on: each seeded by its global
+    micro-batch index, so the same on any world size."""
+    seed, micro = run.recipe.train.seed + 2, []
+    for j, (images, labels, _) in enumerate(raw):
+        if mixup is not None:
+            index = step * run.plan.micro_batches_per_step + run.env.rank * run.plan.accumulation + j
+            with seeded_numpy_and_random(sample_seed(seed, index)):
+                images, labels = mixup(images, labels)
+        micro.append((images, labels))
+    return micro
 
 
 def _export(model: Classifier, recipe: FinetuneRecipe, splits, run: Run, result: FinetuneResult,

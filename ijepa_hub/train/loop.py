@@ -40,7 +40,7 @@ from ..engine.checkpoint import run_folder
 from ..engine.checkpointer import Checkpointer
 from ..engine.distributed import full_state, no_grad_sync, wrap_model
 from ..engine.faults import BrokenImageCounter, StopSignal, ignore_stop_signals
-from ..engine.metrics import progress_bar
+from ..engine.metrics import StepLogger, progress_bar
 from ..engine.optim import set_hyperparams
 from ..engine.process import RunResult, open_run_folder, training_process
 from ..engine.resume import Resume
@@ -52,7 +52,7 @@ from ..masks import MaskCollator
 from ..models import IJepa
 from ..recipe import Recipe
 from .export import export_model, push_model
-from .monitor import CollapseMonitor, StepLogger, monitor_images
+from .monitor import CollapseMonitor, monitor_images
 from .online_probe import OnlineProbe, run_probe
 from .optim import build_optimizer
 from .parallel import ema_update, shard_ijepa
@@ -160,6 +160,17 @@ def _open_log(out_dir: Path, run: Run, model_name: str, resumed: Resume | None, 
     )
 
 
+def _step_fields(used: Hyperparams, micro: MicroBatch) -> dict[str, dict[str, Any]]:
+    """What a pretraining step's metrics record and progress bar show beside the loss: the values it used and
+    the lengths of its masks."""
+    ctx, tgt = micro.context_masks[0].shape[1], micro.target_masks[0].shape[1]
+    return {
+        "fields": {"lr": used.lr, "weight_decay": used.weight_decay, "momentum": used.momentum,
+                   "context_tokens": float(ctx), "target_tokens": float(tgt)},
+        "postfix": {"lr": f"{used.lr:.2e}", "mom": f"{used.momentum:.4f}", "ctx": ctx, "tgt": tgt},
+    }
+
+
 def _export(core: IJepa, optimizer, run: Run, out_dir: Path, result: TrainResult, monitor: CollapseMonitor,
             push_to_hub: str | None) -> None:
     """Write the Hub folder (rank 0) and push it if asked; with FSDP every rank helps gather the weights."""
@@ -263,7 +274,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     result = TrainResult(out_dir, run.start_step, run.start_step, run.schedules.total_steps)
     measure = functools.partial(monitor.measure, core.target_encoder, device=env.device, autocast=autocast)
     if resumed is None and cfg.monitor_every > 0:
-        result.monitor.append(log.monitor(measure(step=0)))
+        result.monitor.append(log.event("monitor", measure(step=0)))
     probe = OnlineProbe.from_recipe(recipe)  # None when train.eval_every is 0
     evaluate = functools.partial(run_probe, probe, core.target_encoder, log=log, monitor=monitor,
                                  device=env.device, autocast=autocast)
@@ -286,9 +297,9 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
             step += 1
             loss_value, skipped = end.record(step, loss, sum(mb.broken for mb in micro),
                                              [name for mb in micro for name in mb.broken_files])
-            log.step(step, loss_value, used, micro[0], skipped=skipped, broken_total=broken.total)
+            log.step(step, loss_value, skipped=skipped, broken_total=broken.total, **_step_fields(used, micro[0]))
             if cfg.monitor_every > 0 and (step % cfg.monitor_every == 0 or step == run.end_step):
-                result.monitor.append(log.monitor(measure(step=step)))
+                result.monitor.append(log.event("monitor", measure(step=step)))
             if probe is not None and (step % cfg.eval_every == 0 or step == run.end_step):
                 result.online_probe.append(evaluate(step=step))
             if end.close(step):

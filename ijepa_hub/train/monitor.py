@@ -1,5 +1,4 @@
-"""Watching a pretraining run: the collapse monitor (feature std and RankMe) and the step logger that feeds
-the engine's metrics file and progress bar (:mod:`ijepa_hub.engine.metrics`).
+"""Watching a pretraining run: the collapse monitor (feature std and RankMe) on a fixed batch of images.
 
 A falling I-JEPA loss is no evidence of learning: representations can collapse while the loss falls.
 The collapse monitor embeds a fixed batch with the target encoder every N steps and warns when the
@@ -9,23 +8,20 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..data.hf_datasets import dataset_items
 from ..data.pipeline import load_rgb
-from ..engine.metrics import MetricsWriter
 from ..errors import ImageReadError, TooManyBrokenImagesError
 from ..features import preprocess
 
 if TYPE_CHECKING:
-    from ..data import MicroBatch
-    from ..engine.schedules import Hyperparams
+    pass
 
 __all__ = [
-    "effective_rank", "feature_std", "CollapseMonitor", "monitor_images", "StepLogger",
+    "effective_rank", "feature_std", "CollapseMonitor", "monitor_images",
 ]
 
 logger = logging.getLogger(__name__)
@@ -143,69 +139,3 @@ def monitor_images(dataset: Any, count: int, img_size: int, min_fraction: float,
     if not images:
         raise TooManyBrokenImagesError(f"no image of {source} can be decoded; check --data (data.path)")
     return torch.stack(images)
-
-
-class StepLogger:
-    """What the loop reports: a metrics record every ``log_every`` steps, at ``end_step`` and whenever images
-    were skipped (loss and images/s over the steps since the previous record), the progress bar and its
-    postfix, and the collapse monitor's records. Only the process that has a ``writer`` (rank 0) writes."""
-
-    def __init__(
-        self, writer: MetricsWriter | None, bar: Any, *, log_every: int, end_step: int, steps_per_epoch: int,
-        images_per_step: int,
-    ) -> None:
-        self.writer, self.bar = writer, bar
-        self.log_every, self.end_step = log_every, end_step
-        self.steps_per_epoch, self.images_per_step = steps_per_epoch, images_per_step
-        self._losses: list[float] = []
-        self._tick, self._images = time.perf_counter(), 0
-        self._postfix: dict[str, str] = {}  # the latest online probe, shown on the bar
-
-    def step(self, step: int, loss: float, used: Hyperparams, micro: MicroBatch, *, skipped: int,
-             broken_total: int) -> None:
-        """After optimiser step ``step``: its mean ``loss``, the values it ``used``, images ``skipped``."""
-        if self.writer is not None:
-            self._losses.append(loss)
-            self._images += self.images_per_step
-            if step % self.log_every == 0 or step == self.end_step or skipped:
-                self._record(step, used, micro, skipped, broken_total)
-        self.bar.update(1)
-
-    def _record(self, step: int, used: Hyperparams, micro: MicroBatch, skipped: int, broken_total: int) -> None:
-        now = time.perf_counter()
-        record = {
-            "step": step, "epoch": step / self.steps_per_epoch, "loss": sum(self._losses) / len(self._losses),
-            "lr": used.lr, "weight_decay": used.weight_decay, "momentum": used.momentum,
-            "images_per_s": self._images / max(now - self._tick, 1e-9),
-            "context_tokens": float(micro.context_masks[0].shape[1]),
-            "target_tokens": float(micro.target_masks[0].shape[1]),
-            "broken_images": skipped,
-            "broken_images_total": broken_total,
-        }
-        self.writer.write(record)
-        self.bar.set_postfix(
-            loss=f"{record['loss']:.4f}", lr=f"{used.lr:.2e}", mom=f"{used.momentum:.4f}",
-            img_s=f"{record['images_per_s']:.0f}", ctx=int(record["context_tokens"]),
-            tgt=int(record["target_tokens"]), **self._postfix, refresh=False,
-        )
-        if skipped:
-            logger.warning("step %d: %d unreadable image(s) skipped (named above)", step, skipped)
-        self._losses, self._tick, self._images = [], now, 0
-
-    def monitor(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Write a collapse-monitor record; returns it."""
-        if self.writer is not None:
-            self.writer.write({"kind": "monitor", **record})
-        return record
-
-    def probe(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Write an online-probe record and show its accuracies on the progress bar; returns it."""
-        if self.writer is not None:
-            self.writer.write({"kind": "probe", **record})
-        self._postfix = {k: f"{v:.1f}" for k, v in record.items() if k.startswith("knn_")}
-        return record
-
-    def close(self) -> None:
-        self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
