@@ -38,6 +38,19 @@ MODULES = {"ijepa_hub.train": "train", "ijepa_hub.train.cli": "train", "ijepa_hu
            "ijepa_hub.finetune.cli": "finetune", "ijepa_hub.eval.cli": "eval", "ijepa_hub.hub.cli": "hub"}
 
 
+# ------------------------------------------------------------------------------------- first commands
+
+TEST_COMMAND = 'python -m pytest -m "not slow and not gpu" -q'
+
+
+def test_readme_opens_with_the_two_commands_ci_runs():
+    """The README's first code block installs and trains, then installs and tests, with CI's exact test line."""
+    first = _FENCE.search((REPO_ROOT / "README.md").read_text()).group(3)
+    commands = [line for line in first.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert commands == ["pip install -e . && ijepa-train", f"pip install -e '.[test]' && {TEST_COMMAND}"]
+    assert TEST_COMMAND in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+
+
 # ----------------------------------------------------------------------------------------------- links
 
 def _prose(text: str) -> str:
