@@ -1,5 +1,5 @@
 """Fine-tuning against the frozen probes, from a pretrained run and from its random initialisation: the
-top-1 table of README.md ("Fine-tuning and deployment").
+top-1 table of docs/finetuning.md ("Fine-tuning and deployment").
 
 For each start (the run's ``model`` folder, and the same architecture at the initialisation the run began
 from) and each mode (``full``, ``linear``, ``attentive``), ``ijepa-finetune`` runs in a subprocess on the

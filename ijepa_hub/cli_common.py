@@ -27,6 +27,10 @@ __all__ = [
     "log_level",
     "setup_logging",
     "add_source_args",
+    "add_source_revision_arg",
+    "DeprecatedAlias",
+    "add_deprecated_alias",
+    "layers_arg",
     "default_device",
     "load_model",
     "run_cli",
@@ -34,6 +38,8 @@ __all__ = [
 ]
 
 DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+DEPRECATED_REMOVED_IN = "0.3.0"  # old option spellings keep working through the next minor version (0.2)
+_STORE_VALUE = object()
 
 
 def version_string() -> str:
@@ -77,12 +83,73 @@ def setup_logging(args: Any, *, fmt: str = DEFAULT_LOG_FORMAT, level: int | None
     return level
 
 
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: prints a one-line deprecation warning on stderr, then stores as the new one.
+
+    Used through :func:`add_deprecated_alias`; hidden from ``--help``. ``new_flag`` is the spelling to write
+    instead (the warning names it, and tests check that the documentation never shows the old one).
+    """
+
+    def __init__(self, option_strings: Sequence[str], dest: str, *, new_flag: str, **kwargs: Any) -> None:
+        self.new_flag = new_flag
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"{parser.prog}: warning: {option_string} is deprecated and will be removed in "
+              f"{DEPRECATED_REMOVED_IN}; use {self.new_flag}", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, *, dest: str, const: Any = _STORE_VALUE,
+                         **kwargs: Any) -> None:
+    """Keep ``old`` working as a deprecated spelling of ``new`` (same ``dest``).
+
+    Without ``const`` the alias takes a value like ``new`` does (pass its ``type`` etc. in ``kwargs``); with
+    ``const`` it is a flag storing ``const`` (``--with-predictor`` storing True for ``--predictor``).
+    """
+    if const is not _STORE_VALUE:
+        kwargs.update(nargs=0, const=const)
+    p.add_argument(old, dest=dest, action=DeprecatedAlias, new_flag=new, default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS, **kwargs)
+
+
+def layers_arg(value: str) -> int | list[int]:
+    """The one ``--layers`` type: ``n`` (an int) is the last n blocks, ``2,5,11`` (a list) those block indices.
+
+    As :func:`~ijepa_hub.extract_features` takes ``layers``; a subcommand taking several choices uses it per
+    item (``nargs="+"``). A bad value is a usage error (argparse exits 2 before any work).
+    """
+    try:
+        parts = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: give a number n (the last n blocks) or block indices like 2,5,11") from None
+    if not parts:
+        raise argparse.ArgumentTypeError("--layers needs a number n (the last n blocks) or block indices like 2,5,11")
+    if "," in value:
+        return parts
+    if parts[0] < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: n, the last n blocks, must be at least 1 (block index {parts[0]} alone: write '{parts[0]},')")
+    return parts[0]
+
+
 def add_source_args(p: argparse.ArgumentParser, *, encoders: Sequence[str] = ("target", "context")) -> None:
     """The positional ``source`` of :func:`~ijepa_hub.from_pretrained` and the options that go with it."""
     p.add_argument("source", help="registry name, folder, Hub repo id, .pth.tar file or URL")
     p.add_argument("--encoder", choices=tuple(encoders), default="target", help="which encoder (default: target)")
-    p.add_argument("--revision-from", dest="source_revision", default=None, help="revision of a Hub source")
+    add_source_revision_arg(p)
     p.add_argument("--allow-pickle", action="store_true", help="accept pickle weights (.bin) in a Hub source")
+
+
+def add_source_revision_arg(p: argparse.ArgumentParser) -> None:
+    """``--source-revision``: the revision (branch, tag, commit) of a Hub source; ``--revision-from`` is deprecated.
+
+    Named for what it reads from, beside ``ijepa-hub``'s ``--revision`` (the branch a push commits to)."""
+    p.add_argument("--source-revision", dest="source_revision", default=None,
+                   help="revision (branch, tag or commit) of a Hub source")
+    add_deprecated_alias(p, "--revision-from", "--source-revision", dest="source_revision")
 
 
 def default_device(device: str | None = None) -> str:

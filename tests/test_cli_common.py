@@ -1,10 +1,11 @@
 """What the three CLIs share: --version, -q / -v, and one line plus a non-zero exit for an error."""
+import argparse
 import importlib.metadata
 import logging
 
 import pytest
 
-from ijepa_hub.cli_common import log_level, run_cli, setup_logging
+from ijepa_hub.cli_common import layers_arg, log_level, run_cli, setup_logging
 from ijepa_hub.errors import CheckpointError, RecipeError
 from ijepa_hub.eval import cli as eval_cli
 from ijepa_hub.finetune import cli as finetune_cli
@@ -64,3 +65,92 @@ def test_run_cli_prints_one_line_and_exits_non_zero(capsys):
         "ijepa-eval knn: interrupted"]
     with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
         run_cli("ijepa-eval knn", lambda: 1 / 0)
+
+
+# --- one spelling per option; the old ones work for one more minor version, with a warning ---
+
+def _parse_quietly(parser, argv, capsys):
+    args = parser.parse_args(argv)
+    return args, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, dest, value", [
+    (["knn", "m", "--data.image_column", "img"], "image_column", "img"),
+    (["linear", "m", "--data.label_column", "lab"], "label_column", "lab"),
+    (["attentive", "m", "--baseline"], "baseline", True),
+    (["seg", "m", "--no-baseline"], "baseline", False),
+    (["synthetic", "m", "--no-baseline"], "baseline", False),
+    (["synthetic", "m", "--baseline"], "baseline", True),
+    (["knn", "m", "--source-revision", "v1"], "source_revision", "v1"),
+])
+def test_eval_new_spellings(argv, dest, value, capsys):
+    args, err = _parse_quietly(eval_cli.build_parser(), argv, capsys)
+    assert getattr(args, dest) == value and err == ""
+
+
+@pytest.mark.parametrize("argv, dest, value", [
+    (["convert", "a.pth.tar", "out"], ("context_encoder", "predictor"), (True, True)),  # convert keeps both
+    (["convert", "a.pth.tar", "out", "--no-predictor", "--no-context-encoder"], ("context_encoder", "predictor"),
+     (False, False)),
+    (["push", "src", "me/x"], ("context_encoder", "predictor"), (False, False)),  # push of a model: encoder only
+    (["push", "src", "me/x", "--predictor", "--context-encoder"], ("context_encoder", "predictor"), (True, True)),
+    (["info", "me/x", "--source-revision", "v1"], ("source_revision",), ("v1",)),
+])
+def test_hub_new_spellings(argv, dest, value, capsys):
+    args, err = _parse_quietly(hub_cli.build_parser(), argv, capsys)
+    assert tuple(getattr(args, d) for d in dest) == value and err == ""
+
+
+@pytest.mark.parametrize("cli, argv, old, new, dest, value", [
+    (eval_cli, ["knn", "m", "--data.image-column", "img"], "--data.image-column", "--data.image_column",
+     "image_column", "img"),
+    (eval_cli, ["attentive", "m", "--data.label-column", "lab"], "--data.label-column", "--data.label_column",
+     "label_column", "lab"),
+    (eval_cli, ["synthetic", "m", "--revision-from", "v1"], "--revision-from", "--source-revision",
+     "source_revision", "v1"),
+    (hub_cli, ["info", "me/x", "--revision-from", "v1"], "--revision-from", "--source-revision", "source_revision", "v1"),
+    (hub_cli, ["push", "src", "me/x", "--with-predictor"], "--with-predictor", "--predictor", "predictor", True),
+    (hub_cli, ["push", "src", "me/x", "--with-context-encoder"], "--with-context-encoder", "--context-encoder",
+     "context_encoder", True),
+])
+def test_old_spellings_work_and_warn_once(cli, argv, old, new, dest, value, capsys):
+    args, err = _parse_quietly(cli.build_parser(), argv, capsys)
+    assert getattr(args, dest) == value
+    lines = err.splitlines()
+    assert len(lines) == 1 and "warning" in lines[0] and f"{old} is deprecated" in lines[0] and f"use {new}" in lines[0]
+
+
+def test_old_spellings_are_not_in_help(capsys):
+    with pytest.raises(SystemExit):
+        hub_cli.build_parser().parse_args(["push", "--help"])
+    out = capsys.readouterr().out
+    assert "--with-predictor" not in out and "--revision-from" not in out and "--source-revision" in out
+
+
+@pytest.mark.parametrize("value, expected", [("1", 1), ("4", 4), ("2,5,11", [2, 5, 11]), ("3,", [3]),
+                                             ("0,", [0]), ("-1,-2", [-1, -2]), (" 2, 5 ", [2, 5])])
+def test_layers_arg_accepts(value, expected):
+    assert layers_arg(value) == expected
+
+
+@pytest.mark.parametrize("value, message", [("last", "block indices like 2,5,11"), ("", "needs a number"),
+                                            (",", "needs a number"), ("1.5", "block indices like 2,5,11"),
+                                            ("0", "at least 1"), ("-2", "at least 1")])
+def test_layers_arg_refuses(value, message):
+    with pytest.raises(argparse.ArgumentTypeError, match=message):
+        layers_arg(value)
+
+
+@pytest.mark.parametrize("command", [["extract", "m", "imgs", "f.npy"], ["linear", "m"], ["seg", "m"], ["synthetic", "m"]])
+def test_every_layers_option_uses_the_one_parser(command, capsys):
+    parser = eval_cli.build_parser()
+    args = parser.parse_args([*command, "--layers", "2,5,11"])
+    assert args.layers == ([[2, 5, 11]] if command[0] == "linear" else [2, 5, 11])
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args([*command, "--layers", "x"])
+    assert exit_.value.code == 2 and "block indices like 2,5,11" in capsys.readouterr().err
+
+
+def test_linear_layers_take_several_choices():
+    assert eval_cli.build_parser().parse_args(["linear", "m", "--layers", "1", "4", "0,3"]).layers == [1, 4, [0, 3]]
+    assert eval_cli.build_parser().parse_args(["linear", "m"]).layers == [1, 4]

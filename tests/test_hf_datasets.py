@@ -175,7 +175,7 @@ def test_knn_from_saved_and_parquet_datasets_leaves_out_the_damaged_image(hf_dat
     assert len(held_out.train_images) == N_TRAIN - 1 - 4
     with pytest.raises(DataError, match="hfds/"):
         labelled_splits(f"hfids/{hf_data['disk']}")
-    assert eval_cli(["knn", str(model_dir), "--data", f"hfds/{hf_data['disk']}", "--data.label-column", "label"]) == 1
+    assert eval_cli(["knn", str(model_dir), "--data", f"hfds/{hf_data['disk']}", "--data.label_column", "label"]) == 1
     assert "no column 'label'" in capsys.readouterr().err
 
 
@@ -188,7 +188,7 @@ def test_a_named_label_column_of_strings_gives_sorted_classes_shared_by_both_spl
     datasets.DatasetDict(train=train, validation=test).save_to_disk(str(tmp_path / "animals"))
     from ijepa_hub.eval.data import labelled_splits
 
-    with pytest.raises(DataError, match="no ClassLabel column.*--data.label-column"):
+    with pytest.raises(DataError, match="no ClassLabel column.*--data.label_column"):
         labelled_splits(f"hfds/{tmp_path / 'animals'}")
     splits = labelled_splits(f"hfds/{tmp_path / 'animals'}", label_column="animal")
     assert splits.classes == ["ant", "cat", "dog", "emu"]

@@ -128,7 +128,7 @@ def _columns(
     if image is None:
         raise DataError(
             f"{spec}: no Image column among {', '.join(features) or 'its (unknown) columns'}. "
-            "Fix: name it with data.image_column (ijepa-eval: --data.image-column)"
+            "Fix: name it with --data.image_column"
         )
     if not isinstance(features[image], datasets.Image):
         raise DataError(f"{spec}: column {image!r} holds {features[image]}, not images (datasets.Image)")
@@ -136,7 +136,7 @@ def _columns(
     if label is None and need_label:
         raise DataError(
             f"{spec}: no ClassLabel column among {', '.join(features)}; evaluation needs labels. "
-            "Fix: name the label column with --data.label-column"
+            "Fix: name the label column with --data.label_column"
         )
     return image, label
 

@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cli_common import add_common_args, add_source_args, default_device, load_model, run_cli, setup_logging
+from ..cli_common import (
+    add_common_args,
+    add_deprecated_alias,
+    add_source_args,
+    default_device,
+    layers_arg,
+    load_model,
+    run_cli,
+    setup_logging,
+)
 
 __all__ = ["main", "build_parser", "add_extract_command", "run_extract"]
 
@@ -35,10 +44,17 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                         "dataset: train and validation/test splits), or 'synthetic'")
     p.add_argument("--label", choices=("shape", "count"), default="shape", help="synthetic data: which label")
     p.add_argument("--test-fraction", type=float, default=0.2, help="folder without train/val: held-out share")
-    p.add_argument("--data.image-column", dest="image_column", default=None,
+    p.add_argument("--data.image_column", dest="image_column", default=None,
                    help="hfds/ data: the image column (default: the first Image feature)")
-    p.add_argument("--data.label-column", dest="label_column", default=None,
+    p.add_argument("--data.label_column", dest="label_column", default=None,
                    help="hfds/ data: the label column (default: the first ClassLabel feature)")
+    add_deprecated_alias(p, "--data.image-column", "--data.image_column", dest="image_column")
+    add_deprecated_alias(p, "--data.label-column", "--data.label_column", dest="label_column")
+
+
+def _add_baseline_arg(p: argparse.ArgumentParser, *, default: bool) -> None:
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=default,
+                   help="also probe the random-init network of the same architecture")
 
 
 def _features_output(value: str) -> str:
@@ -58,7 +74,7 @@ def add_extract_command(sub: Any, *, help_suffix: str = "") -> argparse.Argument
     p.add_argument("images", help="folder of images (searched recursively)")
     p.add_argument("output", type=_features_output, help="output file, .safetensors or .npy")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--layers", type=_layer_choice, default=1,
+    p.add_argument("--layers", type=layers_arg, default=1,
                    help="n: the last n blocks concatenated (4: the linear-probe feature); 2,5,11: those block indices")
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--patch-tokens", action="store_true", help="also store patch tokens (.safetensors only)")
@@ -80,17 +96,6 @@ def run_extract(args: argparse.Namespace) -> None:
     print(write_features(args.output, paths, feats, patch_tokens=args.patch_tokens, metadata=metadata))
 
 
-def _layer_choice(value: str) -> int | list[int]:
-    """``--layers`` as extract_features takes it: ``4`` is the last four blocks, ``2,5,11`` those block indices."""
-    try:
-        parts = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: give a number n (the last n blocks) or block indices like 2,5,11") from None
-    if not parts:
-        raise argparse.ArgumentTypeError("--layers needs a number n or block indices like 2,5,11")
-    return parts[0] if len(parts) == 1 and "," not in value else parts
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ijepa-eval", description="Evaluate I-JEPA encoders and draw pictures")
     add_common_args(parser)
@@ -106,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("linear", help="linear probe with a held-out lr / weight-decay sweep")
     _add_model_args(p)
     _add_data_args(p)
-    p.add_argument("--layers", type=int, nargs="+", default=[1, 4],
-                   help="1: last layer; 4: last four blocks concatenated (default: both, the paper reports the better)")
+    p.add_argument("--layers", type=layers_arg, nargs="+", default=[1, 4],
+                   help="one probe per value: n, the last n blocks concatenated (1: last layer; 4: last four), or "
+                        "block indices like 2,5,11 (default: 1 4, the paper reports the better)")
 
     p = sub.add_parser("attentive", help="attentive probe (a learned query over the patch tokens), top-1 beside the linear probe's")
     _add_model_args(p)
@@ -115,13 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--num-heads", type=int, default=8, help="attention heads of the pooler (must divide the width)")
-    p.add_argument("--baseline", action="store_true", help="also probe the random-init network of the same architecture")
+    _add_baseline_arg(p, default=False)
 
     p = sub.add_parser("seg", help="linear segmentation probe on frozen patch maps: mIoU, per-class IoU, pixel accuracy")
     _add_model_args(p)
     p.add_argument("--data", default="synthetic",
                    help="DIR with {train,val}/images/* and {train,val}/masks/<stem>.png (255 = ignore), or 'synthetic'")
-    p.add_argument("--layers", type=_layer_choice, default=1,
+    p.add_argument("--layers", type=layers_arg, default=1,
                    help="n: the last n blocks concatenated (1 or 4); 2,5,11: those block indices")
     p.add_argument("--num-classes", type=int, default=None, help="folder data without classes.txt: the class count")
     p.add_argument("--img-size", type=int, default=None, help="probe resolution (default: the model's)")
@@ -131,14 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-test", type=int, default=200, help="synthetic data: val images")
     p.add_argument("--picture", default=None, help="PNG: val images, ground truth and predictions side by side")
     p.add_argument("--num-pictures", type=int, default=6, help="how many val images the picture shows")
-    p.add_argument("--baseline", action="store_true", help="also probe the random-init network of the same architecture")
+    _add_baseline_arg(p, default=False)
 
     p = sub.add_parser("synthetic", help="shape and count probes on the synthetic shapes, against random init")
     _add_model_args(p)
     p.add_argument("--num-train", type=int, default=2000)
     p.add_argument("--num-test", type=int, default=1000)
-    p.add_argument("--layers", type=int, default=1)
-    p.add_argument("--no-baseline", action="store_true", help="skip the random-init network of the same architecture")
+    p.add_argument("--layers", type=layers_arg, default=1,
+                   help="n: the last n blocks concatenated (4: the linear-probe feature); 2,5,11: those block indices")
+    _add_baseline_arg(p, default=True)
 
     p = sub.add_parser("masks", help="PNG: sampled context and target masks over images, both masking modes")
     p.add_argument("output", help="PNG file to write")
@@ -271,7 +278,7 @@ def _synthetic(args) -> None:
 
     model = _model(args)
     baseline = None
-    if not args.no_baseline:
+    if args.baseline:
         baseline = random_init_encoder(model.config, seed=args.seed).to(next(model.encoder.parameters()).device)
     r = synthetic_probe(model.encoder, baseline=baseline, num_train=args.num_train, num_test=args.num_test,
                         layers=args.layers, seed=args.seed, **_feature_kwargs(args))

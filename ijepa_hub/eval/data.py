@@ -183,7 +183,7 @@ def labelled_splits(
     if is_hf_spec(data):
         return hf_splits(data, seed=seed, image_column=image_column, label_column=label_column, **kwargs)
     if image_column is not None or label_column is not None:
-        raise ValueError(f"--data.image-column and --data.label-column apply to hfds/ data, not to {data!r}")
+        raise ValueError(f"--data.image_column and --data.label_column apply to hfds/ data, not to {data!r}")
     if data == SYNTHETIC:
         return synthetic_splits(label, seed=seed, **kwargs)
     if not Path(data).is_dir():

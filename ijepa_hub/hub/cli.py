@@ -11,7 +11,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli_common import add_common_args, add_source_args, load_model, run_cli, setup_logging
+from ..cli_common import (
+    add_common_args,
+    add_deprecated_alias,
+    add_source_args,
+    add_source_revision_arg,
+    load_model,
+    run_cli,
+    setup_logging,
+)
 from ..errors import HubLayoutError
 from ..eval.cli import add_extract_command, run_extract
 
@@ -25,6 +33,16 @@ def _add_hub_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--message", default=None, help="commit message")
 
 
+def _add_part_args(p: argparse.ArgumentParser, *, default: bool, help_suffix: str = "") -> None:
+    """``--context-encoder/--no-context-encoder`` and ``--predictor/--no-predictor``: which other networks to write.
+
+    ``default``: the subcommand's own (convert keeps them, push of a non-folder source leaves them out)."""
+    p.add_argument("--context-encoder", action=argparse.BooleanOptionalAction, default=default,
+                   help="include context_encoder.safetensors beside the target encoder" + help_suffix)
+    p.add_argument("--predictor", action=argparse.BooleanOptionalAction, default=default,
+                   help="include predictor.safetensors" + help_suffix)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ijepa-hub", description="I-JEPA checkpoints and the Hugging Face Hub")
     add_common_args(parser)
@@ -34,17 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a released .pth.tar file, URL or registry name")
     p.add_argument("output", help="folder to write")
     p.add_argument("--encoder", choices=("target", "context"), default="target", help="encoder in model.safetensors")
-    p.add_argument("--no-context-encoder", action="store_true", help="leave out context_encoder.safetensors")
-    p.add_argument("--no-predictor", action="store_true", help="leave out predictor.safetensors")
+    _add_part_args(p, default=True)
     p.add_argument("--push", metavar="REPO_ID", default=None, help="also upload the folder to this Hub repo")
     _add_hub_args(p)
 
     p = sub.add_parser("push", help="upload an ijepa_hub folder (or anything from_pretrained loads) to the Hub")
     add_source_args(p)
     p.add_argument("repo_id", help="target Hub repo, owner/name")
-    p.add_argument("--with-context-encoder", action="store_true",
-                   help="include the context encoder beside the target encoder (non-folder sources)")
-    p.add_argument("--with-predictor", action="store_true", help="include the predictor (non-folder sources)")
+    _add_part_args(p, default=False, help_suffix=" (non-folder sources)")
+    add_deprecated_alias(p, "--with-context-encoder", "--context-encoder", dest="context_encoder", const=True)
+    add_deprecated_alias(p, "--with-predictor", "--predictor", dest="predictor", const=True)
     _add_hub_args(p)
 
     p = sub.add_parser("export", help="write a folder in another library's layout, or a deployable ONNX / torch.export model")
@@ -60,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="describe a registry name, folder, Hub repo or checkpoint")
     p.add_argument("source")
-    p.add_argument("--revision-from", dest="source_revision", default=None)
+    add_source_revision_arg(p)
     for p in sub.choices.values():
         add_common_args(p, version=False)
     return parser
@@ -70,8 +87,7 @@ def _convert(args) -> None:
     from .load import from_pretrained
     from .save import push_folder
 
-    parts = dict(encoder=args.encoder, with_context_encoder=not args.no_context_encoder,
-                 with_predictor=not args.no_predictor)
+    parts = dict(encoder=args.encoder, with_context_encoder=args.context_encoder, with_predictor=args.predictor)
     model = from_pretrained(args.checkpoint, **parts)
     folder = model.save_pretrained(args.output, **parts)
     print(f"wrote {folder}")
@@ -90,7 +106,7 @@ def _push(args) -> None:
     if config.is_file() and "ijepa" in json.loads(config.read_text()):
         print(push_folder(source, args.repo_id, **hub))
     else:
-        parts = dict(with_context_encoder=args.with_context_encoder, with_predictor=args.with_predictor)
+        parts = dict(with_context_encoder=args.context_encoder, with_predictor=args.predictor)
         print(load_model(args, **parts).push_to_hub(args.repo_id, **parts, **hub))
 
 
