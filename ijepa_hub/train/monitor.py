@@ -56,7 +56,7 @@ class CollapseMonitor:
     ``warn_fraction`` of its peak (fewer directions tell images apart), or the feature std falls below
     ``MIN_FEATURE_STD`` (every image maps to nearly one vector). A falling raw RankMe / std with a steady
     centred RankMe is a growing shared component, not collapse: the built-in default run shows it while
-    its probes rise above random initialisation (README, Evaluation). It also watches the online probe
+    its probes rise above random initialisation (docs/evaluation.md). It also watches the online probe
     (:meth:`watch_probe`): a k-NN accuracy that falls ``probe_falls`` evaluations in a row is a warning.
     ``history`` and ``probe_history`` are saved in the checkpoint, so a resumed run warns against the
     same peaks and trends.
