@@ -21,6 +21,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .deprecation import REMOVED_IN
+
 __all__ = [
     "version_string",
     "add_common_args",
@@ -38,7 +40,7 @@ __all__ = [
 ]
 
 DEFAULT_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-DEPRECATED_REMOVED_IN = "0.3.0"  # old option spellings keep working through the next minor version (0.2)
+DEPRECATED_REMOVED_IN = REMOVED_IN  # old option spellings keep working through the next minor version (0.2)
 _STORE_VALUE = object()
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["warn_renamed", "module_getattr", "alias_moved_modules"]
 
-REMOVED_IN = "0.3"
+REMOVED_IN = "0.3.0"  # the one place: renamed names, moved modules and old CLI spellings
 
 
 def warn_renamed(old: str, new: str, *, stacklevel: int = 3) -> None:
