@@ -32,6 +32,7 @@ class Predictor(nn.Module):
         num_heads: int = 12,
         mlp_ratio: float = 4.0,
         drop_path_rate: float = 0.0,
+        out_dim: int | None = None,
     ) -> None:
         super().__init__()
         grid = round(num_patches**0.5)
@@ -63,7 +64,9 @@ class Predictor(nn.Module):
         for block in self.predictor_blocks:
             block.attn.fused_attn = True
         self.predictor_norm = nn.LayerNorm(predictor_embed_dim, eps=1e-6)
-        self.predictor_proj = nn.Linear(predictor_embed_dim, embed_dim)
+        # the width it predicts: the target encoder's (a distilled student's teacher may be wider than its encoder)
+        self.out_dim = out_dim if out_dim is not None else embed_dim
+        self.predictor_proj = nn.Linear(predictor_embed_dim, self.out_dim)
         init_weights(self)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
 
@@ -95,7 +98,7 @@ class Predictor(nn.Module):
             target_masks: M index tensors [B, K_tgt] (list, or a tensor [M, B, K_tgt]).
 
         Returns:
-            [M*B, K_tgt, D] predictions, mask-major.
+            [M*B, K_tgt, out_dim] predictions, mask-major (``out_dim``: the encoder's width unless given).
         """
         ctx_idx = _single_mask(context_masks)
         tgt_idx = target_masks if isinstance(target_masks, torch.Tensor) else torch.stack(list(target_masks))
