@@ -51,7 +51,7 @@ def test_released_checkpoint_converts_in_memory_and_loads_all_three_networks(
     for part in ("context_encoder", "target_encoder", "predictor"):
         _assert_same(getattr(model, part), getattr(tiny_model, part))
     assert not torch_hub_dir.exists()  # converted in memory: no folder written, and a local file is not copied
-    monkeypatch.setattr(ijepa_hub.hub.save, "save_file", lambda *a, **k: pytest.fail("wrote a converted folder"))
+    monkeypatch.setattr(ijepa_hub.hub.files, "save_file", lambda *a, **k: pytest.fail("wrote a converted folder"))
     context = ijepa_hub.from_pretrained(released_file, encoder="context")
     assert context.target_encoder is None and context.predictor is None
     _assert_same(context.encoder, tiny_model.context_encoder)

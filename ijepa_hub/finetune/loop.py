@@ -28,11 +28,13 @@ from torch.utils.data import DataLoader
 from ..data import MicroBatchSampler, TrainingSamples
 from ..data.pipeline import _sample_seed
 from ..data.transforms import min_crop_fraction
+from ..hub.classifier import save_classifier
 from ..models.classifier import Classifier
 from ..precision import autocast_context
 from ..train.checkpoint import remove_partial_checkpoints, run_folder
 from ..train.checkpointer import Checkpointer
 from ..train.distributed import all_reduce_mean, any_rank, no_grad_sync, wrap_model
+from ..train.export import push_model
 from ..train.faults import BrokenImageCounter, StopSignal, ignore_stop_signals
 from ..train.loop import TrainResult, accumulated_step, training_process
 from ..train.monitor import MetricsWriter, progress_bar
@@ -301,9 +303,6 @@ def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> Fi
 
 def _export(model: Classifier, recipe: FinetuneRecipe, splits, run: Run, result: FinetuneResult,
             push_to_hub: str | None) -> None:
-    from ..hub.classifier import save_classifier
-    from ..train.export import push_model
-
     metrics: dict[str, Any] = {"steps": result.step, "epochs": round(result.step / run.steps_per_epoch, 2),
                                "images_seen": result.step * run.plan.global_batch}
     if result.evals:

@@ -10,7 +10,7 @@ from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
 from ..errors import PushToHubError
 from ..hub import save_pretrained
-from ..hub.save import push_folder
+from ..hub.save import push_to_hub as push_folder  # the one push function, under this module's old name
 from ..models import IJepa
 from ..recipe import Recipe
 
