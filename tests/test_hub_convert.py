@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 import ijepa_hub
 from ijepa_hub.hub.cli import main as cli
 from ijepa_hub.hub.convert import timm_to_transformers, transformers_to_timm
-from ijepa_hub.hub.released import cache_path
+from ijepa_hub.released import cache_path
 
 transformers = pytest.importorskip("transformers")
 

@@ -16,7 +16,7 @@ from test_reference_checkpoint import write_released_layout
 
 import ijepa_hub
 from ijepa_hub.errors import CheckpointError, HubLayoutError, PickleNotAllowedError
-from ijepa_hub.hub.released import cache_path
+from ijepa_hub.released import cache_path
 
 
 @pytest.fixture
