@@ -1,7 +1,7 @@
 """Exported model speed on CPU: onnxruntime and a ``torch.export`` program against eager PyTorch.
 
 Exports an encoder (patch tokens + pooled features) or a fine-tuned classifier with
-:func:`ijepa_hub.deploy.export_model` (fp32, dynamic batch, checked against eager), then times eager
+:func:`ijepa_hub.deploy.export_deployable` (fp32, dynamic batch, checked against eager), then times eager
 PyTorch, the ``torch.export`` program and an onnxruntime session on the same random batch, in turn
 (:func:`common.interleaved`, so load drifting on a shared machine hits all alike). Reports seconds per
 batch, images/s and the speed-up over eager (median of the paired ratios). Saves
@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import add_run_args, environment, interleaved, save_result, speedups, start  # noqa: E402
 
 import ijepa_hub  # noqa: E402
-from ijepa_hub.deploy import deployable, export_model  # noqa: E402
+from ijepa_hub.deploy import deployable, export_deployable  # noqa: E402
 
 
 def main() -> None:
@@ -53,8 +53,8 @@ def main() -> None:
     size = (model if hasattr(model, "patch_embed") else model.encoder).patch_embed.img_size
     x = torch.randn(args.batch, 3, *size)
     with tempfile.TemporaryDirectory() as tmp:
-        onnx = export_model(model, Path(tmp) / "onnx", format="onnx")
-        pt2 = export_model(model, Path(tmp) / "pt2", format="torch-export")
+        onnx = export_deployable(model, Path(tmp) / "onnx", format="onnx")
+        pt2 = export_deployable(model, Path(tmp) / "pt2", format="torch-export")
         options = ort.SessionOptions()
         if args.threads:
             options.intra_op_num_threads = options.inter_op_num_threads = args.threads

@@ -4,6 +4,7 @@ from . import (
     train,  # the trainer: ijepa_hub.train.train(recipe, out_dir=...), CLI ijepa-train
 )
 from .data import SyntheticShapes
+from .deploy import export_deployable
 from .errors import (
     CheckpointError,
     CheckpointWriteError,
@@ -26,8 +27,8 @@ from .errors import (
     WeightsNotCachedError,
 )
 from .features import Features, extract_features, preprocess
-from .hub import PretrainedIJepa, export_transformers, from_pretrained, push_to_hub, save_pretrained
-from .models import Classifier, IJepa, Predictor, VisionTransformerEncoder, create_model
+from .hub import PretrainedIJepa, PretrainedModel, export_transformers, from_pretrained, push_to_hub, save_pretrained
+from .models import AttentivePooler, Classifier, EncoderName, IJepa, Predictor, VisionTransformerEncoder, create_model
 from .recipe import Recipe, list_recipes, load_recipe
 from .reference import infer_model_config, load_reference_checkpoint, read_reference_checkpoint
 from .registry import ModelConfig, get_model_config, get_variant, list_models, list_variants
@@ -40,10 +41,13 @@ __all__ = [
     "save_pretrained",
     "push_to_hub",
     "export_transformers",
+    "export_deployable",
     "extract_features",
     "preprocess",
     "Features",
     "PretrainedIJepa",
+    "PretrainedModel",
+    "EncoderName",
     "load_reference_checkpoint",
     "read_reference_checkpoint",
     "infer_model_config",
@@ -56,6 +60,7 @@ __all__ = [
     "train",
     "finetune",
     "Classifier",
+    "AttentivePooler",
     "SyntheticShapes",
     "IJepa",
     "VisionTransformerEncoder",

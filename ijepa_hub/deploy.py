@@ -21,12 +21,14 @@ import torch
 import torch.nn as nn
 
 from .data.transforms import CROP_PCT, INTERPOLATION, MEAN, STD
+from .deprecation import deprecated_function
 from .errors import ExportError, MissingExtraError
+from .hub.files import written_atomically
 from .models import IJepa, VisionTransformerEncoder
 from .models.classifier import Classifier
 from .version import __version__
 
-__all__ = ["FORMATS", "ExportResult", "export_model", "deployable", "EncoderOutputs", "run_exported"]
+__all__ = ["FORMATS", "ExportResult", "export_deployable", "deployable", "EncoderOutputs", "run_exported"]
 
 ExportFormat = Literal["onnx", "torch-export"]
 FORMATS: dict[str, str] = {"onnx": "model.onnx", "torch-export": "model.pt2"}  # format -> file written
@@ -62,7 +64,7 @@ def deployable(model: nn.Module) -> tuple[nn.Module, list[str]]:
 
 @dataclass
 class ExportResult:
-    """What :func:`export_model` wrote and how far the export is from eager."""
+    """What :func:`export_deployable` wrote and how far the export is from eager."""
 
     folder: Path
     file: Path
@@ -106,7 +108,7 @@ def _export_file(module: nn.Module, example: torch.Tensor, path: Path, fmt: str,
                       dynamic_shapes=({0: batch},), dynamo=True, verbose=False)
 
 
-def export_model(
+def export_deployable(
     model: nn.Module,
     out_dir: str | os.PathLike,
     *,
@@ -123,8 +125,6 @@ def export_model(
     ONNX). The check runs the export at each of ``check_batch_sizes`` and compares with eager (``atol``:
     :data:`DEFAULT_ATOL` of the dtype); a larger difference raises :class:`ExportError`.
     """
-    from .hub.save import _written_atomically
-
     if format not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
     if dtype not in _DTYPES:
@@ -143,7 +143,7 @@ def export_model(
     start = time.perf_counter()
     name = FORMATS[format]
     folder = Path(out_dir)
-    with _written_atomically(folder, keep=frozenset({name, META_NAME})) as stage:
+    with written_atomically(folder, keep=frozenset({name, META_NAME})) as stage:
         with torch.no_grad():
             try:
                 _export_file(module, example, stage / name, format, outputs)
@@ -182,3 +182,6 @@ def _metadata(model, encoder, fmt, name, dtype, outputs, chans, size, diffs, tol
     if isinstance(model, Classifier):
         meta["label_names"] = list(model.label_names)
     return meta
+
+
+export_model = deprecated_function(export_deployable, "ijepa_hub.deploy.export_model", "ijepa_hub.export_deployable")

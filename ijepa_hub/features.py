@@ -10,26 +10,24 @@ numbers live in :mod:`ijepa_hub.data.transforms`): resize the shorter side to
 ``floor(img_size / crop_pct)``, centre-crop ``img_size``, normalise. The resize runs on float tensors
 (antialiased bicubic, clamped to [0, 1]) instead of on 8-bit PIL images, so that PIL, numpy, tensor and
 16-bit inputs all take one path. Values differ from timm's PIL pipeline by rounding only.
+
+The public face of the feature API: :func:`preprocess` is implemented in :mod:`ijepa_hub.data.preprocess`,
+the batch loop and :class:`Features` in :mod:`ijepa_hub.models.extract` (every model's ``extract_features``
+runs it, and the models sit below this module); :func:`extract_folder` is this module's own.
 """
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
 
-import numpy as np
-import torch
 import torch.nn as nn
 from huggingface_hub.utils import tqdm  # honours HF_HUB_DISABLE_PROGRESS_BARS
-from torchvision.transforms import v2
 
-from .data.images import ImageInput, list_images, load_image
-from .data.transforms import CROP_PCT, MEAN, STD
+from .data.images import ImageInput, list_images
+from .data.preprocess import preprocess
+from .data.transforms import CROP_PCT, MEAN, STD  # noqa: F401  (the preprocessing facts, read as features.CROP_PCT)
 from .errors import DataError, ImageReadError
-from .models.ijepa import IJepa
-from .precision import autocast_context
+from .models.extract import Features, block_indices, extract_features, tokens_to_map
 
 __all__ = [
     "Features",
@@ -42,165 +40,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("ijepa_hub.features")
-
-
-@dataclass
-class Features:
-    """Encoder outputs for a batch of images (float32, on the CPU).
-
-    ``pooled`` [B, D] is the mean over patches of the per-token normed features: the feature the
-    paper evaluates; with ``layers=k`` (or a list of k block indices) it is [B, k*D], the average-pooled
-    (and normed) outputs of those blocks concatenated from the earliest to the last. ``patch_tokens``
-    [B, N, D] are the normed tokens of the last of those blocks, ``patch_map`` the same as a dense map
-    [B, D, h, w] on the patch ``grid`` (h, w). ``layer_tokens`` holds the tokens of every block in
-    ``layers`` (kept only with ``extract_features(..., per_layer=True)``), ``layer_maps`` their maps.
-    """
-
-    pooled: torch.Tensor
-    patch_tokens: torch.Tensor
-    grid: tuple[int, int] | None = None  # None: a square grid
-    layers: tuple[int, ...] = ()  # block indices, ascending
-    layer_tokens: tuple[torch.Tensor, ...] | None = None
-
-    def __len__(self) -> int:
-        return self.pooled.shape[0]
-
-    @classmethod
-    def concat(cls, parts: Sequence[Features]) -> Features:
-        """The features of several batches of images with the same options, in order."""
-        first = parts[0]
-        layer_tokens = None if first.layer_tokens is None else tuple(
-            torch.cat(ts) for ts in zip(*(p.layer_tokens for p in parts))
-        )
-        return cls(pooled=torch.cat([p.pooled for p in parts]), patch_tokens=torch.cat([p.patch_tokens for p in parts]),
-                   grid=first.grid, layers=first.layers, layer_tokens=layer_tokens)
-
-    @property
-    def patch_map(self) -> torch.Tensor:
-        """The last layer's normed patch tokens as [B, D, h, w] (row-major patches, as the encoder reads them)."""
-        return tokens_to_map(self.patch_tokens, self.grid)
-
-    @property
-    def layer_maps(self) -> list[torch.Tensor]:
-        """One [B, D, h, w] map per block in ``layers`` (needs ``per_layer=True`` at extraction)."""
-        if self.layer_tokens is None:
-            raise ValueError("these features hold the last layer's tokens only: extract with per_layer=True")
-        return [tokens_to_map(t, self.grid) for t in self.layer_tokens]
-
-
-def tokens_to_map(tokens: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
-    """Patch tokens [B, N, D] -> a dense map [B, D, h, w]; ``grid`` (h, w) defaults to a square one."""
-    b, n, d = tokens.shape
-    h, w = grid if grid is not None else (math.isqrt(n), math.isqrt(n))
-    if h * w != n:
-        raise ValueError(f"{n} patch tokens do not fill a {h}x{w} grid: pass the grid (h, w)")
-    return tokens.reshape(b, h, w, d).permute(0, 3, 1, 2)
-
-
-def block_indices(depth: int, layers: int | Sequence[int]) -> tuple[int, ...]:
-    """``layers`` as ascending block indices: an int n is the last n blocks; a list may use negative indices."""
-    if isinstance(layers, int):
-        if not 1 <= layers <= depth:
-            raise ValueError(f"layers must be in 1..{depth} (the last n blocks) or a list of block indices, got {layers}")
-        return tuple(range(depth - layers, depth))
-    indices = [int(i) for i in layers]
-    bad = [i for i in indices if not -depth <= i < depth]
-    if not indices or bad:
-        raise ValueError(f"block indices must be in {-depth}..{depth - 1} (the encoder has {depth} blocks), got {list(layers)}")
-    absolute = sorted(i % depth for i in indices)
-    if len(set(absolute)) != len(absolute):
-        raise ValueError(f"block indices repeat a block: {list(layers)}")
-    return tuple(absolute)
-
-
-def preprocess(
-    image: ImageInput,
-    img_size: int,
-    *,
-    crop_pct: float = CROP_PCT,
-    mean: Sequence[float] = MEAN,
-    std: Sequence[float] = STD,
-) -> torch.Tensor:
-    """One image as the normalised [3, img_size, img_size] tensor the encoder expects (see module doc)."""
-    pixels = load_image(image)
-    transform = v2.Compose([
-        v2.Resize(math.floor(img_size / crop_pct), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-        v2.CenterCrop(img_size),
-    ])
-    pixels = transform(pixels).clamp_(0.0, 1.0)
-    return v2.functional.normalize(pixels, list(mean), list(std))
-
-
-def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
-    if isinstance(images, (list, tuple)):
-        return list(images)
-    if isinstance(images, torch.Tensor) and images.dim() == 4:
-        return list(images.unbind(0))
-    if isinstance(images, np.ndarray) and images.ndim == 4:
-        return list(images)
-    return [images]
-
-
-@torch.inference_mode()
-def extract_features(
-    encoder: nn.Module,
-    images: ImageInput | Sequence[ImageInput],
-    *,
-    img_size: int | None = None,
-    batch_size: int = 32,
-    layers: int | Sequence[int] = 1,
-    per_layer: bool = False,
-    device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
-    preprocessed: bool = False,
-    crop_pct: float = CROP_PCT,
-    progress: bool = False,
-) -> Features:
-    """Run ``encoder`` (a :class:`~ijepa_hub.VisionTransformerEncoder`, or a whole :class:`~ijepa_hub.IJepa`
-    / :class:`~ijepa_hub.PretrainedIJepa`: its feature encoder ``model.encoder``) on images, in batches.
-
-    ``images``: one image or a list (paths, PIL images, HWC numpy arrays, CHW tensors) or a batched
-    NCHW tensor / NHWC array. ``img_size`` defaults to the encoder's native size. ``layers``: an int n
-    takes the last n blocks (``layers=4`` gives the paper's linear-probe feature), a list takes those
-    block indices (negative ones count from the end); ``per_layer=True`` keeps every such block's tokens
-    (``Features.layer_tokens`` / ``layer_maps``), not only the last one's. ``device`` moves the encoder there (default: where it is); ``dtype``
-    is the autocast type (default bf16 on CUDA, float32 elsewhere). ``preprocessed=True`` takes
-    ``images`` as already normalised [B, 3, H, W] tensors; ``crop_pct=1.0`` keeps the whole image (resize
-    without a crop: for counting, where a crop would cut objects off); ``progress`` shows a bar over batches.
-    """
-    if isinstance(encoder, IJepa):
-        encoder = encoder.encoder
-    indices = block_indices(len(encoder.blocks), layers)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    if device is not None:
-        encoder.to(device)
-    device = next(encoder.parameters()).device
-    size = img_size or encoder.patch_embed.img_size[0]
-    was_training = encoder.training
-    encoder.eval()
-    items = _as_list(images)
-    pooled, tokens, grid = [], [], None
-    try:
-        for start in tqdm(range(0, len(items), batch_size), desc="batches", unit="batch", disable=not progress):
-            chunk = items[start : start + batch_size]
-            if preprocessed:
-                batch = torch.stack([torch.as_tensor(x) for x in chunk])
-            else:
-                batch = torch.stack([preprocess(x, size, crop_pct=crop_pct) for x in chunk])
-            batch = batch.to(device=device, dtype=next(encoder.parameters()).dtype)
-            with autocast_context(device, "auto" if dtype is None else dtype):
-                blocks = encoder.forward_intermediates(
-                    batch, indices=list(indices), norm=True, output_fmt="NLC", intermediates_only=True
-                )
-            grid = tuple(encoder.patch_embed.dynamic_feat_size(batch.shape[-2:]))
-            pooled.append(torch.cat([b.mean(dim=1) for b in blocks], dim=-1).float().cpu())
-            tokens.append([b.float().cpu() for b in (blocks if per_layer else blocks[-1:])])
-    finally:
-        encoder.train(was_training)
-    per_block = tuple(torch.cat(t) for t in zip(*tokens))
-    return Features(pooled=torch.cat(pooled), patch_tokens=per_block[-1], grid=grid, layers=indices,
-                    layer_tokens=per_block if per_layer else None)
 
 
 def extract_folder(

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError
+from .registry import VARIANTS
 
 __all__ = [
     "max_parameters", "max_depth", "estimate_parameters", "check_declared_size", "check_block_indices", "check_tensor_extents",
@@ -41,8 +42,6 @@ def estimate_parameters(config) -> int:
 @functools.cache
 def _largest_released() -> tuple[int, int]:
     """The largest released variant's parameters and depth (encoder or predictor)."""
-    from .registry import VARIANTS
-
     configs = [v.model_config for v in VARIANTS.values()]
     return max(map(estimate_parameters, configs)), max(max(c.depth, c.pred_depth) for c in configs)
 

@@ -11,6 +11,7 @@ from .errors import CheckpointError
 from .limits import check_block_indices, check_declared_size
 from .models.ijepa import IJepa
 from .registry import ARCHITECTURES, ModelConfig, architecture_for_width, default_predictor, mlp_ratio_for
+from .released import reference_checkpoint_path
 from .state_dict import load_strict, read_torch_pickle, strip_prefix
 
 __all__ = ["read_reference_checkpoint", "infer_model_config", "load_reference_checkpoint"]
@@ -117,8 +118,6 @@ def load_reference_checkpoint(
     needed only for widths that match no preset (see :func:`infer_model_config`). ``model_kwargs`` go to
     :class:`IJepa`.
     """
-    from .hub.released import reference_checkpoint_path  # lazily: the hub package imports this module
-
     path, variant = reference_checkpoint_path(name_or_path, local_files_only=local_files_only)
     source = os.fspath(path)
     parts = read_reference_checkpoint(source)

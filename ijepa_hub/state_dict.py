@@ -12,6 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .errors import CheckpointError, StateDictMismatchError
+from .limits import check_tensor_extents, check_zip_inflation
 
 __all__ = ["strip_prefix", "load_strict", "nonfinite_keys", "read_safetensors", "read_torch_pickle"]
 
@@ -36,8 +37,6 @@ def read_torch_pickle(path: str | os.PathLike, *, fix: str) -> Any:
     Bounded (:mod:`ijepa_hub.limits`): an archive that inflates far beyond its size, and tensors that
     declare more than they store (zero strides), are refused.
     """
-    from .limits import check_tensor_extents, check_zip_inflation  # lazily: limits reads the registry
-
     check_zip_inflation(path)
     try:
         loaded = torch.load(os.fspath(path), map_location="cpu", weights_only=True)

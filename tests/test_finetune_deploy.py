@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import ijepa_hub
-from ijepa_hub.deploy import export_model, run_exported
+from ijepa_hub.deploy import export_deployable, run_exported
 from ijepa_hub.errors import ExportError, HubLayoutError, MissingExtraError, PoolingMismatchError
 from ijepa_hub.finetune.cli import main as finetune_main
 from ijepa_hub.hub.cli import main as hub_main
@@ -115,7 +115,7 @@ def test_onnx_export_of_a_classifier_matches_eager_at_two_batch_sizes(run, tmp_p
 def test_torch_export_of_an_encoder_gives_tokens_and_pooled_features(tmp_path):
     torch.manual_seed(0)
     model = ijepa_hub.create_model("vit_tiny_patch8", img_size=32, depth=2, with_predictor=False).eval()
-    result = export_model(model, tmp_path / "pt2", format="torch-export")
+    result = export_deployable(model, tmp_path / "pt2", format="torch-export")
     meta = json.loads((tmp_path / "pt2" / "export.json").read_text())
     assert [o["name"] for o in meta["outputs"]] == ["patch_tokens", "pooled"]
     assert meta["outputs"][0]["shape"] == ["batch", 16, 192]
@@ -188,7 +188,7 @@ def test_finetuning_from_a_classifier_of_another_pooling_takes_its_encoder_only(
 def test_missing_onnx_extra_names_the_pip_command(monkeypatch, tmp_path, tiny_model):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
     with pytest.raises(MissingExtraError, match=r"pip install 'ijepa-hub\[onnx\]'.*pip install -e '\.\[onnx\]'"):
-        export_model(tiny_model, tmp_path / "out", format="onnx")
+        export_deployable(tiny_model, tmp_path / "out", format="onnx")
     assert not (tmp_path / "out").exists()
 
 
@@ -200,10 +200,10 @@ def test_classifier_repo_refuses_parts_it_does_not_have(run_dir):
 def test_half_precision_exports_where_the_format_allows(tmp_path):
     torch.manual_seed(0)
     model = ijepa_hub.create_model("vit_tiny_patch8", img_size=32, depth=1, with_predictor=False).eval()
-    result = export_model(model, tmp_path / "bf16", format="torch-export", dtype="bf16", check_batch_sizes=(3,))
+    result = export_deployable(model, tmp_path / "bf16", format="torch-export", dtype="bf16", check_batch_sizes=(3,))
     tokens, pooled = run_exported(result.file, _batch(3).bfloat16())
     assert tokens.dtype == pooled.dtype == torch.bfloat16 and pooled.shape == (3, 192)
     assert json.loads((tmp_path / "bf16" / "export.json").read_text())["inputs"][0]["dtype"] == "bf16"
     with pytest.raises(ExportError, match="bf16 ONNX models do not run in onnxruntime"):
-        export_model(model, tmp_path / "onnx-bf16", format="onnx", dtype="bf16")
+        export_deployable(model, tmp_path / "onnx-bf16", format="onnx", dtype="bf16")
     assert not (tmp_path / "onnx-bf16").exists()

@@ -12,7 +12,6 @@ from test_hub_convert import _released_blob
 import ijepa_hub
 from ijepa_hub.hub.card import render_model_card
 from ijepa_hub.registry import VARIANTS
-from ijepa_hub.train.export import export_model
 
 
 def _card(folder):
@@ -55,8 +54,8 @@ def test_every_released_variant_renders_a_valid_card(name):
 
 
 def test_card_of_a_model_trained_here(tiny_recipe, tiny_model, tmp_path):
-    folder = export_model(tiny_model, tmp_path / "trained", recipe=tiny_recipe,
-                          metrics={"steps": 12, "images_seen": 96, "final_loss": 0.25})
+    folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "trained", encoder="target", recipe=tiny_recipe,
+                                       metrics={"steps": 12, "images_seen": 96, "final_loss": 0.25})
     meta, text = _card(folder)
     assert meta["license"] == "apache-2.0"
     assert not {"base_model", "model-index", "datasets"} & set(meta)

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 import ijepa_hub
 from ijepa_hub.hub.cli import main as cli
 from ijepa_hub.hub.convert import timm_to_transformers, transformers_to_timm
-from ijepa_hub.hub.released import cache_path
+from ijepa_hub.released import cache_path
 
 transformers = pytest.importorskip("transformers")
 
@@ -51,7 +51,7 @@ def test_released_checkpoint_converts_in_memory_and_loads_all_three_networks(
     for part in ("context_encoder", "target_encoder", "predictor"):
         _assert_same(getattr(model, part), getattr(tiny_model, part))
     assert not torch_hub_dir.exists()  # converted in memory: no folder written, and a local file is not copied
-    monkeypatch.setattr(ijepa_hub.hub.save, "save_file", lambda *a, **k: pytest.fail("wrote a converted folder"))
+    monkeypatch.setattr(ijepa_hub.hub.files, "save_file", lambda *a, **k: pytest.fail("wrote a converted folder"))
     context = ijepa_hub.from_pretrained(released_file, encoder="context")
     assert context.target_encoder is None and context.predictor is None
     _assert_same(context.encoder, tiny_model.context_encoder)

@@ -1,15 +1,15 @@
-"""push_folder through HfApi.upload_folder on the loopback Hub: one commit, the card, stale parts deleted."""
+"""push_to_hub through HfApi.upload_folder on the loopback Hub: one commit, the card, stale parts deleted."""
 import json
 
 from huggingface_hub import HfApi, hf_hub_download
 
 import ijepa_hub
-from ijepa_hub.hub.save import push_folder
+from ijepa_hub.hub.save import push_to_hub
 
 REPO = "tester/push-folder"
 
 
-def test_push_folder_uploads_one_commit_with_the_card_and_drops_stale_parts(hub_server, tiny_model, tmp_path,
+def test_push_to_hub_uploads_one_commit_with_the_card_and_drops_stale_parts(hub_server, tiny_model, tmp_path,
                                                                             monkeypatch):
     calls = []
     real = HfApi.upload_folder
@@ -19,7 +19,7 @@ def test_push_folder_uploads_one_commit_with_the_card_and_drops_stale_parts(hub_
     (full / ".cache").mkdir()
     (full / ".cache" / "junk").write_text("not uploaded")
     before = len(hub_server.requests)
-    url = push_folder(full, REPO, commit_message="first")
+    url = push_to_hub(full, REPO, commit_message="first")
     commits = [p for m, p in hub_server.requests[before:] if m == "POST" and "/commit/" in p]
     assert commits == [f"/api/models/{REPO}/commit/main"] and len(calls) == 1
     assert url.startswith(f"{hub_server.endpoint}/{REPO}/commit/")
@@ -30,7 +30,7 @@ def test_push_folder_uploads_one_commit_with_the_card_and_drops_stale_parts(hub_
     assert (full / "README.md").read_text() == card_before  # the local folder is not rewritten
     # the same repo, now from a folder without the predictor: one commit that also deletes the stale file
     lean = ijepa_hub.save_pretrained(tiny_model, tmp_path / "lean", with_predictor=False)
-    push_folder(lean, REPO)
+    push_to_hub(lean, REPO)
     assert set(HfApi().list_repo_files(REPO)) == {".gitattributes", "README.md", "config.json", "model.safetensors",
                                                   "context_encoder.safetensors"}
     config = json.load(open(hf_hub_download(REPO, "config.json")))

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import ijepa_hub
-from ijepa_hub.hub import save as hub_save
+from ijepa_hub.hub import files as hub_files  # save_weights writes every weight file
 
 
 def _snapshot(folder):
@@ -16,7 +16,7 @@ def test_a_failure_mid_write_leaves_the_previous_folder_intact(tiny_model, tmp_p
     folder = ijepa_hub.save_pretrained(tiny_model, tmp_path / "out", metrics={"rankme": 1.0})
     (folder / "notes.txt").write_text("mine")  # the user's own file beside the repo files
     before = _snapshot(folder)
-    calls, real_save_file = [], hub_save.save_file
+    calls, real_save_file = [], hub_files.save_file
 
     def failing_save_file(*args, **kwargs):
         calls.append(args[1])
@@ -24,7 +24,7 @@ def test_a_failure_mid_write_leaves_the_previous_folder_intact(tiny_model, tmp_p
             raise OSError(28, "No space left on device")
         return real_save_file(*args, **kwargs)
 
-    monkeypatch.setattr(hub_save, "save_file", failing_save_file)
+    monkeypatch.setattr(hub_files, "save_file", failing_save_file)
     other = ijepa_hub.create_model("vit_tiny_patch16", img_size=32)
     with pytest.raises(OSError, match="No space left"):
         ijepa_hub.save_pretrained(other, folder, metrics={"rankme": 2.0})

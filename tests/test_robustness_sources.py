@@ -16,7 +16,7 @@ from test_reference_checkpoint import write_released_layout
 
 import ijepa_hub
 from ijepa_hub.errors import CheckpointError, HubLayoutError, PickleNotAllowedError
-from ijepa_hub.hub.released import cache_path
+from ijepa_hub.released import cache_path
 
 
 @pytest.fixture
@@ -166,13 +166,13 @@ def test_weight_files_outside_the_folder_are_refused(where, folder, tiny_model, 
 def test_push_uploads_only_the_layout_and_refuses_links_leaving_the_folder(hub_server, folder, tmp_path):
     from huggingface_hub import HfApi
 
-    from ijepa_hub.hub.save import push_folder
+    from ijepa_hub.hub.save import push_to_hub
 
     secret = tmp_path / "id_rsa"
     secret.write_text("PRIVATE KEY")
     (folder / "notes.txt").symlink_to(secret)
     (folder / "train.log").write_text("not part of the model")
-    push_folder(folder, "tester/robust-push-layout")
+    push_to_hub(folder, "tester/robust-push-layout")
     assert set(HfApi().list_repo_files("tester/robust-push-layout")) == {
         ".gitattributes", "README.md", "config.json", "model.safetensors", "context_encoder.safetensors",
         "predictor.safetensors"}
@@ -180,7 +180,7 @@ def test_push_uploads_only_the_layout_and_refuses_links_leaving_the_folder(hub_s
     (folder / "predictor.safetensors").rename(outside)
     (folder / "predictor.safetensors").symlink_to(outside)
     with pytest.raises(HubLayoutError, match="predictor.safetensors leads outside"):
-        push_folder(folder, "tester/robust-push-layout")
+        push_to_hub(folder, "tester/robust-push-layout")
 
 
 @pytest.mark.parametrize("damage", ["nan", "missing", "misfit"])

@@ -14,9 +14,9 @@ import torch
 import ijepa_hub
 from ijepa_hub.errors import IJepaError, PushToHubError
 from ijepa_hub.hub.cli import main as hub_cli
+from ijepa_hub.hub.save import push_to_hub as push_model
 from ijepa_hub.train import train
 from ijepa_hub.train.cli import main as train_cli
-from ijepa_hub.train.export import push_model
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -48,7 +48,7 @@ def test_rejected_upload_is_one_error_line_from_the_cli(hub_server, tiny_train_a
     def refuse(folder, repo_id, **kwargs):  # an HTTP error answered by the (loopback) Hub
         huggingface_hub.HfApi().model_info("tester/no-such-repo")
 
-    monkeypatch.setattr("ijepa_hub.train.export.push_folder", refuse)
+    monkeypatch.setattr("ijepa_hub.hub.save._push_folder", refuse)
     out = tmp_path / "run"
     rc = train_cli([*tiny_train_args, "--train.max_steps", "1", "--out", str(out), "--no-progress",
                     "--push-to-hub", "tester/theirs"])

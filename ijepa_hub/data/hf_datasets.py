@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from ..errors import DataError, ImageReadError, MissingExtraError
+from .images import open_image
 from .pipeline import MicroBatchSampler
 
 __all__ = [
@@ -324,8 +325,6 @@ class LabelledImages:
 
 def _readable(images: HFImages) -> tuple[list[int], list[str]]:
     """Rows whose image decodes (JPEGs checked at 1/8 scale), and the names of the others."""
-    from .images import open_image
-
     def quick(image):
         image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import torch
 
 from ..data.folder import ImageFolder
+from ..data.hf_datasets import is_hf_spec, labelled_images
 from ..data.synthetic import MAX_COUNT, SHAPES, SyntheticShapes
 from ..data.transforms import CROP_PCT
 
@@ -155,8 +156,6 @@ def hf_splits(
 ) -> LabelledSplits:
     """A Hugging Face dataset (``hfds/NAME``): its train split and its validation / test split when it has one,
     else ``test_fraction`` of each class of the train split held out. Damaged images are left out and named."""
-    from ..data.hf_datasets import labelled_images
-
     train, test = labelled_images(spec, image_column=image_column, label_column=label_column)
     for part in (train, test):
         if part is not None and part.skipped:
@@ -178,8 +177,6 @@ def labelled_splits(
 ) -> LabelledSplits:
     """``"synthetic"`` (the built-in shapes, labelled by ``label``), a folder with class subfolders, or a Hugging
     Face dataset ``hfds/NAME`` (columns found, or named by ``image_column`` / ``label_column``)."""
-    from ..data.hf_datasets import is_hf_spec
-
     if is_hf_spec(data):
         return hf_splits(data, seed=seed, image_column=image_column, label_column=label_column, **kwargs)
     if image_column is not None or label_column is not None:

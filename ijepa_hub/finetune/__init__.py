@@ -1,6 +1,7 @@
 """ijepa-finetune: a pretrained I-JEPA encoder plus a head, fine-tuned on labelled images on the run engine
 (:mod:`ijepa_hub.engine`; ``python -m ijepa_hub.finetune`` / ``torchrun -m ijepa_hub.finetune``)."""
-from ..deprecation import module_getattr
+from ..deprecation import deprecated_attributes
+from ..engine.schedules import WarmupCosineSchedules
 from .loop import FinetuneResult, build_finetune_optimizer, finetune, finetune_step
 from .model import build_classifier
 from .recipe import FinetuneRecipe, list_finetune_recipes, load_finetune_recipe
@@ -10,4 +11,6 @@ __all__ = [
     "list_finetune_recipes", "build_classifier", "build_finetune_optimizer",
 ]
 
-__getattr__ = module_getattr(__name__, {"FinetuneSchedules": ("ijepa_hub.engine.schedules", "WarmupCosineSchedules")})
+__getattr__ = deprecated_attributes(
+    __name__, {"FinetuneSchedules": ("ijepa_hub.engine.schedules.WarmupCosineSchedules", lambda: WarmupCosineSchedules)}
+)

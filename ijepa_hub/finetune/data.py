@@ -22,6 +22,7 @@ from ..data.images import list_images
 from ..data.transforms import INTERPOLATION, MEAN, STD
 from ..errors import DataError
 from ..eval.data import SYNTHETIC, LabelledSplits, labelled_splits
+from ..features import preprocess
 from .recipe import FtDataSection
 
 __all__ = ["finetune_splits", "LabelledItems", "SeededTransform", "train_transform", "collate", "seeded_numpy_and_random",
@@ -140,8 +141,6 @@ class _Preprocessed(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from ..features import preprocess
-
         return preprocess(self.images[i], self.img_size, crop_pct=self.crop_pct), self.labels[i]
 
 

@@ -38,6 +38,8 @@ from ..engine.resume import Resume
 from ..engine.run import Run
 from ..engine.schedules import WarmupCosineSchedules
 from ..engine.step import StepEnd, accumulated_step, autocast_factory
+from ..hub.classifier import save_classifier
+from ..hub.save import push_to_hub
 from ..models.classifier import Classifier
 from .data import LabelledItems, build_mixup, collate, finetune_splits, seeded_numpy_and_random, top1, train_transform
 from .model import build_classifier, check_resumed_pooling, param_count
@@ -257,10 +259,7 @@ def _mixed(raw: list[tuple], mixup: Any, run: Run, step: int) -> list[tuple[torc
 
 
 def _export(model: Classifier, recipe: FinetuneRecipe, splits, run: Run, result: FinetuneResult,
-            push_to_hub: str | None) -> None:
-    from ..hub.classifier import save_classifier
-    from ..train.export import push_model
-
+            push_to: str | None) -> None:
     metrics: dict[str, Any] = {"steps": result.step, "epochs": round(result.step / run.steps_per_epoch, 2),
                                "images_seen": result.step * run.plan.global_batch}
     if result.evals:
@@ -270,8 +269,8 @@ def _export(model: Classifier, recipe: FinetuneRecipe, splits, run: Run, result:
     result.export_dir = save_classifier(model, result.out_dir / "model", recipe=recipe.to_dict(), metrics=metrics,
                                         data=data)
     logger.info("exported the classifier to %s", result.export_dir)
-    if push_to_hub:
-        result.hub_url = push_model(result.export_dir, push_to_hub)
+    if push_to:
+        result.hub_url = push_to_hub(result.export_dir, push_to)
         logger.info("pushed to %s", result.hub_url)
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from ..errors import PoolingMismatchError, RecipeError
+from ..hub.load import from_pretrained
 from ..models.classifier import POOLED_PARTS, Classifier, pooling_of
 from ..registry import get_model_config, is_random_init
 from ..state_dict import load_strict
@@ -35,8 +36,6 @@ def build_classifier(model: FtModelSection, label_names: list[str], *, crop_pct:
         if model.depth is not None:
             raise RecipeError(f"model.depth applies to a random initialisation only; {model.source!r} has its own depth. "
                               "Fix: leave model.depth null")
-        from ..hub.load import from_pretrained
-
         pretrained = from_pretrained(model.source, encoder=model.encoder)
         encoder = pretrained if isinstance(pretrained, Classifier) else pretrained.encoder
         config = pretrained.config.replace(img_size=model.img_size) if model.img_size else pretrained.config

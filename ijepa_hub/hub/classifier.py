@@ -20,15 +20,25 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from ..errors import HubLayoutError, PoolingMismatchError
 from ..models.classifier import POOLINGS, Classifier, pooling_of
-from .layout import CONFIG_NAME, LIBRARY_NAME, WEIGHTS_NAME, build_config, parse_config, write_config
-from .save import README_NAME, _written_atomically, save_weights
+from ..state_dict import load_strict, read_safetensors
+from .files import README_NAME, save_weights, written_atomically
+from .layout import (
+    CLASSIFIER_KIND,
+    CONFIG_NAME,
+    LIBRARY_NAME,
+    WEIGHTS_NAME,
+    build_config,
+    parse_config,
+    repo_kind,
+    write_config,
+)
 
 __all__ = ["classifier_config", "save_classifier", "classifier_card", "is_classifier_config", "load_classifier"]
 
 CLASSIFIER_KEY = "classifier"
 # timm's global_pool -> what the card and ijepa.classifier.pooling say
 POOLING_TEXT = {"avg": "mean of the normed patch tokens",
-                "map": "attentive pooling of the normed patch tokens (timm AttentionPoolLatent, one learned query)"}
+                "map": "attentive pooler on the normed patch tokens (timm attn_pool: AttentionPoolLatent, one learned query)"}
 MODE_TEXT = {"full": "full: the encoder and the head were trained",
              "linear": "linear: the encoder was frozen, only the linear head was trained (a linear probe)",
              "attentive": "attentive: the encoder was frozen, the attentive pooler and the head were trained "
@@ -36,9 +46,8 @@ MODE_TEXT = {"full": "full: the encoder and the head were trained",
 
 
 def is_classifier_config(data: Mapping[str, Any]) -> bool:
-    """Whether a ``config.json`` dict describes a fine-tuned classifier."""
-    ijepa = data.get("ijepa")
-    return isinstance(ijepa, Mapping) and CLASSIFIER_KEY in ijepa
+    """Whether a ``config.json`` dict describes a fine-tuned classifier (its repo kind, see :func:`repo_kind`)."""
+    return repo_kind(data) == CLASSIFIER_KIND
 
 
 def classifier_config(
@@ -47,7 +56,7 @@ def classifier_config(
 ) -> dict[str, Any]:
     """The ``config.json`` dict of ``model``: the encoder repo's fields with timm's classifier fields set."""
     config = build_config(model.config, encoder="target", files={"target_encoder": WEIGHTS_NAME}, recipe=recipe,
-                          metrics=metrics)
+                          metrics=metrics, kind=CLASSIFIER_KIND)
     n, labels, pool = model.num_classes, list(model.label_names), model.global_pool
     config.update(num_classes=n, label_names=labels, global_pool=pool)
     config["model_args"].update(num_classes=n, global_pool=pool)
@@ -67,7 +76,7 @@ def save_classifier(
     config = classifier_config(model, recipe=recipe, metrics=metrics, data=data)
     card = classifier_card(config, repo_id=None)
     folder = Path(save_directory)
-    with _written_atomically(folder, keep=frozenset({CONFIG_NAME, WEIGHTS_NAME, README_NAME})) as stage:
+    with written_atomically(folder, keep=frozenset({CONFIG_NAME, WEIGHTS_NAME, README_NAME})) as stage:
         save_weights(model, stage / WEIGHTS_NAME)
         write_config(stage, config)
         card.save(stage / README_NAME)
@@ -139,8 +148,6 @@ Deployment: `ijepa-hub export {repo} out/ --format onnx` (or `torch-export`).
 
 def load_classifier(files: Any, data: Mapping[str, Any], *, options: Mapping[str, Any], allow_pickle: bool) -> Classifier:
     """The :class:`Classifier` of a classifier repo (``files``: a folder's or a Hub repo's file getter)."""
-    from ..state_dict import load_strict, read_safetensors
-
     if options.get("with_predictor") or options.get("with_context_encoder") or options.get("encoder") == "context":
         raise HubLayoutError(
             f"{files.source} is a fine-tuned classifier: it holds one encoder and its head, no context encoder "

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _convert(args) -> None:
     from .load import from_pretrained
-    from .save import push_folder
+    from .save import push_to_hub as push_folder
 
     parts = dict(encoder=args.encoder, with_context_encoder=args.context_encoder, with_predictor=args.predictor)
     model = from_pretrained(args.checkpoint, **parts)
@@ -98,7 +98,7 @@ def _convert(args) -> None:
 
 
 def _push(args) -> None:
-    from .save import push_folder
+    from .save import push_to_hub as push_folder
 
     source = Path(args.source)
     hub = dict(token=args.token, private=args.private, revision=args.revision, commit_message=args.message)
@@ -117,7 +117,7 @@ def _export(args) -> None:
         raise HubLayoutError(f"ijepa-hub export: the output {args.output} is the source; choose another folder")
     model = load_model(args)
     if args.format != "transformers":
-        from ..deploy import export_model
+        from ..deploy import export_deployable as export_model
 
         result = export_model(model, args.output, format=args.format, dtype=args.dtype, source=args.source)
         diffs = ", ".join(f"batch {b}: {d:.2g}" for b, d in result.max_abs_diff.items())

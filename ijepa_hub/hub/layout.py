@@ -13,6 +13,10 @@ encoder*, the one in ``model.safetensors`` and the one ``extract_features`` runs
 ``with_context_encoder=`` / ``with_predictor=`` ask for the other networks beside it. :data:`PARTS`
 is the one table of the networks (``ijepa.files`` in config.json maps the same part names to files).
 
+``ijepa.kind`` says which kind of repo it is: ``"encoder"`` (the above) or ``"classifier"`` (a fine-tuned
+classifier, :mod:`ijepa_hub.hub.classifier`); repos written before the field are told apart by their content
+(:func:`repo_kind`).
+
 The same repo loads in ``timm.create_model("hf-hub:<repo>")``: timm reads the top-level fields and
 ``model.safetensors`` and builds a VisionTransformer with per-token norm then average pooling.
 """
@@ -26,10 +30,11 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from ..data.transforms import CROP_PCT, INTERPOLATION, MEAN, STD
 from ..errors import HubLayoutError
+from ..models.ijepa import EncoderName
 from ..registry import ARCHITECTURES, MODEL_FIELDS, VARIANTS, ModelConfig, PretrainedVariant
 from ..version import __version__
 
@@ -41,6 +46,10 @@ __all__ = [
     "PICKLE_SUFFIXES",
     "FORMAT_VERSION",
     "EncoderName",
+    "ENCODER_KIND",
+    "CLASSIFIER_KIND",
+    "REPO_KINDS",
+    "repo_kind",
     "PARTS",
     "ENCODER_PART",
     "select_parts",
@@ -60,7 +69,10 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".tar")
 FORMAT_VERSION = 1
 LIBRARY_NAME = "ijepa_hub"
 
-EncoderName = Literal["target", "context"]
+# The kinds of repo (``ijepa.kind`` in config.json); the hub owns saving and loading each.
+ENCODER_KIND = "encoder"  # I-JEPA networks: the feature encoder, optionally the context encoder and predictor
+CLASSIFIER_KIND = "classifier"  # a fine-tuned classifier (encoder + head, timm's layout)
+REPO_KINDS = (ENCODER_KIND, CLASSIFIER_KIND)
 
 
 @dataclass(frozen=True)
@@ -132,6 +144,7 @@ KNOWN_FIELDS = (
     "format_version", "library_version", "model", "encoder", "files", "preprocessing", "variant", "source_url",
     "base_variant", "recipe", "metrics", "license",
     "classifier",  # fine-tuned classifiers (hub/classifier.py)
+    "kind",  # the repo kind (REPO_KINDS); absent in repos written before it
 )
 
 logger = logging.getLogger(__name__)
@@ -144,6 +157,7 @@ class RepoConfig:
     model: ModelConfig
     encoder: EncoderName  # the encoder in model.safetensors
     files: dict[str, str]  # part ("target_encoder", "context_encoder", "predictor") -> file name
+    kind: str = ENCODER_KIND  # the repo kind (REPO_KINDS)
     variant: str | None = None  # the released variant whose weights these are (not set for models trained here)
     extra: dict[str, Any] = field(default_factory=dict)  # recipe, metrics, base_variant, license
 
@@ -210,16 +224,20 @@ def build_config(
     base_variant: str | None = None,
     recipe: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
+    kind: str = ENCODER_KIND,
 ) -> dict[str, Any]:
     """The ``config.json`` dict: timm's fields at the top level, ijepa_hub's under ``"ijepa"``.
 
     ``variant``: the weights are a released variant's; ``base_variant``: they were trained (``recipe``)
-    starting from one."""
+    starting from one; ``kind``: the repo kind (``"encoder"``, ``"classifier"``)."""
+    if kind not in REPO_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(REPO_KINDS)}, got {kind!r}")
     if encoder not in ENCODER_PART:
         raise ValueError(f"encoder must be 'target' or 'context', got {encoder!r}")
     released = VARIANTS.get(variant) if variant else None
     ijepa: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
+        "kind": kind,
         "library_version": __version__,
         "model": config.to_dict(),
         "encoder": encoder,
@@ -243,6 +261,23 @@ def build_config(
     if metrics:
         ijepa["metrics"] = dict(metrics)
     return {**_timm_fields(config, released), "ijepa": ijepa}
+
+
+def repo_kind(data: Mapping[str, Any]) -> str:
+    """The kind of repo a ``config.json`` dict describes: ``ijepa.kind``, or for repos written before that field
+    (and transformers-layout repos, which hold an encoder) what their content says."""
+    ijepa = data.get("ijepa")
+    if not isinstance(ijepa, Mapping):
+        return ENCODER_KIND
+    kind = ijepa.get("kind")
+    if kind is None:
+        return CLASSIFIER_KIND if "classifier" in ijepa else ENCODER_KIND
+    if kind not in REPO_KINDS:
+        raise HubLayoutError(
+            f"config.json says ijepa.kind={kind!r}; ijepa_hub {__version__} reads {', '.join(REPO_KINDS)} repos. "
+            "Fix: upgrade ijepa_hub (pip install -U ijepa-hub)."
+        )
+    return kind
 
 
 def _model_config(model: Any, *, source: str) -> ModelConfig:
@@ -314,7 +349,11 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> RepoConfig:
             f"{WEIGHTS_NAME} must hold the target or context encoder"
         )
     extra = {k: ijepa[k] for k in ("recipe", "metrics", "base_variant", "license") if k in ijepa}
-    return RepoConfig(model=model, encoder=encoder, files=files, variant=ijepa.get("variant"), extra=extra)
+    try:
+        kind = repo_kind(data)
+    except HubLayoutError as err:
+        raise HubLayoutError(f"{source}: {err}") from None
+    return RepoConfig(model=model, encoder=encoder, files=files, kind=kind, variant=ijepa.get("variant"), extra=extra)
 
 
 def write_config(folder: Path, data: Mapping[str, Any]) -> Path:

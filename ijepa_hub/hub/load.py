@@ -42,14 +42,24 @@ from ..errors import HubLayoutError, PickleNotAllowedError, WeightsNotCachedErro
 from ..limits import check_declared_size
 from ..reference import infer_model_config, read_reference_checkpoint
 from ..registry import ALIASES, VARIANTS, ModelConfig
+from ..released import find_variant, is_url, offline_reason, reference_checkpoint_path
 from ..state_dict import load_strict, read_safetensors, read_torch_pickle, strip_prefix
 from ..version import __version__
+from .classifier import load_classifier
 from .convert import is_transformers_config, model_config_from_transformers, transformers_to_timm
-from .layout import CONFIG_NAME, PICKLE_SUFFIXES, WEIGHTS_NAME, EncoderName, parse_config, renamed_options
-from .model import PretrainedIJepa
-from .released import find_variant, is_url, offline_reason, reference_checkpoint_path
+from .layout import (
+    CLASSIFIER_KIND,
+    CONFIG_NAME,
+    PICKLE_SUFFIXES,
+    WEIGHTS_NAME,
+    EncoderName,
+    parse_config,
+    renamed_options,
+    repo_kind,
+)
+from .model import PretrainedIJepa, PretrainedModel
 
-__all__ = ["from_pretrained", "read_config"]
+__all__ = ["from_pretrained", "read_config", "PretrainedModel"]
 
 StateDict = dict[str, torch.Tensor]
 _REPO_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
@@ -205,7 +215,7 @@ def _assemble(
     return model.eval()
 
 
-def _load_files(files, *, options, allow_pickle, variant=None) -> PretrainedIJepa:
+def _load_files(files, *, options, allow_pickle, variant=None) -> PretrainedModel:
     data = _read_json(files, what="ijepa_hub or transformers I-JEPA repo")
     if is_transformers_config(data):
         config = model_config_from_transformers(data, source=files.source)
@@ -221,9 +231,11 @@ def _load_files(files, *, options, allow_pickle, variant=None) -> PretrainedIJep
             f"{files.source}: config.json is neither ijepa_hub's (no 'ijepa' section) nor transformers' "
             "I-JEPA (model_type 'ijepa'); it is not an I-JEPA repo"
         )
-    if "classifier" in data["ijepa"]:  # a fine-tuned classifier (ijepa-finetune): see hub/classifier.py
-        from .classifier import load_classifier
-
+    try:
+        kind = repo_kind(data)
+    except HubLayoutError as err:
+        raise HubLayoutError(f"{files.source}: {err}") from None
+    if kind == CLASSIFIER_KIND:  # a fine-tuned classifier (ijepa-finetune): see hub/classifier.py
         return load_classifier(files, data, options=options, allow_pickle=allow_pickle)
     repo = parse_config(data, source=files.source)
     parts = {part: partial(_read_weights, files, name, allow_pickle=allow_pickle) for part, name in repo.files.items()}
@@ -290,8 +302,12 @@ def from_pretrained(
     num_heads: int | None = None,
     pred_num_heads: int | None = None,
     device: str | torch.device | None = None,
-) -> PretrainedIJepa:
+) -> PretrainedModel:
     """Load a pretrained I-JEPA model (see the module docstring for what ``name_or_path`` may be).
+
+    Returns a :data:`PretrainedModel`: a :class:`PretrainedIJepa` for an encoder repo, released checkpoint or
+    transformers-layout repo, a :class:`~ijepa_hub.models.Classifier` for a classifier repo (``config.json``'s
+    ``ijepa.kind``); narrow it with ``isinstance`` where the kind is not known in advance.
 
     ``encoder`` is the feature encoder, the one ``model.encoder`` and ``extract_features`` use:
     ``"target"`` (default, the EMA encoder the paper evaluates) or ``"context"``.

@@ -7,17 +7,21 @@ memory is spent on it. It records where its weights came from (``variant``, ``so
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Union
 
 import torch
 
-from ..models import IJepa
+from ..deprecation import deprecated_attributes
+from ..models import Classifier, IJepa
 from ..registry import ModelConfig
 from .layout import ENCODER_PART, EncoderName, renamed_options, select_parts
 
-__all__ = ["PretrainedIJepa", "EncoderChoice"]
+__all__ = ["PretrainedIJepa", "PretrainedModel"]
 
-EncoderChoice = Literal["target", "context", "both"]  # "both": deprecated, = "target" + with_context_encoder
+__getattr__ = deprecated_attributes(__name__, {
+    # EncoderChoice also allowed "both", the deprecated spelling of encoder="target", with_context_encoder=True
+    "EncoderChoice": ("ijepa_hub.EncoderName", lambda: EncoderName),
+})
 
 
 class PretrainedIJepa(IJepa):
@@ -53,8 +57,9 @@ class PretrainedIJepa(IJepa):
         self.source = source
 
     @staticmethod
-    def parts_for(encoder: EncoderChoice, with_predictor: bool, with_context_encoder: bool = False) -> tuple[str, ...]:
-        """The parts (``target_encoder``...) that a model built with these options holds."""
+    def parts_for(encoder: EncoderName, with_predictor: bool, with_context_encoder: bool = False) -> tuple[str, ...]:
+        """The parts (``target_encoder``...) that a model built with these options holds (``encoder="both"``:
+        deprecated, still accepted)."""
         options = renamed_options(dict(encoder=encoder, with_context_encoder=with_context_encoder), {},
                                   where="PretrainedIJepa.parts_for")
         return tuple(select_parts(**options, with_predictor=with_predictor))
@@ -70,3 +75,8 @@ class PretrainedIJepa(IJepa):
 
     def extra_repr(self) -> str:
         return f"encoder={self.encoder_name!r}, variant={self.variant!r}, source={self.source!r}"
+
+
+# What ``from_pretrained`` returns: the kind of repo decides (config.json's ``ijepa.kind``). An encoder repo,
+# a released checkpoint or a transformers-layout repo gives a PretrainedIJepa; a classifier repo a Classifier.
+PretrainedModel = Union[PretrainedIJepa, Classifier]  # noqa: UP007  (a runtime alias, usable in isinstance)

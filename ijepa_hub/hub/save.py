@@ -1,28 +1,34 @@
-"""Writing repos: ``save_pretrained`` (ijepa_hub layout), ``push_to_hub`` / ``push_folder`` (one Hub
-commit through huggingface_hub) and ``export_transformers`` (a folder ``transformers`` loads)."""
+"""Writing repos: ``save_pretrained`` (an encoder repo), ``push_to_hub`` (a folder or a model, one Hub commit
+through huggingface_hub) and ``export_transformers`` (a folder ``transformers`` loads).
+
+Importing this module registers the writer behind every model's ``save_pretrained`` / ``push_to_hub`` methods
+(:class:`~ijepa_hub.models.HubMixin`): a model is saved as a repo of its ``repo_kind``.
+"""
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import shlex
 import tempfile
-import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.nn as nn
 from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from safetensors.torch import save_file
 
 from ..data.transforms import MEAN, STD
-from ..errors import HubLayoutError, IJepaError
-from ..models import IJepa
+from ..deprecation import deprecated_function
+from ..errors import HubLayoutError, IJepaError, PushToHubError
+from ..models import Classifier, IJepa
+from ..models.hub_mixin import register_repo_writer
 from ..recipe import Recipe
 from .card import render_model_card
+from .classifier import classifier_card, is_classifier_config, save_classifier
 from .convert import timm_to_transformers, transformers_config
+from .files import README_NAME, cpu_tensors, save_weights, written_atomically
 from .layout import (
     CONFIG_NAME,
     ENCODER_PART,
@@ -35,74 +41,19 @@ from .layout import (
     select_parts,
     write_config,
 )
+from .load import from_pretrained
 
-__all__ = ["save_pretrained", "push_to_hub", "push_folder", "export_transformers", "save_weights"]
+# What a failed upload raises: the Hub's HTTP errors, OSError (offline mode, files, requests' errors), the
+# HTTP client's own base error (httpx's ConnectError is not an OSError) and an invalid repo id.
+PUSH_ERRORS = (
+    HfHubHTTPError, OSError, HFValidationError, *(c for c in HfHubHTTPError.__mro__[1:] if c.__name__ == "HTTPError"),
+)
 
-README_NAME = "README.md"
+__all__ = ["save_pretrained", "push_to_hub", "export_transformers", "save_weights", "ModelWriter"]
+
 _REPO_FILES = frozenset({CONFIG_NAME, README_NAME, *(spec.file for spec in PARTS.values())})  # what a save owns
 DEFAULT_COMMIT_MESSAGE = "Upload I-JEPA model with ijepa_hub"
 _PROCESSOR_NAME = "preprocessor_config.json"
-
-
-def save_weights(module: nn.Module, path: str | os.PathLike) -> None:
-    """A module's state dict as a safetensors file (contiguous CPU copies; ``format: pt`` metadata)."""
-    save_file(_cpu_tensors(module), os.fspath(path), metadata={"format": "pt"})
-
-
-def _cpu_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-
-
-def _default_modes(folder: Path) -> tuple[int, int]:
-    """(file mode, folder mode) that ``open()`` / ``mkdir()`` give in ``folder``: 0o666 / 0o777 less the umask.
-
-    Read from a probe file and folder (no process-wide ``os.umask`` call, so it is safe with threads)."""
-    probe = folder / f".mode-probe-{uuid.uuid4().hex}"
-    os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
-        file_mode = probe.stat().st_mode & 0o777
-    finally:
-        probe.unlink()
-    probe.mkdir(0o777)
-    try:
-        return file_mode, probe.stat().st_mode & 0o777
-    finally:
-        probe.rmdir()
-
-
-@contextmanager
-def _written_atomically(folder: Path, *, keep: frozenset[str] = frozenset()) -> Iterator[Path]:
-    """Yield an empty temporary sibling of ``folder`` to write into; when the block ends without error, it
-    becomes ``folder`` by a rename, so ``folder`` is never half-written and an old one is replaced only by a
-    complete new one. Entries of an old ``folder`` not named in ``keep`` (the files this writer owns) are
-    moved into the new one. Files get the usual mode (0o666 less the umask), not tempfile's 0o600."""
-    folder = Path(os.path.realpath(folder))  # a link to a folder: replace the folder it points to
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{folder} exists and is not a folder; choose another output folder")
-    stage = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-    try:
-        yield stage
-        file_mode, dir_mode = _default_modes(stage)
-        for path in stage.rglob("*"):
-            os.chmod(path, dir_mode if path.is_dir() else file_mode)
-        os.chmod(stage, dir_mode)
-        if not folder.exists():
-            os.rename(stage, folder)
-            return
-        old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(folder, old)
-        try:
-            os.rename(stage, folder)
-        except OSError:
-            os.rename(old, folder)
-            raise
-        for entry in old.iterdir():  # what the caller put there beside our files stays
-            if entry.name not in keep and not (folder / entry.name).exists():
-                os.replace(entry, folder / entry.name)
-        shutil.rmtree(old)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _part(model: IJepa, part: str) -> nn.Module | None:
@@ -160,7 +111,7 @@ def save_pretrained(
         config["ijepa"]["license"] = license
     folder = Path(save_directory)
     card = _card_for(config, repo_id=None, source=str(folder))
-    with _written_atomically(folder, keep=_REPO_FILES) as stage:  # files of an earlier save here are dropped
+    with written_atomically(folder, keep=_REPO_FILES) as stage:  # files of an earlier save here are dropped
         for part, name in files.items():
             save_weights(getattr(model, part), stage / name)
         write_config(stage, config)
@@ -169,9 +120,7 @@ def save_pretrained(
 
 
 def _card_for(config: Mapping[str, Any], *, repo_id: str | None, source: str):
-    if "classifier" in (config.get("ijepa") or {}):  # a fine-tuned classifier has a card of its own
-        from .classifier import classifier_card
-
+    if is_classifier_config(config):  # a fine-tuned classifier has a card of its own
         return classifier_card(config, repo_id=repo_id)
     parsed = parse_config(config, source=source)
     recipe = parsed.extra.get("recipe")
@@ -188,7 +137,7 @@ def _card_for(config: Mapping[str, Any], *, repo_id: str | None, source: str):
     )
 
 
-def push_folder(
+def _push_folder(
     folder: str | os.PathLike,
     repo_id: str,
     *,
@@ -197,7 +146,7 @@ def push_folder(
     revision: str | None = None,
     commit_message: str | None = None,
 ) -> str:
-    """Upload an ijepa_hub folder to ``repo_id`` in one commit (``HfApi.upload_folder``); return the commit URL.
+    """Upload an ijepa_hub folder (encoder or classifier repo) to ``repo_id`` in one commit; return the commit URL.
 
     The README.md uploaded is the card generated for ``repo_id`` (the folder itself is not changed: the
     upload reads a temporary folder of links to its files plus the card). Weight files of parts the folder
@@ -236,8 +185,6 @@ def _checked_for_push(folder: Path) -> dict[str, Path]:
     Nothing else in the folder is uploaded, and a file that is a link leaving the folder is refused: a push
     publishes the model, never a stray file (or what a link points at).
     """
-    from .load import from_pretrained
-
     repo = parse_config(json.loads((folder / CONFIG_NAME).read_text()), source=str(folder))
     names = [CONFIG_NAME, *repo.files.values()]
     root, layout = folder.resolve(), {}
@@ -258,7 +205,7 @@ def _checked_for_push(folder: Path) -> dict[str, Path]:
 
 
 def push_to_hub(
-    model: IJepa,
+    model_or_folder: IJepa | Classifier | str | os.PathLike,
     repo_id: str,
     *,
     token: str | None = None,
@@ -267,15 +214,61 @@ def push_to_hub(
     commit_message: str | None = None,
     **save_kwargs: Any,
 ) -> str:
-    """Create ``repo_id`` if needed and upload ``model`` (see :func:`save_pretrained`) in one commit.
+    """Create ``repo_id`` if needed and upload a model or a repo folder to it in one commit; return the commit URL.
 
-    Returns the commit URL.
+    A folder (``str`` / path) is uploaded as :func:`save_pretrained` or ``Classifier.save_pretrained`` wrote it:
+    its ``config.json``, the weights it names and a card generated for ``repo_id``, after checking that it
+    loads; weight files of parts it no longer has are deleted from the repo in the same commit. A failed upload
+    of a folder (network, permissions, an invalid repo id) raises :class:`PushToHubError` giving the command
+    that pushes it again. A model is first saved as a repo of its kind (``save_kwargs`` go to that save) into a
+    temporary folder.
     """
+    hub = dict(token=token, private=private, revision=revision, commit_message=commit_message)
+    if isinstance(model_or_folder, (str, os.PathLike)):
+        if save_kwargs:
+            raise TypeError(f"push_to_hub: {', '.join(sorted(save_kwargs))} apply when saving a model, not to a "
+                            f"folder ({os.fspath(model_or_folder)}), which is uploaded as it is")
+        try:
+            return _push_folder(model_or_folder, repo_id, **hub)
+        except PUSH_ERRORS as err:
+            command = f"ijepa-hub push {shlex.quote(os.fspath(model_or_folder))} {shlex.quote(repo_id)}"
+            raise PushToHubError(
+                f"pushing {os.fspath(model_or_folder)} to the Hub repo {repo_id} failed: {type(err).__name__}: {err}. "
+                f"The model is safe in {os.fspath(model_or_folder)}; once the cause is fixed, push it again with: {command}"
+            ) from err
     with tempfile.TemporaryDirectory(prefix="ijepa_hub-push-") as tmp:
-        folder = save_pretrained(model, Path(tmp) / "repo", **save_kwargs)
-        return push_folder(
-            folder, repo_id, token=token, private=private, revision=revision, commit_message=commit_message
-        )
+        return _push_folder(_save_by_kind(model_or_folder, Path(tmp) / "repo", **save_kwargs), repo_id, **hub)
+
+
+def _save_by_kind(model: IJepa | Classifier, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+    """Write ``model`` as a repo of its kind: a classifier repo for a :class:`Classifier`, else an encoder repo."""
+    if isinstance(model, Classifier):
+        return save_classifier(model, save_directory, **kwargs)
+    if isinstance(model, IJepa):
+        return save_pretrained(model, save_directory, **kwargs)
+    raise TypeError(f"cannot save a {type(model).__name__} as a repo: give an IJepa (or PretrainedIJepa) or a "
+                    "Classifier")
+
+
+class ModelWriter:
+    """The :class:`~ijepa_hub.models.hub_mixin.RepoWriter` of the models' methods: the model's own feature
+    encoder (``encoder_name``) by default, where the functions default to the target encoder."""
+
+    @staticmethod
+    def _defaults(model: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if isinstance(model, IJepa) and not isinstance(model, Classifier):
+            kwargs.setdefault("encoder", model.encoder_name)
+        return kwargs
+
+    def save(self, model: Any, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
+        return _save_by_kind(model, save_directory, **self._defaults(model, kwargs))
+
+    def push(self, model: Any, repo_id: str, **kwargs: Any) -> str:
+        return push_to_hub(model, repo_id, **self._defaults(model, kwargs))
+
+
+register_repo_writer(ModelWriter())
+push_folder = deprecated_function(_push_folder, "ijepa_hub.hub.save.push_folder", "ijepa_hub.push_to_hub")
 
 
 def export_transformers(encoder: nn.Module, config, save_directory: str | os.PathLike) -> Path:
@@ -287,8 +280,8 @@ def export_transformers(encoder: nn.Module, config, save_directory: str | os.Pat
     """
     keep = frozenset({WEIGHTS_NAME, CONFIG_NAME, _PROCESSOR_NAME})
     _refuse_model_folder(Path(save_directory), keep)
-    with _written_atomically(Path(save_directory), keep=keep) as stage:
-        weights = timm_to_transformers(_cpu_tensors(encoder))
+    with written_atomically(Path(save_directory), keep=keep) as stage:
+        weights = timm_to_transformers(cpu_tensors(encoder))
         save_file(weights, os.fspath(stage / WEIGHTS_NAME), metadata={"format": "pt"})
         (stage / CONFIG_NAME).write_text(json.dumps(transformers_config(config), indent=2) + "\n")
         (stage / _PROCESSOR_NAME).write_text(json.dumps(_processor_config(config), indent=2) + "\n")

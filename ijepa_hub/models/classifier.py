@@ -4,7 +4,7 @@ The encoder is timm's VisionTransformer with ``fc_norm=False``: every patch toke
 ``head`` (``nn.Linear``) gives the logits. Two poolings, both timm's own (``global_pool``):
 
 - ``"avg"``: the mean of the tokens (full and linear fine-tuning);
-- ``"map"``: timm's attention pool (``attn_pool``, an :class:`~timm.layers.AttentionPoolLatent` with the
+- ``"map"``: the attentive pooler (timm's ``attn_pool``, an :class:`~timm.layers.AttentionPoolLatent` with the
   encoder's ``num_heads``, ``mlp_ratio``, norm and activation): one learned query cross-attends over the
   tokens (attentive probing).
 
@@ -14,19 +14,18 @@ unchanged and gives the same logits.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
 
+from ..data.images import ImageInput
+from ..data.preprocess import as_image_list, preprocess
+from ..data.transforms import CROP_PCT
 from ..registry import ModelConfig
 from .encoder import VisionTransformerEncoder
-
-if TYPE_CHECKING:
-    from ..features import ImageInput
+from .hub_mixin import HubMixin
 
 __all__ = ["Classifier", "POOLINGS", "POOLED_PARTS", "pooling_of"]
 
@@ -40,13 +39,16 @@ def pooling_of(keys: Iterable[str]) -> str:
     return "map" if any(k.startswith("attn_pool.") for k in keys) else "avg"
 
 
-class Classifier(VisionTransformerEncoder):
+class Classifier(HubMixin, VisionTransformerEncoder):
     """Encoder + linear head: ``forward(images)`` gives logits [B, num_classes].
 
     ``label_names`` names the classes (index order); ``crop_pct`` is the evaluation crop the classifier
     was validated with (1.0 keeps the whole image). ``global_pool``: ``"avg"`` (mean of the tokens) or
-    ``"map"`` (timm's attention pool, ``attn_pool``). ``classify`` runs raw images end to end.
+    ``"map"`` (the attentive pooler, timm's ``attn_pool``). ``classify`` runs raw images end to end;
+    ``save_pretrained`` / ``push_to_hub`` (:class:`HubMixin`) write a classifier repo that timm also loads.
     """
+
+    repo_kind: ClassVar[str] = "classifier"
 
     def __init__(
         self,
@@ -75,8 +77,6 @@ class Classifier(VisionTransformerEncoder):
             nn.init.zeros_(self.head.bias)
         self.config = config
         self.label_names = [str(n) for n in label_names]
-        from ..data.transforms import CROP_PCT
-
         self.crop_pct = CROP_PCT if crop_pct is None else crop_pct
         self.source: str | None = None
 
@@ -102,9 +102,7 @@ class Classifier(VisionTransformerEncoder):
         Images are preprocessed as in validation (:func:`ijepa_hub.preprocess` with this model's
         ``crop_pct``); the model runs on its own device in fp32.
         """
-        from ..features import _as_list, preprocess
-
-        items = _as_list(images)
+        items = as_image_list(images)
         device = next(self.parameters()).device
         k = min(top_k, len(self.label_names))
         was_training = self.training
@@ -120,23 +118,6 @@ class Classifier(VisionTransformerEncoder):
         finally:
             self.train(was_training)
         return out
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
-        """Write this classifier as a repo folder that ijepa_hub and timm load (see :func:`ijepa_hub.hub.classifier.save_classifier`)."""
-        from ..hub.classifier import save_classifier
-
-        return save_classifier(self, save_directory, **kwargs)
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload this classifier to the Hub in one commit; returns the commit URL."""
-        import tempfile
-
-        from ..hub.save import push_folder
-
-        push_keys = ("token", "private", "revision", "commit_message")
-        push = {k: kwargs.pop(k) for k in push_keys if k in kwargs}
-        with tempfile.TemporaryDirectory(prefix="ijepa_hub-push-") as tmp:
-            return push_folder(self.save_pretrained(Path(tmp) / "repo", **kwargs), repo_id, **push)
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, global_pool={self.global_pool!r}, source={self.source!r}"

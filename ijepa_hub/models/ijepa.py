@@ -2,26 +2,26 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data.images import ImageInput
 from ..registry import ModelConfig
 from .encoder import MaskArg, VisionTransformerEncoder, apply_masks
+from .extract import Features, extract_features
+from .hub_mixin import HubMixin
 from .objectives import Objectives, normalize_targets
 from .predictor import Predictor
 
-if TYPE_CHECKING:  # the feature and hub modules import this one; they are imported lazily in the methods
-    from ..features import Features, ImageInput
-
-__all__ = ["IJepa", "jepa_loss", "ema_", "LossKind"]
+__all__ = ["IJepa", "jepa_loss", "ema_", "LossKind", "EncoderName"]
 
 LossKind = Literal["smooth_l1", "l2"]
+# The encoder selector: which encoder is the feature encoder (``model.encoder``, ``model.safetensors``).
+EncoderName = Literal["target", "context"]
 
 
 def jepa_loss(prediction: torch.Tensor, target: torch.Tensor, kind: LossKind = "smooth_l1") -> torch.Tensor:
@@ -49,7 +49,7 @@ def ema_(target: list[torch.Tensor], online: list[torch.Tensor], momentum: float
     torch._foreach_lerp_(target, online, 1.0 - momentum)
 
 
-class IJepa(nn.Module):
+class IJepa(HubMixin, nn.Module):
     """The three I-JEPA networks and the training objective.
 
     ``context_encoder`` sees the context tokens and is trained by gradient; ``target_encoder`` is an
@@ -58,11 +58,13 @@ class IJepa(nn.Module):
 
     Every model, built here or loaded, has the same user methods: :attr:`encoder` (the feature encoder,
     the target encoder unless ``encoder_name`` says ``"context"``), :meth:`forward_features`,
-    :meth:`extract_features`, :meth:`save_pretrained` and :meth:`push_to_hub`. ``forward`` is the
+    :meth:`extract_features`, :meth:`save_pretrained` and :meth:`push_to_hub` (from :class:`HubMixin`:
+    an encoder repo whose ``model.safetensors`` is :attr:`encoder_name`'s encoder). ``forward`` is the
     training loss.
     """
 
-    encoder_name: Literal["target", "context"] = "target"  # which encoder `encoder` is (the feature encoder)
+    repo_kind: ClassVar[str] = "encoder"  # saved as an encoder repo (HubMixin)
+    encoder_name: EncoderName = "target"  # which encoder `encoder` is (the feature encoder)
     # Provenance, set by the loaders: the released variant whose weights these are (None: not released
     # weights, e.g. a new model or random init), and where they were read from.
     variant: str | None = None
@@ -97,23 +99,7 @@ class IJepa(nn.Module):
 
     def extract_features(self, images: ImageInput | Sequence[ImageInput], **kwargs: Any) -> Features:
         """Features of one image or a list, from the feature encoder (see :func:`ijepa_hub.extract_features`)."""
-        from ..features import extract_features
-
         return extract_features(self.encoder, images, **kwargs)
-
-    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
-        """Write this model as an ijepa_hub repo folder (see :func:`ijepa_hub.save_pretrained`)."""
-        from ..hub.save import save_pretrained
-
-        kwargs.setdefault("encoder", self.encoder_name)
-        return save_pretrained(self, save_directory, **kwargs)
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload this model to the Hub in one commit; returns the commit URL (see :func:`ijepa_hub.push_to_hub`)."""
-        from ..hub.save import push_to_hub
-
-        kwargs.setdefault("encoder", self.encoder_name)
-        return push_to_hub(self, repo_id, **kwargs)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in the backward pass (context encoder and predictor)."""

@@ -48,10 +48,10 @@ from ..engine.run import Run
 from ..engine.schedules import Hyperparams, Schedules
 from ..engine.step import StepEnd, accumulated_step, autocast_factory
 from ..errors import MissingExtraError, RecipeError
+from ..hub.save import push_to_hub, save_pretrained
 from ..masks import MaskCollator
 from ..models import IJepa
 from ..recipe import Recipe
-from .export import export_model, push_model
 from .monitor import CollapseMonitor, monitor_images
 from .online_probe import OnlineProbe, run_probe
 from .optim import build_optimizer
@@ -172,7 +172,7 @@ def _step_fields(used: Hyperparams, micro: MicroBatch) -> dict[str, dict[str, An
 
 
 def _export(core: IJepa, optimizer, run: Run, out_dir: Path, result: TrainResult, monitor: CollapseMonitor,
-            push_to_hub: str | None) -> None:
+            push_to: str | None) -> None:
     """Write the Hub folder (rank 0) and push it if asked; with FSDP every rank helps gather the weights."""
     recipe, env = run.recipe, run.env
     final = core
@@ -188,10 +188,12 @@ def _export(core: IJepa, optimizer, run: Run, out_dir: Path, result: TrainResult
         metrics["final_loss"] = result.losses[-1]
     if monitor.history:
         metrics.update({k: monitor.history[-1][k] for k in ("rankme", "feature_std")})
-    result.export_dir = export_model(final, out_dir / "model", recipe=recipe, metrics=metrics)
+    # the target encoder as the main weights (what the paper evaluates), context encoder and predictor beside it
+    result.export_dir = Path(save_pretrained(final, out_dir / "model", encoder="target", recipe=recipe,
+                                             metrics=metrics))
     logger.info("exported the trained model to %s", result.export_dir)
-    if push_to_hub:
-        result.hub_url = push_model(result.export_dir, push_to_hub)
+    if push_to:
+        result.hub_url = push_to_hub(result.export_dir, push_to)
         logger.info("pushed to %s", result.hub_url)
 
 
