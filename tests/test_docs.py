@@ -25,7 +25,6 @@ from ijepa_hub.cli_common import DeprecatedAlias
 
 DOCS = [REPO_ROOT / "README.md", REPO_ROOT / "MODEL_CARD.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
 # written on another branch (the package's layout); linked from the README ahead of the merge
-PENDING = {REPO_ROOT / "docs" / "architecture.md"}
 
 _FENCE = re.compile(r"^(```|~~~)(.*?)$(.*?)^\1\s*$", re.S | re.M)
 _INLINE = re.compile(r"(`+)(.+?)\1", re.S)
@@ -85,8 +84,6 @@ def broken_links(path: Path, text: str | None = None) -> list[str]:
             continue
         file_part, _, anchor = target.partition("#")
         dest = (path.parent / file_part).resolve() if file_part else path
-        if dest in PENDING:
-            continue
         if not dest.exists():
             problems.append(f"{target}: no file {dest.relative_to(REPO_ROOT) if dest.is_relative_to(REPO_ROOT) else dest}")
         elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
