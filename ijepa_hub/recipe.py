@@ -37,6 +37,8 @@ __all__ = [
     "RunDataSection",
     "RunRecipe",
     "EvalSection",
+    "InitSection",
+    "TeacherSection",
     "RecipeError",
     "list_recipes",
     "load_recipe",
@@ -241,8 +243,29 @@ class EvalSection:
 
 
 @dataclass
+class InitSection:
+    """Where the weights start: random initialisation, or a pretrained model (continued pretraining)."""
+
+    source: str | None = _key(
+        None, "continue pretraining from anything from_pretrained loads (released variant, Hub repo, run folder, "
+        ".pth.tar); null: random initialisation. Its architecture is the run's"
+    )
+    revision: str | None = _key(None, "Hub revision (branch, tag, commit) of init.source")
+
+
+@dataclass
+class TeacherSection:
+    """Distillation: a frozen teacher whose layer-normed patch features the student predicts (no EMA target)."""
+
+    source: str | None = _key(
+        None, "distil from this encoder (anything from_pretrained loads); the student is model.*; null: I-JEPA"
+    )
+    revision: str | None = _key(None, "Hub revision (branch, tag, commit) of teacher.source")
+
+
+@dataclass
 class Recipe:
-    """A training run's numbers: the seven sections below, read from a YAML file."""
+    """A training run's numbers: the nine sections below, read from a YAML file."""
 
     name: str = _key("custom", "the recipe's name (the default run folder is runs/<name>)")
     description: str = _key("", "one line about the recipe")
@@ -253,6 +276,8 @@ class Recipe:
     loss: LossSection = field(default_factory=LossSection)
     train: TrainSection = field(default_factory=TrainSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    init: InitSection = field(default_factory=InitSection)
+    teacher: TeacherSection = field(default_factory=TeacherSection)
 
     def model_config(self) -> ModelConfig:
         """The :class:`ModelConfig` of ``model``: the named model with the section's sizes applied."""

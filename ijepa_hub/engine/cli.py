@@ -11,7 +11,10 @@ from typing import Any
 from ..cli_common import add_common_args, log_level, setup_logging
 from ..recipe import recipe_from_namespace
 
-__all__ = ["add_run_args", "rewrite_data_shorthand", "parse_recipe_args", "setup_rank_logging"]
+__all__ = ["add_run_args", "rewrite_shorthands", "parse_recipe_args", "setup_rank_logging", "SHORTHANDS"]
+
+# ``--data PATH`` for ``--data.path PATH`` and the like: the one key of a section that names a source
+SHORTHANDS = {"data": "path", "init": "source", "teacher": "source"}
 
 
 def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -29,8 +32,9 @@ def add_run_args(parser, recipe_dict: dict[str, Any], recipe: str | os.PathLike)
     the common flags and the run options (``--recipe --out --resume --push-to-hub --no-progress``); returns it."""
     parser.set_defaults(_flat(recipe_dict))
     for action in parser._actions:
-        if action.dest == "data":  # the section-file option is shadowed by the shorthand (see parse_recipe_args)
-            action.metavar, action.help = "PATH", "short for --data.path PATH"
+        if action.dest in SHORTHANDS:  # the section-file option is shadowed by the shorthand (see parse_recipe_args)
+            key = SHORTHANDS[action.dest]
+            action.metavar, action.help = key.upper(), f"short for --{action.dest}.{key} {key.upper()}"
     add_common_args(parser)
     parser.add_argument("--recipe", type=str, default=os.fspath(recipe), help="a shipped recipe name or a YAML file")
     parser.add_argument("--out", type=str | None, default=None, help="run folder (default: runs/<recipe name>)")
@@ -44,16 +48,19 @@ def add_run_args(parser, recipe_dict: dict[str, Any], recipe: str | os.PathLike)
     return parser
 
 
-def rewrite_data_shorthand(argv: Sequence[str]) -> list[str]:
-    """``--data PATH`` / ``--data=PATH`` as ``--data.path PATH``."""
+def rewrite_shorthands(argv: Sequence[str]) -> list[str]:
+    """``--data PATH`` / ``--data=PATH`` as ``--data.path PATH``, ``--init SOURCE`` as ``--init.source SOURCE``...
+    (:data:`SHORTHANDS`) for the sections a recipe has."""
     argv, out, i = list(argv), [], 0
     while i < len(argv):
         arg = argv[i]
-        if arg == "--data" and i + 1 < len(argv):
-            out += ["--data.path", argv[i + 1]]
-            i += 2
+        section, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        if section in SHORTHANDS and (eq or i + 1 < len(argv)):
+            target = f"--{section}.{SHORTHANDS[section]}"
+            out += [f"{target}={value}"] if eq else [target, argv[i + 1]]
+            i += 1 if eq else 2
             continue
-        out.append("--data.path=" + arg[len("--data="):] if arg.startswith("--data=") else arg)
+        out.append(arg)
         i += 1
     return out
 
@@ -64,7 +71,7 @@ def parse_recipe_args(
     """``(recipe, namespace)``: the recipe ``--recipe`` names (``default`` without it), then the dotted overrides.
 
     Raises ``jsonargparse.ArgumentError`` / :class:`~ijepa_hub.recipe.RecipeError` naming the bad key."""
-    argv = rewrite_data_shorthand(argv)
+    argv = rewrite_shorthands(argv)
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--recipe", default=default)
     known, _ = pre.parse_known_args(argv)

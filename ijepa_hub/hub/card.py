@@ -43,6 +43,27 @@ def _paper_result(variant: PretrainedVariant) -> list[EvalResult]:
     )]
 
 
+def _named(origin: Mapping[str, Any]) -> str:
+    revision = origin.get("revision")
+    return f"`{origin['source']}`" + (f" (revision `{revision}`)" if revision else "")
+
+
+def _start(origins: Mapping[str, Mapping[str, Any]], base: Any) -> str:
+    """How a model trained here began: random init, continued from a source, or distilled from a teacher."""
+    meta = f", Meta's released `{base.name}` weights ({base.url})" if base else ""
+    if "teacher" in origins:
+        return f"distilled from the frozen teacher {_named(origins['teacher'])}{meta}"
+    if "init" in origins:
+        return f"continuing the pretraining of {_named(origins['init'])}{meta}"
+    return f"starting from Meta's released `{base.name}` weights ({base.url})" if base else "from random initialisation"
+
+
+def _origin_facts(origins: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    labels = {"init": "Started from", "teacher": "Teacher"}
+    return {labels[k]: _named(o) + (f", licence {o['license']}" if o.get("license") else "")
+            for k, o in origins.items() if k in labels}
+
+
 def _training_facts(recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, str]:
     data = recipe.get("data") or {}
     where = data.get("path") or "built-in synthetic shapes"
@@ -67,6 +88,7 @@ def render_model_card(
     license: str | None = None,
     metrics: Mapping[str, Any] | None = None,
     recipe: Mapping[str, Any] | None = None,
+    origins: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ModelCard:
     """The README.md of a repo: YAML metadata plus ``MODEL_CARD.md`` filled in.
 
@@ -109,8 +131,8 @@ def render_model_card(
         )
     elif trained:
         facts.update(_training_facts(recipe, metrics or {}))
-        start = (f"starting from Meta's released `{base.name}` weights ({base.url})" if base
-                 else "from random initialisation")
+        start = _start(origins or {}, base)
+        facts.update(_origin_facts(origins or {}))
         training = (
             f"Trained with ijepa_hub's trainer (`ijepa-train`), {start}; the recipe is recorded in `config.json` "
             "under `ijepa.recipe`. These are not Meta's released weights: the paper's results do not apply to them."

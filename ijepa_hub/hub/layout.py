@@ -143,6 +143,7 @@ def _deprecated(message: str) -> None:
 KNOWN_FIELDS = (
     "format_version", "library_version", "model", "encoder", "files", "preprocessing", "variant", "source_url",
     "base_variant", "recipe", "metrics", "license",
+    "origins",  # where weights trained from other weights started: {"init" | "teacher": {source, revision, ...}}
     "classifier",  # fine-tuned classifiers (hub/classifier.py)
     "kind",  # the repo kind (REPO_KINDS); absent in repos written before it
 )
@@ -159,7 +160,7 @@ class RepoConfig:
     files: dict[str, str]  # part ("target_encoder", "context_encoder", "predictor") -> file name
     kind: str = ENCODER_KIND  # the repo kind (REPO_KINDS)
     variant: str | None = None  # the released variant whose weights these are (not set for models trained here)
-    extra: dict[str, Any] = field(default_factory=dict)  # recipe, metrics, base_variant, license
+    extra: dict[str, Any] = field(default_factory=dict)  # recipe, metrics, base_variant, license, origins
 
 
 def timm_architecture(config: ModelConfig) -> str:
@@ -348,7 +349,7 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> RepoConfig:
             f"{source}: config.json says encoder={encoder!r} but files={files}; "
             f"{WEIGHTS_NAME} must hold the target or context encoder"
         )
-    extra = {k: ijepa[k] for k in ("recipe", "metrics", "base_variant", "license") if k in ijepa}
+    extra = {k: ijepa[k] for k in ("recipe", "metrics", "base_variant", "license", "origins") if k in ijepa}
     try:
         kind = repo_kind(data)
     except HubLayoutError as err:

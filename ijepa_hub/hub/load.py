@@ -2,7 +2,8 @@
 
 Resolution order for ``name_or_path``:
 
-1. a local folder (ijepa_hub or transformers layout);
+1. a local folder (ijepa_hub or transformers layout), or a run folder of ``ijepa-train`` / ``ijepa-finetune``
+   (its exported ``model/``);
 2. a local ``.pth.tar`` file or an ``http(s)://`` / ``file://`` URL of one: downloaded into the
    torch hub cache, read with ``weights_only=True`` and converted in memory;
 3. a released variant's registry name (``ijepa_vith14_1k``), alias (``ijepa_vith14``) or checkpoint file
@@ -58,6 +59,8 @@ from .layout import (
     repo_kind,
 )
 from .model import PretrainedIJepa, PretrainedModel
+
+RUN_MODEL_FOLDER = "model"  # where a run folder holds its exported model (runs/<name>/model)
 
 __all__ = ["from_pretrained", "read_config", "PretrainedModel"]
 
@@ -274,6 +277,9 @@ def _path_like(s: str) -> str | None:
 def _local_or_hub(s: str, hub: dict[str, Any]):
     """The files of a local folder or of a Hub repo; a path-like ``s`` that does not exist fails at once."""
     if os.path.isdir(s):
+        run_model = os.path.join(s, RUN_MODEL_FOLDER)
+        if not os.path.exists(os.path.join(s, CONFIG_NAME)) and os.path.isfile(os.path.join(run_model, CONFIG_NAME)):
+            return _LocalFiles(run_model)  # a run folder: its exported model
         return _LocalFiles(s)
     why = _path_like(s)
     if why:

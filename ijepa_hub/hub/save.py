@@ -42,6 +42,7 @@ from .layout import (
     write_config,
 )
 from .load import from_pretrained
+from .provenance import Origin
 
 # What a failed upload raises: the Hub's HTTP errors, OSError (offline mode, files, requests' errors), the
 # HTTP client's own base error (httpx's ConnectError is not an OSError) and an invalid repo id.
@@ -71,6 +72,7 @@ def save_pretrained(
     metrics: Mapping[str, Any] | None = None,
     variant: str | None = None,
     license: str | None = None,
+    origins: Mapping[str, Origin] | None = None,
     **deprecated: Any,
 ) -> Path:
     """Write ``model`` as an ijepa_hub repo folder and return its path.
@@ -81,6 +83,8 @@ def save_pretrained(
     and ``metrics`` are recorded in ``config.json`` and the model card. ``variant`` (default: the
     model's own, set when its weights came from a released checkpoint) and ``license`` fill the card;
     with a ``recipe`` the weights count as trained here (a variant is then recorded as their base).
+    ``origins`` (``{"init" | "teacher": Origin}``): the weights a run continued or distilled, recorded in
+    ``config.json`` and the card; without ``license`` the model inherits the first of their licences.
     """
     options = renamed_options(
         dict(encoder=encoder, with_context_encoder=with_context_encoder, with_predictor=with_predictor), deprecated,
@@ -107,8 +111,16 @@ def save_pretrained(
         recipe=recipe_dict,
         metrics=metrics,
     )
+    origins = dict(origins or {})
+    if origins:
+        config["ijepa"]["origins"] = {key: origin.as_dict() for key, origin in origins.items()}
+        base = next((o.variant for o in origins.values() if o.variant), None)
+        if base and not config["ijepa"].get("base_variant"):
+            config["ijepa"]["base_variant"] = base
+    license = license or next((o.license for o in origins.values() if o.license), None)
     if license:
         config["ijepa"]["license"] = license
+        config["pretrained_cfg"]["license"] = license  # what timm reads
     folder = Path(save_directory)
     card = _card_for(config, repo_id=None, source=str(folder))
     with written_atomically(folder, keep=_REPO_FILES) as stage:  # files of an earlier save here are dropped
@@ -132,6 +144,7 @@ def _card_for(config: Mapping[str, Any], *, repo_id: str | None, source: str):
         variant=parsed.variant,
         base_variant=parsed.extra.get("base_variant"),
         license=parsed.extra.get("license"),
+        origins=parsed.extra.get("origins"),
         metrics=parsed.extra.get("metrics"),
         recipe=recipe if isinstance(recipe, Mapping) else None,
     )

@@ -51,11 +51,13 @@ from ..errors import MissingExtraError, RecipeError
 from ..hub.save import push_to_hub, save_pretrained
 from ..masks import MaskCollator
 from ..models import IJepa
+from ..models.distill import StudentJepa
 from ..recipe import Recipe
 from .monitor import CollapseMonitor, monitor_images
 from .online_probe import OnlineProbe, run_probe
 from .optim import build_optimizer
 from .parallel import ema_update, shard_ijepa
+from .sources import build_model, run_origins
 
 __all__ = ["train", "train_step", "train_iteration", "TrainResult"]
 
@@ -188,9 +190,13 @@ def _export(core: IJepa, optimizer, run: Run, out_dir: Path, result: TrainResult
         metrics["final_loss"] = result.losses[-1]
     if monitor.history:
         metrics.update({k: monitor.history[-1][k] for k in ("rankme", "feature_std")})
-    # the target encoder as the main weights (what the paper evaluates), context encoder and predictor beside it
-    result.export_dir = Path(save_pretrained(final, out_dir / "model", encoder="target", recipe=recipe,
-                                             metrics=metrics))
+    origins = run_origins(recipe)
+    if isinstance(final, StudentJepa):  # the student encoder alone: its predictor speaks the teacher's width
+        parts = dict(encoder="context", with_context_encoder=False, with_predictor=False)
+    else:  # the target encoder as the main weights (what the paper evaluates), context encoder and predictor beside
+        parts = dict(encoder="target")
+    result.export_dir = Path(save_pretrained(final, out_dir / "model", recipe=recipe, metrics=metrics,
+                                             origins=origins, **parts))
     logger.info("exported the trained model to %s", result.export_dir)
     if push_to:
         result.hub_url = push_to_hub(result.export_dir, push_to)
@@ -227,6 +233,9 @@ def check_settings(recipe: Recipe) -> None:
     for key, least in (("checkpoint_every", 1), ("log_every", 1), ("monitor_every", 0), ("num_workers", 0)):
         if getattr(recipe.train, key) < least:
             raise RecipeError(f"train.{key} must be at least {least}, got {getattr(recipe.train, key)}")
+    if recipe.teacher.source and recipe.train.fsdp:
+        raise RecipeError("train.fsdp shards the three I-JEPA networks; distillation (teacher.source) runs with DDP. "
+                          "Fix: drop --train.fsdp")
     if recipe.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise MissingExtraError("train.tensorboard=true needs the tensorboard package: pip install tensorboard")
     config = recipe.model_config()
@@ -237,10 +246,10 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     resumed = Resume.find(resume, out_dir, recipe)
     check_settings(recipe)  # before building anything: a recipe that cannot train is refused here
     dataset = build_dataset(recipe.data, seed=cfg.seed)  # missing data is refused before the model is built
-    config = recipe.model_config()
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-    core = IJepa(config, loss=recipe.optim.loss, drop_path_rate=recipe.model.drop_path_rate,
-                 objectives=recipe.loss.objectives())
+    core = build_model(recipe, resumed=resumed is not None,  # random init, init.source or a teacher's student
+                       teacher_dtype=torch.bfloat16 if env.device.type == "cuda" else None)
+    config = core.config
     if cfg.grad_checkpointing:
         core.set_grad_checkpointing(True)
 
