@@ -139,9 +139,12 @@ class ModelSection:
 class DataSection(RunDataSection):
     """Where the images come from and how they are cut into micro-batches."""
 
-    dataset: str = _key("synthetic", "'synthetic' (built in) or a name for the data at data.path")
+    dataset: str = _key(
+        "synthetic", "'synthetic' or 'synthetic:textured' (built in, with data.path null) or a name for the data at data.path"
+    )
     path: str | None = _key(
-        None, "image folder, .tar shard(s) (brace patterns, globs), hfds/NAME or hfids/NAME; null: synthetic"
+        None, "image folder, .tar shard(s) (brace patterns, globs), hfds/NAME, hfids/NAME, synthetic or "
+        "synthetic:textured; null: data.dataset's synthetic style"
     )
     num_samples: int = _key(4096, "synthetic only: number of images")
     source_size: int = _key(96, "synthetic only: side of the drawn images before the crop")
@@ -235,7 +238,8 @@ class EvalSection:
     """The online probe (train.eval_every): k-NN top-1 of pooled target features on a held-out labelled split."""
 
     data: str | None = _key(
-        None, "folder with one subfolder per class (or hfds/NAME); null: held-out synthetic shapes (shape, count)"
+        None, "folder with one subfolder per class, hfds/NAME, or synthetic / synthetic:textured (held-out shapes: "
+        "shape, count); null: the training data's synthetic style, if it is synthetic"
     )
     num_train: int = _key(256, "labelled images the k-NN votes with (at most)")
     num_test: int = _key(128, "held-out images it classifies (at most)")

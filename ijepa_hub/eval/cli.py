@@ -23,6 +23,7 @@ from ..cli_common import (
     run_cli,
     setup_logging,
 )
+from ..data.synthetic import SYNTHETIC, SYNTHETIC_SPECS, synthetic_style
 
 __all__ = ["main", "build_parser", "add_extract_command", "run_extract"]
 
@@ -38,10 +39,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="split and probe seed")
 
 
+_SYNTHETIC_HELP = " or ".join(f"'{spec}'" for spec in SYNTHETIC_SPECS)  # the built-in data's specs
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="synthetic",
+    p.add_argument("--data", default=SYNTHETIC,
                    help="folder with one subfolder per class (train/ and val/ used if present), hfds/NAME (a Hugging Face "
-                        "dataset: train and validation/test splits), or 'synthetic'")
+                        f"dataset: train and validation/test splits), or {_SYNTHETIC_HELP} (built-in shapes)")
     p.add_argument("--label", choices=("shape", "count"), default="shape", help="synthetic data: which label")
     p.add_argument("--test-fraction", type=float, default=0.2, help="folder without train/val: held-out share")
     p.add_argument("--data.image_column", dest="image_column", default=None,
@@ -50,6 +54,10 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
                    help="hfds/ data: the label column (default: the first ClassLabel feature)")
     add_deprecated_alias(p, "--data.image-column", "--data.image_column", dest="image_column")
     add_deprecated_alias(p, "--data.label-column", "--data.label_column", dest="label_column")
+
+
+def _add_synthetic_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--data", choices=SYNTHETIC_SPECS, default=SYNTHETIC, help=f"{what} (default: {SYNTHETIC})")
 
 
 def _add_baseline_arg(p: argparse.ArgumentParser, *, default: bool) -> None:
@@ -125,8 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("seg", help="linear segmentation probe on frozen patch maps: mIoU, per-class IoU, pixel accuracy")
     _add_model_args(p)
-    p.add_argument("--data", default="synthetic",
-                   help="DIR with {train,val}/images/* and {train,val}/masks/<stem>.png (255 = ignore), or 'synthetic'")
+    p.add_argument("--data", default=SYNTHETIC,
+                   help="DIR with {train,val}/images/* and {train,val}/masks/<stem>.png (255 = ignore), or " + _SYNTHETIC_HELP)
     p.add_argument("--layers", type=layers_arg, default=1,
                    help="n: the last n blocks concatenated (1 or 4); 2,5,11: those block indices")
     p.add_argument("--num-classes", type=int, default=None, help="folder data without classes.txt: the class count")
@@ -141,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("synthetic", help="shape and count probes on the synthetic shapes, against random init")
     _add_model_args(p)
+    _add_synthetic_arg(p, "which built-in synthetic domain to probe on")
     p.add_argument("--num-train", type=int, default=2000)
     p.add_argument("--num-test", type=int, default=1000)
     p.add_argument("--layers", type=layers_arg, default=1,
@@ -151,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", help="PNG file to write")
     p.add_argument("--recipe", default="default", help="recipe whose mask settings and image size to use")
     p.add_argument("--images", nargs="*", default=None, help="image files (default: synthetic shapes)")
+    _add_synthetic_arg(p, "without --images: the synthetic domain to draw")
     p.add_argument("--num", type=int, default=4, help="how many images")
     p.add_argument("--step", type=int, default=0, help="mask step (masks are a function of the step)")
 
@@ -158,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("output", help="PNG file to write")
     p.add_argument("--images", nargs="*", default=None, help="image files (default: synthetic shapes)")
+    _add_synthetic_arg(p, "without --images: the synthetic domain to draw")
     p.add_argument("--num", type=int, default=4, help="how many synthetic images when --images is not given")
 
     p = sub.add_parser("curves", help="PNG: loss, lr, momentum, RankMe and the online probe from a run's metrics.jsonl")
@@ -179,7 +190,7 @@ def _feature_kwargs(args) -> dict[str, Any]:
 def _splits(args):
     from .data import labelled_splits
 
-    extra = {} if args.data == "synthetic" else {"test_fraction": args.test_fraction}
+    extra = {} if synthetic_style(args.data) is not None else {"test_fraction": args.test_fraction}
     return labelled_splits(args.data, label=args.label, seed=args.seed, image_column=args.image_column,
                            label_column=args.label_column, **extra)
 
@@ -243,7 +254,7 @@ def _seg(args) -> None:
     from .segmentation import evaluate_segmentation
 
     splits = segmentation_splits(args.data, seed=args.seed, num_classes=args.num_classes,
-                                 **({"num_train": args.num_train, "num_test": args.num_test} if args.data == "synthetic" else {}))
+                                 **({"num_train": args.num_train, "num_test": args.num_test} if synthetic_style(args.data) is not None else {}))
     results, tensors = [], {}
     for who, encoder in _encoders(args):
         r = evaluate_segmentation(encoder, splits, layers=args.layers, img_size=args.img_size, epochs=args.epochs, lr=args.lr,
@@ -281,7 +292,7 @@ def _synthetic(args) -> None:
     if args.baseline:
         baseline = random_init_encoder(model.config, seed=args.seed).to(next(model.encoder.parameters()).device)
     r = synthetic_probe(model.encoder, baseline=baseline, num_train=args.num_train, num_test=args.num_test,
-                        layers=args.layers, seed=args.seed, **_feature_kwargs(args))
+                        layers=args.layers, seed=args.seed, style=synthetic_style(args.data), **_feature_kwargs(args))
     r["source"] = args.source
     rows = []
     for label, row in r["labels"].items():
@@ -291,8 +302,8 @@ def _synthetic(args) -> None:
     _emit(args, r, format_table(rows, ["label", "encoder", "linear top-1 %", "k-NN top-1 %"]))
 
 
-def _example_images(paths: list[str] | None, num: int, size: int):
-    """Images as uint8 [B, 3, size, size]: the given files (centre-cropped) or synthetic shapes."""
+def _example_images(paths: list[str] | None, num: int, size: int, data: str = SYNTHETIC):
+    """Images as uint8 [B, 3, size, size]: the given files (centre-cropped) or the synthetic shapes ``data`` names."""
     import torch
     from torchvision.transforms import v2
 
@@ -301,7 +312,8 @@ def _example_images(paths: list[str] | None, num: int, size: int):
 
     if not paths and num < 1:
         raise ValueError(f"--num must be at least 1, got {num}")
-    items = list(paths) if paths else [SyntheticShapes(num, size=size, seed=7)[i][0] for i in range(num)]
+    items = list(paths) if paths else [SyntheticShapes(num, size=size, seed=7, style=synthetic_style(data))[i][0]
+                                          for i in range(num)]
     resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
     return torch.stack([(resize(load_image(x)).clamp(0, 1) * 255).round().to(torch.uint8) for x in items])
 
@@ -318,7 +330,7 @@ def _masks(args) -> None:
                            patch_size=config.patch_size, seed=recipe.train.seed)
         for mode in ("legacy", "corrected")
     }
-    images = _example_images(args.images, args.num, config.img_size)
+    images = _example_images(args.images, args.num, config.img_size, args.data)
     print(f"wrote {plot_masks(images, collators, args.output, step=args.step)}")
 
 
@@ -329,12 +341,12 @@ def _pca(args) -> None:
 
     model = _model(args)
     size = model.config.img_size
-    images = _example_images(args.images, args.num, size)
+    images = _example_images(args.images, args.num, size, args.data)
     tokens = extract_features(model.encoder, list(images), crop_pct=1.0).patch_tokens
     path = plot_pca(images, tokens, args.output, title=f"PCA of {model.encoder_name} encoder patch features")
     ratios = pca_variance_ratio(tokens, 3)
     r = {"source": args.source, "encoder": model.encoder_name, "output": str(path),
-         "images": list(args.images) if args.images else f"synthetic shapes ({args.num}, seed 7)",
+         "images": list(args.images) if args.images else f"{args.data} shapes ({args.num}, seed 7)",
          "patch_tokens": list(tokens.shape), "variance_ratio": ratios}
     table = format_table([[i + 1, 100 * v] for i, v in enumerate(ratios)], ["component", "variance %"])
     _emit(args, r, f"wrote {path}\n{table}")

@@ -1,4 +1,5 @@
-"""Labelled train / test splits for evaluation: a folder with class subfolders, or the synthetic shapes."""
+"""Labelled train / test splits for evaluation: a folder with class subfolders, a Hugging Face dataset, or the
+synthetic shapes in either style (``synthetic``, ``synthetic:textured``)."""
 from __future__ import annotations
 
 import logging
@@ -13,14 +14,22 @@ import torch
 
 from ..data.folder import ImageFolder
 from ..data.hf_datasets import is_hf_spec, labelled_images
-from ..data.synthetic import MAX_COUNT, SHAPES, SyntheticShapes
+from ..data.synthetic import (
+    MAX_COUNT,
+    SHAPES,
+    STYLES,
+    SYNTHETIC,
+    SYNTHETIC_SPECS,
+    SyntheticShapes,
+    synthetic_spec,
+    synthetic_style,
+)
 from ..data.transforms import CROP_PCT
 
 __all__ = ["LabelledSplits", "labelled_splits", "synthetic_splits", "synthetic_splits_by_label", "folder_splits", "hf_splits", "SYNTHETIC"]
 
 logger = logging.getLogger(__name__)
 
-SYNTHETIC = "synthetic"
 SyntheticLabel = Literal["shape", "count"]
 
 
@@ -50,10 +59,10 @@ class LabelledSplits:
 
 def synthetic_splits_by_label(
     labels: Sequence[SyntheticLabel] = ("shape", "count"), *, num_train: int = 2000, num_test: int = 1000,
-    size: int = 96, seed: int = 0,
+    size: int = 96, seed: int = 0, style: str = STYLES[0],
 ) -> dict[str, LabelledSplits]:
-    """Held-out synthetic shapes (seeds distinct from the training set's), one split per label, the images
-    drawn once and shared.
+    """Held-out synthetic shapes in ``style`` (seeds distinct from the training set's), one split per label,
+    the images drawn once and shared. The styles share seeds, so their splits hold the same shapes.
 
     ``count`` is the low-level probe in the spirit of the paper's Clevr/Count: how many objects (1..4).
     """
@@ -63,10 +72,11 @@ def synthetic_splits_by_label(
     # Seeds 1000+ never collide with a training run's seed (the recipe seed, a small integer).
     drawn = {}
     for split, n, split_seed in (("train", num_train, 1000 + 2 * seed), ("test", num_test, 1001 + 2 * seed)):
-        ds = SyntheticShapes(n, size=size, seed=split_seed)
+        ds = SyntheticShapes(n, size=size, seed=split_seed, style=style)
         items = [ds[i] for i in range(n)]
         drawn[split] = ([img for img, _ in items], torch.tensor([lab for _, lab in items]))  # [N, (shape, count)]
-    fingerprint = f"synthetic:{num_train}:{num_test}:{size}:{seed}"  # the label does not change the images
+    spec = synthetic_spec(style)  # "synthetic" (plain: the fingerprint of old caches) or "synthetic:textured"
+    fingerprint = f"{spec}:{num_train}:{num_test}:{size}:{seed}"  # the label does not change the images
     out = {}
     for label in labels:
         column = 0 if label == "shape" else 1
@@ -74,17 +84,19 @@ def synthetic_splits_by_label(
         (train_images, train), (test_images, test) = drawn["train"], drawn["test"]
         # count 1..4 -> class 0..3
         out[label] = LabelledSplits(
-            f"synthetic-{label}", train_images, train[:, column] - column, test_images, test[:, column] - column,
+            f"{spec.replace(':', '-')}-{label}", train_images, train[:, column] - column, test_images, test[:, column] - column,
             classes, 1.0, fingerprint,
         )
     return out
 
 
 def synthetic_splits(
-    label: SyntheticLabel = "shape", *, num_train: int = 2000, num_test: int = 1000, size: int = 96, seed: int = 0
+    label: SyntheticLabel = "shape", *, num_train: int = 2000, num_test: int = 1000, size: int = 96, seed: int = 0,
+    style: str = STYLES[0],
 ) -> LabelledSplits:
     """Held-out synthetic shapes labelled by ``label`` (see :func:`synthetic_splits_by_label`)."""
-    return synthetic_splits_by_label((label,), num_train=num_train, num_test=num_test, size=size, seed=seed)[label]
+    return synthetic_splits_by_label((label,), num_train=num_train, num_test=num_test, size=size, seed=seed,
+                                     style=style)[label]
 
 
 def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: int = 0) -> LabelledSplits:
@@ -175,14 +187,16 @@ def labelled_splits(
     data: str, *, label: SyntheticLabel = "shape", seed: int = 0, image_column: str | None = None,
     label_column: str | None = None, **kwargs: Any,
 ) -> LabelledSplits:
-    """``"synthetic"`` (the built-in shapes, labelled by ``label``), a folder with class subfolders, or a Hugging
-    Face dataset ``hfds/NAME`` (columns found, or named by ``image_column`` / ``label_column``)."""
+    """``"synthetic"`` / ``"synthetic:textured"`` (the built-in shapes, labelled by ``label``), a folder with class
+    subfolders, or a Hugging Face dataset ``hfds/NAME`` (columns found, or named by ``image_column`` / ``label_column``)."""
     if is_hf_spec(data):
         return hf_splits(data, seed=seed, image_column=image_column, label_column=label_column, **kwargs)
     if image_column is not None or label_column is not None:
         raise ValueError(f"--data.image_column and --data.label_column apply to hfds/ data, not to {data!r}")
-    if data == SYNTHETIC:
-        return synthetic_splits(label, seed=seed, **kwargs)
+    style = synthetic_style(data)
+    if style is not None:
+        return synthetic_splits(label, seed=seed, style=style, **kwargs)
     if not Path(data).is_dir():
-        raise FileNotFoundError(f"no image folder at {data!r}: pass a folder with one subfolder per class, or 'synthetic'")
+        raise FileNotFoundError(f"no image folder at {data!r}: pass a folder with one subfolder per class, or "
+                                f"{' / '.join(SYNTHETIC_SPECS)}")
     return folder_splits(data, seed=seed, **kwargs)

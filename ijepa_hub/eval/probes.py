@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..data.synthetic import STYLES, synthetic_spec
 from ..models import IJepa
 from ..registry import ModelConfig
 from .cache import cached_features, weights_digest
@@ -81,15 +82,16 @@ def synthetic_probe(
     num_test: int = 1000,
     layers: int = 1,
     seed: int = 0,
+    style: str = STYLES[0],
     **feature_kwargs: Any,
 ) -> dict[str, Any]:
-    """Linear probe and k-NN on the held-out synthetic shapes, by shape kind and by object count.
+    """Linear probe and k-NN on the held-out synthetic shapes in ``style``, by shape kind and by object count.
 
     With ``baseline`` (usually :func:`random_init_encoder` of the same architecture) the same probes run
     on it and ``margin`` gives encoder minus baseline, in points: the evidence that training taught
     something a random network does not already give.
     """
-    splits = synthetic_splits_by_label(labels, num_train=num_train, num_test=num_test, seed=seed)
+    splits = synthetic_splits_by_label(labels, num_train=num_train, num_test=num_test, seed=seed, style=style)
     first = splits[labels[0]]  # every label describes the same images: extract once per encoder
     rows: dict[str, Any] = {label: {} for label in labels}
     for who, net in (("model", encoder), ("random_init", baseline)):
@@ -103,7 +105,7 @@ def synthetic_probe(
     if baseline is not None:
         for row in rows.values():
             row["margin"] = {m: row["model"][m] - row["random_init"][m] for m in ("linear_top1", "knn_top1")}
-    return {"data": "synthetic", "layers": layers, "num_train": num_train, "num_test": num_test, "labels": rows}
+    return {"data": synthetic_spec(style), "layers": layers, "num_train": num_train, "num_test": num_test, "labels": rows}
 
 
 def format_table(rows: list[list[Any]], header: list[str]) -> str:

@@ -8,8 +8,9 @@ Two sources. A folder in the VOC / ADE20K layout::
 
 A mask holds one class index per pixel (a single-channel PNG: mode "L", "P" palette indices as VOC
 stores them, or 16-bit), 255 means "ignore"; it has its image's size. Without ``classes.txt`` (or
-``num_classes=``) the classes are 0..the largest index found. Or ``"synthetic"``: the built-in shapes
-with their label masks (background and one class per shape kind).
+``num_classes=``) the classes are 0..the largest index found. Or ``"synthetic"`` / ``"synthetic:textured"``:
+the built-in shapes with their label masks (background and one class per shape kind; the two styles share
+their masks).
 
 Images and masks are resized (shorter side to the probe's size; bicubic for images, nearest for masks)
 and centre-cropped alike, so labels stay aligned with pixels.
@@ -27,9 +28,8 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from ..data.images import is_image_file
-from ..data.synthetic import SEGMENTATION_CLASSES, SyntheticShapes
+from ..data.synthetic import SEGMENTATION_CLASSES, STYLES, SyntheticShapes, synthetic_spec, synthetic_style
 from ..errors import DataError
-from .data import SYNTHETIC
 
 __all__ = ["IGNORE_INDEX", "SegmentationSplits", "segmentation_splits", "folder_segmentation_splits",
            "synthetic_segmentation_splits", "read_mask", "resize_masks"]
@@ -148,21 +148,26 @@ def folder_segmentation_splits(root: str | os.PathLike, *, num_classes: int | No
 
 
 def synthetic_segmentation_splits(*, num_train: int = 500, num_test: int = 200, size: int = 96,
-                                  seed: int = 0) -> SegmentationSplits:
-    """The built-in shapes with label masks; the held-out seeds of the synthetic probes (1000 + 2 seed, + 1)."""
+                                  seed: int = 0, style: str = STYLES[0]) -> SegmentationSplits:
+    """The built-in shapes in ``style`` with label masks; the held-out seeds of the synthetic probes
+    (1000 + 2 seed, + 1)."""
     drawn = {}
     for split, n, split_seed in (("train", num_train, 1000 + 2 * seed), ("test", num_test, 1001 + 2 * seed)):
-        ds = SyntheticShapes(n, size=size, seed=split_seed)
+        ds = SyntheticShapes(n, size=size, seed=split_seed, style=style)
         drawn[split] = [ds.segmentation(i) for i in range(n)]
+    spec = synthetic_spec(style)
+    kind = "synthetic-seg" if style == STYLES[0] else f"synthetic-seg:{style}"  # plain: as before
     return SegmentationSplits(
-        "synthetic-segmentation", [i for i, _ in drawn["train"]], [m for _, m in drawn["train"]],
+        f"{spec.replace(':', '-')}-segmentation", [i for i, _ in drawn["train"]], [m for _, m in drawn["train"]],
         [i for i, _ in drawn["test"]], [m for _, m in drawn["test"]], list(SEGMENTATION_CLASSES),
-        f"synthetic-seg:{num_train}:{num_test}:{size}:{seed}",
+        f"{kind}:{num_train}:{num_test}:{size}:{seed}",
     )
 
 
 def segmentation_splits(data: str, *, seed: int = 0, num_classes: int | None = None, **synthetic: Any) -> SegmentationSplits:
-    """``"synthetic"`` (the built-in shapes, ``num_train`` / ``num_test`` / ``size``) or a VOC-like folder."""
-    if data == SYNTHETIC:
-        return synthetic_segmentation_splits(seed=seed, **synthetic)
+    """``"synthetic"`` / ``"synthetic:textured"`` (the built-in shapes, ``num_train`` / ``num_test`` / ``size``)
+    or a VOC-like folder."""
+    style = synthetic_style(data)
+    if style is not None:
+        return synthetic_segmentation_splits(seed=seed, style=style, **synthetic)
     return folder_segmentation_splits(data, num_classes=num_classes)

@@ -17,8 +17,8 @@ _EPILOG = """\
 SOURCE (optional, = --model.source): a folder (e.g. runs/default/model), Hub repo, released variant
 (ijepa_vith14_1k) or vit_<size>_patch<p> for a random initialisation; a pretrained SOURCE keeps its own img_size
 and depth unless --model.img_size / --model.depth say otherwise. --data PATH is short for --data.path:
-'synthetic' or a folder with train/<class>/ and val/<class>/. Every recipe key can be overridden by its
-dotted name, e.g. --optim.lr 1e-3 --model.mode linear --train.max_steps 100. The defaults shown are those
+'synthetic' or 'synthetic:textured' (built in), or a folder with train/<class>/ and val/<class>/. Every recipe
+key can be overridden by its dotted name, e.g. --optim.lr 1e-3 --model.mode linear --train.max_steps 100. The defaults shown are those
 of the recipe selected with --recipe. Shipped recipes: {recipes}.
 """
 

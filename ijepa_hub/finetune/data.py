@@ -1,4 +1,4 @@
-"""Fine-tuning data: labelled splits (class folders or synthetic shapes) checked for usable classes,
+"""Fine-tuning data: labelled splits (class folders or synthetic shapes, either style) checked for usable classes,
 the timm training transform made deterministic per sample, and the validation top-1.
 
 Every random draw of a training sample (crop, flip, RandAugment, random erasing) comes from generators
@@ -19,9 +19,10 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from ..data.images import list_images
+from ..data.synthetic import synthetic_style
 from ..data.transforms import INTERPOLATION, MEAN, STD
 from ..errors import DataError
-from ..eval.data import SYNTHETIC, LabelledSplits, labelled_splits
+from ..eval.data import LabelledSplits, labelled_splits
 from ..features import preprocess
 from .recipe import FtDataSection
 
@@ -48,8 +49,8 @@ def finetune_splits(data: FtDataSection, *, seed: int = 0) -> LabelledSplits:
     """The labelled train / validation images of ``data``; at least two classes, none of them empty."""
     if data.path is None:
         raise DataError("this recipe has no data.path: pass --data /path/to/folder (train/<class>/, val/<class>/)")
-    if data.path == SYNTHETIC:
-        splits = labelled_splits(SYNTHETIC, label=data.label, num_train=data.num_train, num_test=data.num_val,
+    if synthetic_style(data.path) is not None:
+        splits = labelled_splits(data.path, label=data.label, num_train=data.num_train, num_test=data.num_val,
                                  size=data.source_size, seed=seed)
     else:
         if Path(data.path).is_dir():

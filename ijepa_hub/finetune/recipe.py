@@ -44,7 +44,8 @@ class FtModelSection:
 class FtDataSection(RunDataSection):
     """Labelled images: class subfolders (train/ and val/) or the built-in synthetic shapes, and augmentation."""
 
-    path: str | None = _key("synthetic", "'synthetic', a folder with train/<class>/ and val/<class>/ images, or hfds/NAME")
+    path: str | None = _key("synthetic", "'synthetic' or 'synthetic:textured' (built in), a folder with train/<class>/ and "
+                                    "val/<class>/ images, or hfds/NAME")
     label: Literal["shape", "count"] = _key("shape", "synthetic only: which label to learn")
     num_train: int = _key(2000, "synthetic only: training images")
     num_val: int = _key(500, "synthetic only: validation images")

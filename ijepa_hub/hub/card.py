@@ -12,6 +12,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..data.synthetic import synthetic_style
 from ..registry import VARIANTS, ModelConfig, PretrainedVariant
 from .layout import LIBRARY_NAME, WEIGHTS_NAME, EncoderName
 
@@ -67,7 +68,8 @@ def _origin_facts(origins: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
 def _training_facts(recipe: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, str]:
     data = recipe.get("data") or {}
     where = data.get("path") or "built-in synthetic shapes"
-    amount = f", {data['num_samples']} images" if data.get("dataset") == "synthetic" and data.get("num_samples") else ""
+    synthetic = synthetic_style(data.get("path") or data.get("dataset")) is not None
+    amount = f", {data['num_samples']} images" if synthetic and data.get("num_samples") else ""
     steps = metrics.get("steps")
     seen = f" ({metrics['images_seen']} images seen)" if metrics.get("images_seen") else ""
     return {

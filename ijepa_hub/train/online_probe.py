@@ -2,9 +2,10 @@
 
 Every ``train.eval_every`` steps (and at step 0, the random initialisation), the target encoder embeds a
 small held-out labelled split and a weighted k-NN (:func:`ijepa_hub.eval.knn.knn_classify`) classifies
-the test images by their pooled features. For the built-in synthetic data the labels are the shape kind
-and the object count of held-out seeds (:func:`ijepa_hub.eval.data.synthetic_splits_by_label`); for other
-data ``eval.data`` names a folder with class subfolders (or ``hfds/NAME``). The images are preprocessed
+the test images by their pooled features. For the built-in synthetic data (``eval.data`` unset and the
+training data synthetic: its style; or ``eval.data`` ``synthetic`` / ``synthetic:textured``) the labels are
+the shape kind and the object count of held-out seeds (:func:`ijepa_hub.eval.data.synthetic_splits_by_label`);
+for other data ``eval.data`` names a folder with class subfolders (or ``hfds/NAME``). The images are preprocessed
 once; the probe draws no random number, so the training run is the same with or without it.
 """
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import torch
 
+from ..data import training_synthetic_style
+from ..data.synthetic import synthetic_style
 from ..errors import RecipeError
 from ..eval.data import LabelledSplits, labelled_splits, synthetic_splits_by_label
 from ..eval.knn import knn_classify
@@ -42,22 +45,25 @@ def _subset(splits: LabelledSplits, num_train: int, num_test: int) -> LabelledSp
     )
 
 
-def _synthetic(recipe: Recipe) -> bool:
-    return recipe.data.path is None and recipe.data.dataset == "synthetic"
+def _probe_style(recipe: Recipe) -> str | None:
+    """The synthetic style the probe draws: ``eval.data``'s, or unset, the training data's; None: not synthetic."""
+    ev = recipe.eval
+    return synthetic_style(ev.data) if ev.data is not None else training_synthetic_style(recipe.data)
 
 
 def probe_splits(recipe: Recipe) -> dict[str, LabelledSplits]:
     """The online probe's labelled splits by name: ``shape`` and ``count`` (synthetic) or ``class``."""
     ev = recipe.eval
-    if ev.data is None:
-        if not _synthetic(recipe):
-            raise RecipeError(
-                "train.eval_every > 0 needs eval.data (a folder with one subfolder per class, or hfds/NAME) "
-                "when the training data is not the built-in synthetic set; or set train.eval_every 0"
-            )
+    style = _probe_style(recipe)
+    if style is not None:
         return synthetic_splits_by_label(
             ("shape", "count"), num_train=ev.num_train, num_test=ev.num_test, size=recipe.data.source_size,
-            seed=PROBE_SEED,
+            seed=PROBE_SEED, style=style,
+        )
+    if ev.data is None:
+        raise RecipeError(
+            "train.eval_every > 0 needs eval.data (a folder with one subfolder per class, or hfds/NAME) "
+            "when the training data is not the built-in synthetic set; or set train.eval_every 0"
         )
     return {"class": _subset(labelled_splits(ev.data, seed=PROBE_SEED), ev.num_train, ev.num_test)}
 
@@ -89,7 +95,7 @@ class OnlineProbe:
         synthetic set and ``eval.data`` is not given (a warning says so: the default recipe on your images)."""
         if recipe.train.eval_every <= 0:
             return None
-        if recipe.eval.data is None and not _synthetic(recipe):
+        if recipe.eval.data is None and _probe_style(recipe) is None:
             logger.warning("online probe off: train.eval_every is %d but there are no labelled images to probe "
                            "%s with; pass --eval.data DIR (one subfolder per class)", recipe.train.eval_every,
                            recipe.data.path)
