@@ -65,7 +65,8 @@ class StudentJepa(IJepa):
         return self._teacher[0]
 
     @property
-    def target_encoder(self) -> VisionTransformerEncoder:  # what monitors read: the student's own encoder
+    def target_encoder(self) -> VisionTransformerEncoder:
+        """The student's encoder: what monitors read and what an export writes as the feature encoder."""
         return self.context_encoder
 
     def _apply(self, fn, recurse: bool = True):  # .to(), .cuda(), .float()... move the teacher with the student

@@ -192,7 +192,7 @@ def _export(core: IJepa, optimizer, run: Run, out_dir: Path, result: TrainResult
         metrics.update({k: monitor.history[-1][k] for k in ("rankme", "feature_std")})
     origins = run_origins(recipe)
     if isinstance(final, StudentJepa):  # the student encoder alone: its predictor speaks the teacher's width
-        parts = dict(encoder="context", with_context_encoder=False, with_predictor=False)
+        parts = dict(encoder="target", with_context_encoder=False, with_predictor=False)
     else:  # the target encoder as the main weights (what the paper evaluates), context encoder and predictor beside
         parts = dict(encoder="target")
     result.export_dir = Path(save_pretrained(final, out_dir / "model", recipe=recipe, metrics=metrics,

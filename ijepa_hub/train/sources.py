@@ -14,7 +14,7 @@ import logging
 
 import torch
 
-from ..errors import RecipeError
+from ..errors import HubLayoutError, RecipeError
 from ..hub.load import from_pretrained
 from ..hub.model import PretrainedIJepa
 from ..hub.provenance import Origin, source_origin
@@ -34,11 +34,8 @@ def load_source(source: str, revision: str | None, *, what: str) -> PretrainedIJ
     """Every network ``source`` holds (context and target encoders, predictor), on the CPU, for training."""
     try:
         model = from_pretrained(source, revision=revision, with_context_encoder=True, with_predictor=True)
-    except Exception as first:  # an encoder-only repo has no context encoder or predictor to load
-        try:
-            model = from_pretrained(source, revision=revision)
-        except Exception:
-            raise first from None
+    except HubLayoutError:  # an encoder-only repo (or a transformers / timm one): its feature encoder alone
+        model = from_pretrained(source, revision=revision)
     if not isinstance(model, PretrainedIJepa):
         raise RecipeError(f"{what} {source!r} is a classifier repo; give an I-JEPA encoder (its source, or a run "
                           "of ijepa-train)")
