@@ -114,6 +114,14 @@ def _top1(row: dict[str, Any], name: str, label: str, who: str = "model", metric
     return row["probes"][name][label][who][metric]
 
 
+def _pair(values: list[float], sign: str = "") -> str:
+    return " / ".join(f"{v:{sign}.1f}" for v in values)
+
+
+def _diff(a: list[float], b: list[float]) -> str:
+    return " / ".join(f"{x - y:+.1f}" for x, y in zip(a, b))
+
+
 def table(results: Path) -> str:
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     latest = {(r["kind"], r["seed"]): r for r in rows}  # a re-run replaces its seed's row
@@ -125,10 +133,9 @@ def table(results: Path) -> str:
             continue
         cell = {n: [_top1(r, n, lab) for lab in ("shape", "count")] for n in ("domain_a", "scratch", "adapted")}
         rnd = [_top1(r, "adapted", lab, "random_init") for lab in ("shape", "count")]
-        fmt = lambda v: " / ".join(f"{x:.1f}" for x in v)  # noqa: E731
-        gain = lambda other: " / ".join(f"{a - b:+.1f}" for a, b in zip(cell["adapted"], cell[other]))  # noqa: E731
-        out.append(f"| {seed} | {fmt(rnd)} | {fmt(cell['domain_a'])} | {fmt(cell['scratch'])} | "
-                   f"{fmt(cell['adapted'])} | {gain('domain_a')} | {gain('scratch')} |")
+        out.append(f"| {seed} | {_pair(rnd)} | {_pair(cell['domain_a'])} | {_pair(cell['scratch'])} | "
+                   f"{_pair(cell['adapted'])} | {_diff(cell['adapted'], cell['domain_a'])} | "
+                   f"{_diff(cell['adapted'], cell['scratch'])} |")
     out += ["", "Distillation: linear-probe margin over random init (points) on held-out domain-A images, shape / "
             "count; extraction speed (images/s)", "",
             "| seed | teacher (12 blocks) | distilled student (4) | plain I-JEPA student (4) | student / teacher "
@@ -138,11 +145,11 @@ def table(results: Path) -> str:
             continue
         margin = {n: [_top1(r, n, lab) - _top1(r, n, lab, "random_init") for lab in ("shape", "count")]
                   for n in ("teacher", "student", "plain")}
-        fmt = lambda v: " / ".join(f"{x:+.1f}" for x in v)  # noqa: E731
         ratio = " / ".join(f"{s / t:.0%}" for s, t in zip(margin["student"], margin["teacher"]))
-        diff = " / ".join(f"{s - p:+.1f}" for s, p in zip(margin["student"], margin["plain"]))
+        diff = _diff(margin["student"], margin["plain"])
         speed = r["images_per_s"]
-        out.append(f"| {seed} | {fmt(margin['teacher'])} | {fmt(margin['student'])} | {fmt(margin['plain'])} | "
+        out.append(f"| {seed} | {_pair(margin['teacher'], '+')} | {_pair(margin['student'], '+')} | "
+                   f"{_pair(margin['plain'], '+')} | "
                    f"{ratio} | {diff} | {speed['student'] / speed['teacher']:.1f}x ({speed['student']:.0f} vs "
                    f"{speed['teacher']:.0f}) |")
     return "\n".join(out)
