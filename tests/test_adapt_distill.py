@@ -169,3 +169,20 @@ def test_licences_are_inherited_on_both_paths(source_run, tiny_train_args, tmp_p
     origin = source_origin("ijepa_vith14_1k")  # Meta's: by name, nothing downloaded
     assert (origin.variant, origin.license) == ("ijepa_vith14_1k", "cc-by-nc-4.0")
     assert source_origin(source_run).license is None  # trained here from random init: nothing inherited
+
+
+def test_a_classifier_of_licensed_weights_keeps_their_licence(source_run, tmp_path):
+    from ijepa_hub.finetune.model import build_classifier
+    from ijepa_hub.finetune.recipe import FtModelSection
+
+    meta = ijepa_hub.from_pretrained(source_run)
+    meta.save_pretrained(tmp_path / "meta", license="cc-by-nc-4.0")
+    clf = build_classifier(FtModelSection(source=str(tmp_path / "meta"), img_size=None, depth=None), ["a", "b"],
+                           crop_pct=1.0)
+    folder = clf.save_pretrained(tmp_path / "clf")
+    config = json.loads((folder / "config.json").read_text())
+    assert config["ijepa"]["license"] == config["pretrained_cfg"]["license"] == "cc-by-nc-4.0"
+    assert "license: cc-by-nc-4.0" in (folder / "README.md").read_text()
+    assert config["ijepa"]["origins"]["init"]["source"] == str(tmp_path / "meta")
+    plain = build_classifier(FtModelSection(source=str(source_run), img_size=None, depth=None), ["a", "b"], crop_pct=1.0)
+    assert "license: apache-2.0" in (plain.save_pretrained(tmp_path / "plain") / "README.md").read_text()

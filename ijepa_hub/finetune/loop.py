@@ -39,8 +39,10 @@ from ..engine.run import Run
 from ..engine.schedules import WarmupCosineSchedules
 from ..engine.step import StepEnd, accumulated_step, autocast_factory
 from ..hub.classifier import save_classifier
+from ..hub.provenance import source_origin
 from ..hub.save import push_to_hub
 from ..models.classifier import Classifier
+from ..registry import is_random_init
 from .data import LabelledItems, build_mixup, collate, finetune_splits, seeded_numpy_and_random, top1, train_transform
 from .model import build_classifier, check_resumed_pooling, param_count
 from .recipe import FinetuneRecipe, FtOptimSection
@@ -266,7 +268,9 @@ def _export(model: Classifier, recipe: FinetuneRecipe, splits, run: Run, result:
         metrics["val_top1"] = round(result.evals[-1]["val_top1"], 2)
         metrics["best_val_top1"] = round(max(e["val_top1"] for e in result.evals), 2)
     data = {"name": splits.name, "num_train": len(splits.train_images), "num_val": len(splits.test_images)}
+    origin = None if is_random_init(recipe.model.source) else source_origin(recipe.model.source)
     result.export_dir = save_classifier(model, result.out_dir / "model", recipe=recipe.to_dict(), metrics=metrics,
+                                        origin=origin,
                                         data=data)
     logger.info("exported the classifier to %s", result.export_dir)
     if push_to:

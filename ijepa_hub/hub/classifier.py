@@ -27,6 +27,7 @@ from .layout import (
     CONFIG_NAME,
     LIBRARY_NAME,
     WEIGHTS_NAME,
+    Origin,
     build_config,
     parse_config,
     repo_kind,
@@ -52,9 +53,12 @@ def is_classifier_config(data: Mapping[str, Any]) -> bool:
 
 def classifier_config(
     model: Classifier, *, recipe: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
-    data: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None, origin: Origin | None = None,
 ) -> dict[str, Any]:
-    """The ``config.json`` dict of ``model``: the encoder repo's fields with timm's classifier fields set."""
+    """The ``config.json`` dict of ``model``: the encoder repo's fields with timm's classifier fields set.
+
+    ``origin``: where the encoder's weights came from (:func:`~ijepa_hub.hub.provenance.model_origin`); its
+    licence is the classifier's (a classifier of Meta's weights is CC BY-NC 4.0)."""
     config = build_config(model.config, encoder="target", files={"target_encoder": WEIGHTS_NAME}, recipe=recipe,
                           metrics=metrics, kind=CLASSIFIER_KIND)
     n, labels, pool = model.num_classes, list(model.label_names), model.global_pool
@@ -65,15 +69,20 @@ def classifier_config(
         "num_classes": n, "label_names": labels, "crop_pct": model.crop_pct, "head": "head", "global_pool": pool,
         "pooling": POOLING_TEXT[pool], "base": model.source, **({"data": dict(data)} if data else {}),
     }
+    if origin is not None:
+        config["ijepa"]["origins"] = {"init": origin.as_dict()}
+        if origin.license:
+            config["ijepa"]["license"] = config["pretrained_cfg"]["license"] = origin.license
     return config
 
 
 def save_classifier(
     model: Classifier, save_directory: str | os.PathLike, *, recipe: Mapping[str, Any] | None = None,
-    metrics: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None, origin: Origin | None = None,
 ) -> Path:
-    """Write ``model`` as a classifier repo folder (atomically, like :func:`~ijepa_hub.save_pretrained`)."""
-    config = classifier_config(model, recipe=recipe, metrics=metrics, data=data)
+    """Write ``model`` as a classifier repo folder (atomically, like :func:`~ijepa_hub.save_pretrained`); its
+    licence is its ``origin``'s (see :func:`classifier_config`)."""
+    config = classifier_config(model, recipe=recipe, metrics=metrics, data=data, origin=origin)
     card = classifier_card(config, repo_id=None)
     folder = Path(save_directory)
     with written_atomically(folder, keep=frozenset({CONFIG_NAME, WEIGHTS_NAME, README_NAME})) as stage:

@@ -39,6 +39,7 @@ from ..registry import ARCHITECTURES, MODEL_FIELDS, VARIANTS, ModelConfig, Pretr
 from ..version import __version__
 
 __all__ = [
+    "Origin",
     "CONFIG_NAME",
     "WEIGHTS_NAME",
     "CONTEXT_WEIGHTS_NAME",
@@ -149,6 +150,20 @@ KNOWN_FIELDS = (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """A source of weights: as named (``source``, ``revision``), the released variant it derives from (if any)
+    and the licence its weights carry (None: not stated by the source)."""
+
+    source: str
+    revision: str | None = None
+    variant: str | None = None
+    license: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "revision": self.revision, "variant": self.variant, "license": self.license}
 
 
 @dataclass

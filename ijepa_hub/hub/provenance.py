@@ -8,30 +8,14 @@ from a model made from the release still says so.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
-from ..registry import VARIANTS
+from ..registry import VARIANTS, is_random_init
 from ..released import find_variant
+from .layout import Origin
 from .load import read_config
 
-__all__ = ["Origin", "source_origin", "DEFAULT_LICENSE"]
-
-DEFAULT_LICENSE = "apache-2.0"  # weights trained here from random initialisation: the package's own licence
-
-
-@dataclass(frozen=True)
-class Origin:
-    """A source of weights: as named (``source``, ``revision``), the released variant it derives from (if any)
-    and the licence its weights carry (None: not stated by the source)."""
-
-    source: str
-    revision: str | None = None
-    variant: str | None = None
-    license: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "revision": self.revision, "variant": self.variant, "license": self.license}
+__all__ = ["Origin", "source_origin", "model_origin"]
 
 
 def source_origin(source: str | os.PathLike, *, revision: str | None = None, **hub_kwargs: Any) -> Origin:
@@ -50,3 +34,12 @@ def source_origin(source: str | os.PathLike, *, revision: str | None = None, **h
     base = ijepa.get("variant") or ijepa.get("base_variant")
     base_license = VARIANTS[base].license if base in VARIANTS else None
     return Origin(s, revision, base if base in VARIANTS else None, ijepa.get("license") or base_license)
+
+
+def model_origin(model: Any) -> Origin | None:
+    """The :class:`Origin` of a model's ``source`` (set by the loaders and the fine-tuner), read from the local
+    caches only (the source was loaded from them); None for a random initialisation or no recorded source."""
+    source = getattr(model, "source", None)
+    if not source or is_random_init(source):
+        return None
+    return source_origin(source, local_files_only=True)

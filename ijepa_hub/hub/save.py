@@ -42,7 +42,7 @@ from .layout import (
     write_config,
 )
 from .load import from_pretrained
-from .provenance import Origin
+from .provenance import Origin, model_origin
 
 # What a failed upload raises: the Hub's HTTP errors, OSError (offline mode, files, requests' errors), the
 # HTTP client's own base error (httpx's ConnectError is not an OSError) and an invalid repo id.
@@ -255,7 +255,8 @@ def push_to_hub(
 
 def _save_by_kind(model: IJepa | Classifier, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
     """Write ``model`` as a repo of its kind: a classifier repo for a :class:`Classifier`, else an encoder repo."""
-    if isinstance(model, Classifier):
+    if isinstance(model, Classifier):  # its licence is its source's: Meta's weights stay CC BY-NC 4.0
+        kwargs.setdefault("origin", model_origin(model))
         return save_classifier(model, save_directory, **kwargs)
     if isinstance(model, IJepa):
         return save_pretrained(model, save_directory, **kwargs)
