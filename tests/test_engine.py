@@ -111,3 +111,17 @@ def test_step_values_keep_each_groups_own_weight_decay_and_lr_scale():
     assert [g["weight_decay"] for g in optimizer.param_groups] == before  # fine-tuning decays at a constant rate
     assert sorted({g["lr"] for g in optimizer.param_groups}) == sorted({2.0 * g["lr_scale"] for g in optimizer.param_groups})
     assert max(g["lr"] for g in optimizer.param_groups) == 2.0 and min(g["lr"] for g in optimizer.param_groups) < 0.2
+
+
+def test_names_that_moved_to_the_engine_warn_and_are_the_engines():
+    import ijepa_hub.engine.cli as engine_cli
+    import ijepa_hub.engine.metrics as metrics
+    import ijepa_hub.train.cli as train_cli
+    import ijepa_hub.train.monitor as monitor
+
+    for name in ("MetricsWriter", "progress_bar", "StepLogger"):
+        with pytest.warns(FutureWarning, match=f"ijepa_hub.engine.metrics.{name}"):
+            assert getattr(monitor, name) is getattr(metrics, name)
+    for name in ("add_run_args", "setup_rank_logging"):
+        with pytest.warns(FutureWarning, match=f"ijepa_hub.engine.cli.{name}"):
+            assert getattr(train_cli, name) is getattr(engine_cli, name)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..cli_common import run_cli
+from ..deprecation import deprecated_attributes
 from ..engine.cli import add_run_args, parse_recipe_args, setup_rank_logging
 from ..recipe import Recipe, list_recipes, load_recipe, recipe_parser
 
@@ -14,6 +15,11 @@ if TYPE_CHECKING:
     from .loop import TrainResult
 
 __all__ = ["main", "build_parser", "parse_args", "next_steps"]
+
+__getattr__ = deprecated_attributes(__name__, {  # moved to the engine in 0.2: both task CLIs share them
+    "add_run_args": ("ijepa_hub.engine.cli.add_run_args", lambda: add_run_args),
+    "setup_rank_logging": ("ijepa_hub.engine.cli.setup_rank_logging", lambda: setup_rank_logging),
+})
 
 _EPILOG = """\
 Every recipe key can be overridden by its dotted name, e.g. --optim.lr 5e-4 --train.max_steps 100

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ..data.hf_datasets import dataset_items
 from ..data.pipeline import load_rgb
+from ..deprecation import deprecated_attributes
+from ..engine import metrics as _metrics
 from ..errors import ImageReadError, TooManyBrokenImagesError
 from ..features import preprocess
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "effective_rank", "feature_std", "CollapseMonitor", "monitor_images",
 ]
+
+__getattr__ = deprecated_attributes(__name__, {  # moved to the engine in 0.2: every task writes through them
+    name: (f"ijepa_hub.engine.metrics.{name}", lambda name=name: getattr(_metrics, name))
+    for name in ("MetricsWriter", "progress_bar", "StepLogger")
+})
 
 logger = logging.getLogger(__name__)
 
