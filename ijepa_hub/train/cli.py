@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..cli_common import run_cli
 from ..deprecation import deprecated_attributes
-from ..engine.cli import add_run_args, parse_recipe_args, setup_rank_logging
+from ..engine import cli as run_cli_args
 from ..recipe import Recipe, list_recipes, load_recipe, recipe_parser
 
 if TYPE_CHECKING:
@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 __all__ = ["main", "build_parser", "parse_args", "next_steps"]
 
 __getattr__ = deprecated_attributes(__name__, {  # moved to the engine in 0.2: both task CLIs share them
-    "add_run_args": ("ijepa_hub.engine.cli.add_run_args", lambda: add_run_args),
-    "setup_rank_logging": ("ijepa_hub.engine.cli.setup_rank_logging", lambda: setup_rank_logging),
+    "add_run_args": ("ijepa_hub.engine.cli.add_run_args", lambda: run_cli_args.add_run_args),
+    "setup_rank_logging": ("ijepa_hub.engine.cli.setup_rank_logging", lambda: run_cli_args.setup_rank_logging),
 })
 
 _EPILOG = """\
@@ -40,7 +40,7 @@ def build_parser(recipe: str | os.PathLike = "default"):
         description="Train I-JEPA. With no arguments: the built-in default (tiny ViT, synthetic shapes, CPU).",
         epilog=_EPILOG.format(recipes=", ".join(list_recipes())),
     )
-    return add_run_args(parser, load_recipe(recipe).to_dict(), recipe)
+    return run_cli_args.add_run_args(parser, load_recipe(recipe).to_dict(), recipe)
 
 
 def parse_args(argv: Sequence[str]) -> tuple[Recipe, Any]:
@@ -49,7 +49,7 @@ def parse_args(argv: Sequence[str]) -> tuple[Recipe, Any]:
     The library form of ``ijepa-train``'s parsing, for scripts that take the same overrides. Raises
     ``jsonargparse.ArgumentError`` / :class:`~ijepa_hub.recipe.RecipeError` naming the bad key.
     """
-    return parse_recipe_args(argv, build_parser=build_parser, default="default", schema=Recipe)
+    return run_cli_args.parse_recipe_args(argv, build_parser=build_parser, default="default", schema=Recipe)
 
 
 def next_steps(result: TrainResult) -> list[str]:
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: list[str]) -> None:
     recipe, args = parse_args(argv)
-    rank = setup_rank_logging(args)
+    rank = run_cli_args.setup_rank_logging(args)
 
     from .loop import train
 
