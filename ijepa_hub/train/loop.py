@@ -162,6 +162,15 @@ def _open_log(out_dir: Path, run: Run, model_name: str, resumed: Resume | None, 
     )
 
 
+def _described(core: IJepa, recipe: Recipe) -> str:
+    """The model in the start-of-run line, with where its weights start."""
+    if recipe.teacher.source:
+        return f"{core.config.describe()}, a student of the frozen teacher {recipe.teacher.source}"
+    if recipe.init.source:
+        return f"{core.config.describe()}, continued from {recipe.init.source}"
+    return core.config.describe()
+
+
 def _step_fields(used: Hyperparams, micro: MicroBatch) -> dict[str, dict[str, Any]]:
     """What a pretraining step's metrics record and progress bar show beside the loss: the values it used and
     the lengths of its masks."""
@@ -279,7 +288,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     if resumed:
         resumed.load_extra("monitor", monitor)
         broken.load_state_dict(resumed.state["data"])
-    log = _open_log(out_dir, run, config.describe(), resumed, progress)
+    log = _open_log(out_dir, run, _described(core, recipe), resumed, progress)
     checkpointer = Checkpointer(out_dir, run, core, optimizer, broken=broken, extra={"monitor": monitor},
                                 resumed=resumed, fsdp=cfg.fsdp)
     result = TrainResult(out_dir, run.start_step, run.start_step, run.schedules.total_steps)
