@@ -222,6 +222,7 @@ def train(
     sample order, masks and schedules do not depend on the world size.
     """
     cfg = recipe.train
+    check_settings(recipe)  # before the run folder is touched
     out_dir = run_folder(out_dir, resume, default=Path("runs") / recipe.name)
     with training_process(cfg, out_dir) as env:
         return _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export)
@@ -230,9 +231,7 @@ def train(
 def check_settings(recipe: Recipe) -> None:
     """Refuse, before anything is built, run settings out of range (:class:`~ijepa_hub.errors.RecipeError`)
     and mask settings that cannot give masks on the model's patch grid (:class:`~ijepa_hub.errors.MaskError`)."""
-    for key, least in (("checkpoint_every", 1), ("log_every", 1), ("monitor_every", 0), ("num_workers", 0)):
-        if getattr(recipe.train, key) < least:
-            raise RecipeError(f"train.{key} must be at least {least}, got {getattr(recipe.train, key)}")
+    recipe.validate()  # every key in range, the model within the loading limits
     if recipe.teacher.source and recipe.train.fsdp:
         raise RecipeError("train.fsdp shards the three I-JEPA networks; distillation (teacher.source) runs with DDP. "
                           "Fix: drop --train.fsdp")
@@ -244,7 +243,6 @@ def check_settings(recipe: Recipe) -> None:
 
 def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> TrainResult:
     resumed = Resume.find(resume, out_dir, recipe)
-    check_settings(recipe)  # before building anything: a recipe that cannot train is refused here
     dataset = build_dataset(recipe.data, seed=cfg.seed)  # missing data is refused before the model is built
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     core = build_model(recipe, resumed=resumed is not None,  # random init, init.source or a teacher's student
