@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import RecipeError
 
-__all__ = ["Bound", "Pair", "check_value", "check_bounds"]
+__all__ = ["Bound", "Pair", "check_value", "check_bounds", "CROP_FRACTION", "POSITIVE"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ class Pair(Bound):
     def holds(self, value: Any) -> bool:
         return (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(super().holds, value))
                 and value[0] <= value[1])
+
+
+CROP_FRACTION = Bound(0.0, 1.0, lo_open=True)  # crop_pct: the centre crop's share of the resized side
+POSITIVE = Bound(1, None, integer=True)  # counts: top_k, batch sizes
 
 
 def check_value(key: str, value: Any, bound: Bound, *, error: type[Exception] = RecipeError) -> None:

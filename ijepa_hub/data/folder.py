@@ -12,7 +12,7 @@ from .images import list_images
 __all__ = ["ImageFolder", "TRAIN_SPLIT", "HELD_OUT_SPLITS", "held_out_split", "check_not_split_names"]
 
 TRAIN_SPLIT = "train"
-HELD_OUT_SPLITS = ("val", "valid", "validation", "test")  # the usual names of a held-out split, first found wins
+HELD_OUT_SPLITS = ("validation", "val", "valid", "test")  # a held-out split's usual names (folders, hfds/): first present wins
 
 
 def held_out_split(root: str | os.PathLike) -> Path | None:
