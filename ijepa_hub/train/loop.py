@@ -222,7 +222,7 @@ def train(
     sample order, masks and schedules do not depend on the world size.
     """
     cfg = recipe.train
-    check_settings(recipe)  # before the run folder is touched
+    recipe.validate()  # every key in range, before the run folder is touched
     out_dir = run_folder(out_dir, resume, default=Path("runs") / recipe.name)
     with training_process(cfg, out_dir) as env:
         return _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export)
@@ -243,6 +243,7 @@ def check_settings(recipe: Recipe) -> None:
 
 def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> TrainResult:
     resumed = Resume.find(resume, out_dir, recipe)
+    check_settings(recipe)  # before building anything: a recipe that cannot train is refused here
     dataset = build_dataset(recipe.data, seed=cfg.seed)  # missing data is refused before the model is built
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     core = build_model(recipe, resumed=resumed is not None,  # random init, init.source or a teacher's student
