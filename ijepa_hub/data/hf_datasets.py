@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from ..errors import DataError, ImageReadError, MissingExtraError
+from .folder import HELD_OUT_SPLITS
 from .images import open_image
 from .pipeline import MicroBatchSampler
 
@@ -42,7 +43,6 @@ __all__ = [
 
 PREFIXES = {"hfds/": False, "hfids/": True}  # prefix -> streaming
 INSTALL_HINT = "pip install 'ijepa-hub[datasets]' (from a clone: pip install -e '.[datasets]')"
-HELD_OUT_SPLITS = ("validation", "val", "valid", "test")  # evaluation's test split: the first present
 _READ_BATCH = 64  # stream rows fetched at a time
 SAVED_STREAM_SHARDS = 64  # hfids/ over a save_to_disk folder: shards of the stream
 
@@ -373,6 +373,8 @@ def labelled_images(
         if any(y is None or y < 0 for y in labels):
             raise DataError(f"{spec}[{s}]: some images have no label (-1 or empty in column {label!r})")
         fingerprint = f"hf:{splits[s]._fingerprint}:{s}:{image}:{label}:{len(rows)}:{','.join(skipped)}"
+        if not rows:
+            raise DataError(f"{spec}[{s}]: the split holds no readable images. Fix: pick another split or dataset.")
         out.append(LabelledImages(f"{spec}[{s}]", _Files(images, rows), torch.tensor(labels, dtype=torch.long),
                                   classes, fingerprint, skipped))
     return out[0], (out[1] if held_out else None)

@@ -155,6 +155,7 @@ def finetune(
     or a run folder (as in :func:`ijepa_hub.train.train`, with the same folder lock). Under ``torchrun``
     every rank calls this.
     """
+    recipe.validate()  # every key in range, before the run folder is touched
     out_dir = run_folder(out_dir, resume, default=Path("runs") / recipe.name)
     with training_process(recipe.train, out_dir) as env:
         return _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export)

@@ -231,6 +231,7 @@ def train(
     sample order, masks and schedules do not depend on the world size.
     """
     cfg = recipe.train
+    recipe.validate()  # every key in range, before the run folder is touched
     out_dir = run_folder(out_dir, resume, default=Path("runs") / recipe.name)
     with training_process(cfg, out_dir) as env:
         return _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export)
@@ -239,9 +240,7 @@ def train(
 def check_settings(recipe: Recipe) -> None:
     """Refuse, before anything is built, run settings out of range (:class:`~ijepa_hub.errors.RecipeError`)
     and mask settings that cannot give masks on the model's patch grid (:class:`~ijepa_hub.errors.MaskError`)."""
-    for key, least in (("checkpoint_every", 1), ("log_every", 1), ("monitor_every", 0), ("num_workers", 0)):
-        if getattr(recipe.train, key) < least:
-            raise RecipeError(f"train.{key} must be at least {least}, got {getattr(recipe.train, key)}")
+    recipe.validate()  # every key in range, the model within the loading limits
     if recipe.teacher.source and recipe.train.fsdp:
         raise RecipeError("train.fsdp shards the three I-JEPA networks; distillation (teacher.source) runs with DDP. "
                           "Fix: drop --train.fsdp")
