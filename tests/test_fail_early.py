@@ -119,7 +119,7 @@ def test_resuming_on_other_data_of_the_same_size_is_refused_naming_both(tiny_rec
     _run(recipe, out)
     other = copy.deepcopy(recipe)
     other.data.path = _images(tmp_path / "b", 1)
-    with pytest.raises(CheckpointError, match=r"written for other data \(.*/a, listing sha256:\w+\) than --data .*/b"):
+    with pytest.raises(CheckpointError, match=r"written for other data \(.*/a, listing names:\w+\) than --data .*/b"):
         _run(other, out, steps=2, resume="auto")
     moved = copy.deepcopy(recipe)
     moved.data.path = str((tmp_path / "a").rename(tmp_path / "a_moved"))
@@ -129,7 +129,7 @@ def test_resuming_on_other_data_of_the_same_size_is_refused_naming_both(tiny_rec
     del state["data"]["fingerprint"]
     save_checkpoint(out / CHECKPOINT_NAME, {k: v for k, v in state.items() if k != "format"})
     assert _run(other, out, steps=3, resume="auto").step == 3
-    assert load_checkpoint(out / CHECKPOINT_NAME)["data"]["fingerprint"].startswith("sha256:")
+    assert load_checkpoint(out / CHECKPOINT_NAME)["data"]["fingerprint"].startswith("names:")
 
 
 # --- (e) a mistyped hfds/ folder fails at once ----------------------------------------------------------------
@@ -151,3 +151,30 @@ def test_finetune_data_of_synthetic_spec_records_the_spec(tmp_path):
     recipe = ft_parse_args([*TINY_AUGMENTED, "--train.max_steps", "1"])[0]
     finetune(recipe, out_dir=tmp_path / "ft", progress=False, export=False)
     assert load_checkpoint(tmp_path / "ft" / CHECKPOINT_NAME)["data"]["fingerprint"] == "spec:synthetic"
+
+
+def _shard(path, members: list[str]) -> str:
+    import io
+    import tarfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for name in members:
+            buf = io.BytesIO()
+            Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(buf, format="PNG")
+            info = tarfile.TarInfo(name)
+            info.size = len(buf.getvalue())
+            tar.addfile(info, io.BytesIO(buf.getvalue()))
+    return str(path)
+
+
+def test_shard_listings_are_their_members_wherever_the_shards_are(tmp_path):
+    from ijepa_hub.data.fingerprint import data_fingerprint, dataset_listing
+    from ijepa_hub.data.webdataset import TarShards
+
+    def fingerprint(path: str) -> str:
+        return data_fingerprint(path, dataset_listing(TarShards(path)))
+
+    a = fingerprint(_shard(tmp_path / "a" / "s-0.tar", ["x.png", "y.png"]))
+    assert a.startswith("names:") and a == fingerprint(_shard(tmp_path / "moved" / "s-0.tar", ["x.png", "y.png"]))
+    assert a != fingerprint(_shard(tmp_path / "b" / "s-0.tar", ["x.png", "z.png"]))

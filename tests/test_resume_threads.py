@@ -17,6 +17,7 @@ import ijepa_hub.engine.threads as threads
 from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME
 from ijepa_hub.finetune import finetune
 from ijepa_hub.finetune.cli import parse_args as ft_parse_args
+from ijepa_hub.finetune.loop import FinetuneResume
 from ijepa_hub.train import load_checkpoint, train
 from ijepa_hub.train.cli import parse_args
 
@@ -83,6 +84,9 @@ def test_an_explicit_other_count_is_warned_about_and_not_applied_when_fine_tunin
     assert resumed.losses == straight.losses[2:]
     assert load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)["threads"] == 2
     assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["train"]["threads"] == 2
+    saved = ft_parse_args(["--recipe", str(tmp_path / "run" / "recipe.yaml")])[0]  # loads, and resumes
+    assert saved.train.threads == 2
+    FinetuneResume.check_state(load_checkpoint(tmp_path / "run" / CHECKPOINT_NAME), saved, tmp_path / "run")
 
 
 def test_omp_num_threads_that_differs_is_named_and_an_old_checkpoint_keeps_todays_choice(monkeypatch, caplog):

@@ -51,7 +51,8 @@ class RunLock:
     @staticmethod
     def _holder(fd: int) -> tuple[int | None, str]:
         try:
-            pid, _, host = os.pread(fd, 4096, 0).decode(errors="replace").strip().partition(" ")
+            os.lseek(fd, 0, os.SEEK_SET)
+            pid, _, host = os.read(fd, 4096).decode(errors="replace").strip().partition(" ")
             return int(pid), host
         except (OSError, ValueError):
             return None, ""

@@ -25,7 +25,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ..data import MicroBatchSampler, TrainingSamples
-from ..data.fingerprint import data_fingerprint
+from ..data.fingerprint import data_fingerprint, dataset_listing
 from ..data.pipeline import sample_seed
 from ..data.transforms import min_crop_fraction
 from ..engine.checkpoint import run_folder
@@ -186,7 +186,7 @@ def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> Fi
     items = LabelledItems(splits.train_images, splits.train_labels)
     run = Run.create(recipe, env, len(items), start_step=resumed.step if resumed else 0,
                      schedules_from=WarmupCosineSchedules.from_recipe,
-                     data_fingerprint=data_fingerprint(data.path, splits.train_images))
+                     data_fingerprint=data_fingerprint(data.path, dataset_listing(splits.train_images)))
     if resumed:
         resumed.check_run(run)
         resumed.load_weights(model)

@@ -35,7 +35,7 @@ from ..data import (
     TrainingSamples,
     build_dataset,
 )
-from ..data.fingerprint import data_fingerprint, dataset_files
+from ..data.fingerprint import data_fingerprint, dataset_listing
 from ..data.transforms import min_crop_fraction, training_transform
 from ..engine.checkpoint import run_folder
 from ..engine.checkpointer import Checkpointer
@@ -258,7 +258,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
 
     run = Run.create(recipe, env, len(dataset), start_step=resumed.step if resumed else 0,
                      schedules_from=Schedules.from_recipe,
-                     data_fingerprint=data_fingerprint(recipe.data.path, dataset_files(dataset)))
+                     data_fingerprint=data_fingerprint(recipe.data.path, dataset_listing(dataset)))
     if resumed:
         resumed.check_run(run)
         if not cfg.fsdp:
