@@ -66,10 +66,32 @@ def _parse(spec: str) -> tuple[str, bool]:
     name = spec[len(prefix):]
     if not name:
         raise DataError(f"{spec!r}: name a dataset after {prefix} (a Hub id, a save_to_disk folder or a parquet folder)")
-    looks_local = name.startswith(("/", "./", "../", "~")) or Path(name).exists()
+    looks_local = name.startswith(("/", "./", "../", "~")) or Path(name).exists() or _in_local_folder(name)
     if looks_local and not Path(name).expanduser().exists():
-        raise DataError(f"{spec}: the folder {name} does not exist")
+        raise DataError(f"{spec}: the folder {name} does not exist. Fix: correct the path (a Hub id owner/name is "
+                        "read as a folder where a folder owner/ exists: run from another folder)")
+    if not looks_local:
+        _check_hub_id(spec, name)
     return (str(Path(name).expanduser()) if looks_local else name), PREFIXES[prefix]
+
+
+def _in_local_folder(name: str) -> bool:
+    """``runs/my_data`` (a mistyped local folder) rather than a Hub id: its first part is a local folder."""
+    head, sep, _ = name.partition("/")
+    return bool(sep) and Path(head).is_dir()
+
+
+def _check_hub_id(spec: str, name: str) -> None:
+    """A name that is no local folder must be a valid Hub dataset id; a typo is refused here, not after the Hub
+    has been asked (which takes long where it cannot be reached)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise DataError(f"{spec}: {name} is neither a local folder nor a Hub dataset id (owner/name). Fix: correct "
+                        "the path, or prefix a local folder with ./") from None
 
 
 def _is_saved(path: str) -> bool:

@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 
 from ..data.transforms import MEAN, STD
 from ..deprecation import deprecated_function
+from ..engine.files import check_entry
 from ..errors import HubLayoutError, IJepaError, PushToHubError
 from ..models import Classifier, IJepa
 from ..models.hub_mixin import register_repo_writer
@@ -50,7 +51,7 @@ PUSH_ERRORS = (
     HfHubHTTPError, OSError, HFValidationError, *(c for c in HfHubHTTPError.__mro__[1:] if c.__name__ == "HTTPError"),
 )
 
-__all__ = ["save_pretrained", "push_to_hub", "export_transformers", "save_weights", "ModelWriter"]
+__all__ = ["save_pretrained", "push_to_hub", "check_push_target", "export_transformers", "save_weights", "ModelWriter"]
 
 _REPO_FILES = frozenset({CONFIG_NAME, README_NAME, *(spec.file for spec in PARTS.values())})  # what a save owns
 DEFAULT_COMMIT_MESSAGE = "Upload I-JEPA model with ijepa_hub"
@@ -253,6 +254,23 @@ def push_to_hub(
         return _push_folder(_save_by_kind(model_or_folder, Path(tmp) / "repo", **save_kwargs), repo_id, **hub)
 
 
+def check_push_target(repo_id: str) -> None:
+    """Refuse, before a run trains, a ``--push-to-hub`` that cannot succeed: an invalid repo id, or offline mode
+    (:class:`PushToHubError`, one line naming the fix)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise PushToHubError(f"--push-to-hub {repo_id!r} is not a Hub repo id ({str(err).splitlines()[0]}). Fix: "
+                             "pass owner/name (letters, digits, '-', '_', '.'), or drop --push-to-hub.") from None
+    if constants.is_offline_mode():
+        raise PushToHubError(f"--push-to-hub {repo_id}: HF_HUB_OFFLINE=1 forbids uploads, so the push would fail "
+                             "after training. Fix: unset HF_HUB_OFFLINE, or drop --push-to-hub and push later "
+                             "with ijepa-hub push.")
+
+
 def _save_by_kind(model: IJepa | Classifier, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
     """Write ``model`` as a repo of its kind: a classifier repo for a :class:`Classifier`, else an encoder repo."""
     if isinstance(model, Classifier):  # its licence is its source's: Meta's weights stay CC BY-NC 4.0
@@ -303,7 +321,9 @@ def export_transformers(encoder: nn.Module, config, save_directory: str | os.Pat
 
 
 def _refuse_model_folder(folder: Path, keep: frozenset[str]) -> None:
-    """An export may replace an earlier export, never an ijepa_hub model (its config and weights would be lost)."""
+    """An export may replace an earlier export, never an ijepa_hub model (its config and weights would be lost);
+    a link or a file where the folder goes is refused too."""
+    check_entry(folder, folder=True)
     config = folder / CONFIG_NAME
     try:
         data = json.loads(config.read_text()) if config.is_file() else {}

@@ -35,6 +35,7 @@ from ..data import (
     TrainingSamples,
     build_dataset,
 )
+from ..data.identity import data_fingerprint, dataset_listing
 from ..data.transforms import min_crop_fraction, training_transform
 from ..engine.checkpoint import run_folder
 from ..engine.checkpointer import Checkpointer
@@ -48,7 +49,7 @@ from ..engine.run import Run
 from ..engine.schedules import Hyperparams, Schedules
 from ..engine.step import StepEnd, accumulated_step, autocast_factory
 from ..errors import MissingExtraError, RecipeError
-from ..hub.save import push_to_hub, save_pretrained
+from ..hub.save import check_push_target, push_to_hub, save_pretrained
 from ..masks import MaskCollator
 from ..models import IJepa
 from ..models.distill import StudentJepa
@@ -230,6 +231,8 @@ def train(
     (:class:`~ijepa_hub.engine.lock.RunLock`). Under ``torchrun`` every rank calls this; the global batch,
     sample order, masks and schedules do not depend on the world size.
     """
+    if push_to_hub:
+        check_push_target(push_to_hub)  # before training: a push that cannot succeed is refused now
     cfg = recipe.train
     recipe.validate()  # every key in range, before the run folder is touched
     out_dir = run_folder(out_dir, resume, default=Path("runs") / recipe.name)
@@ -251,7 +254,7 @@ def check_settings(recipe: Recipe) -> None:
 
 
 def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> TrainResult:
-    resumed = Resume.find(resume, out_dir, recipe)
+    resumed = Resume.find(resume, out_dir, recipe, env)
     check_settings(recipe)  # before building anything: a recipe that cannot train is refused here
     dataset = build_dataset(recipe.data, seed=cfg.seed)  # missing data is refused before the model is built
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -262,7 +265,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
         core.set_grad_checkpointing(True)
 
     run = Run.create(recipe, env, len(dataset), start_step=resumed.step if resumed else 0,
-                     schedules_from=Schedules.from_recipe)
+                     schedules_from=Schedules.from_recipe,
+                     data_fingerprint=data_fingerprint(recipe.data.path, dataset_listing(dataset)))
     if resumed:
         resumed.check_run(run)
         if not cfg.fsdp:
