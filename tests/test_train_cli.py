@@ -157,9 +157,9 @@ def test_end_message_reports_the_centred_rankme_and_the_online_probe(tmp_path):
     )
     assert _summary(result) == (
         "steps 0 -> 300 of 300, loss 1.0400 -> 0.2400, RankMe 1.9 (centred 12.0), "
-        f"online k-NN shape 25.0 -> 39.1 %, count 34.4 -> 35.9 %; model in {tmp_path / 'model'}"
+        f"online k-NN (step 0 -> 300) shape 25.0 -> 39.1 %, count 34.4 -> 35.9 %; model in {tmp_path / 'model'}"
     )
     result.online_probe = result.online_probe[1:]  # a resumed run: one probe of its own, no rise to claim
-    assert "online k-NN shape 39.1 %, count 35.9 %;" in _summary(result)
+    assert "online k-NN (step 300) shape 39.1 %, count 35.9 %;" in _summary(result)
     result.online_probe, result.monitor = [], [{"step": 5, "rankme": 3.0}]  # older records: no centred figure
     assert "RankMe 3.0;" in _summary(result) and "k-NN" not in _summary(result)

@@ -79,7 +79,8 @@ def _summary(result: TrainResult) -> str:
         summary += f", RankMe {last['rankme']:.1f}{centred}"
     if result.online_probe:  # a resumed run holds only the probes it ran itself: one value, not a rise
         first, last = result.online_probe[0], result.online_probe[-1]
-        summary += ", online k-NN " + ", ".join(
+        steps = f"step {first['step']} -> {last['step']}" if first is not last else f"step {last['step']}"
+        summary += f", online k-NN ({steps}) " + ", ".join(
             f"{key[4:]} {first[key]:.1f} -> {last[key]:.1f} %" if first is not last else f"{key[4:]} {last[key]:.1f} %"
             for key in last if key.startswith("knn_"))
     if result.preempted:
