@@ -111,12 +111,32 @@ def test_sigterm_checkpoints_and_exits_zero(tiny_train_args, tmp_path):
     assert 3 <= step < 64 and max(_logged_steps(out)) == step
 
 
-def _help(capsys, monkeypatch, *argv: str) -> str:
+def _help(capsys, monkeypatch, *argv: str, flag: str = "--help-all", cli=main) -> str:
     monkeypatch.setenv("COLUMNS", "250")  # no wrapping: one option per line
     with pytest.raises(SystemExit) as exit_:
-        main([*argv, "--help"])
+        cli([*argv, flag])
     assert exit_.value.code == 0
     return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("tool", ["ijepa-train", "ijepa-finetune"])
+def test_help_starts_with_what_matters_and_points_to_help_all(capsys, monkeypatch, tool):
+    from ijepa_hub.finetune.cli import main as finetune_main
+
+    cli = main if tool == "ijepa-train" else finetune_main
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        cli(["--help"])
+    short = capsys.readouterr().out
+    lines = short.splitlines()
+    assert lines[0] == f"usage: {tool} [options] [--SECTION.KEY VALUE ...]" and lines[2].startswith(("Train", "Fine-tune"))
+    assert len(lines) <= 45 and f"{tool} --help-all" in short and "--optim.lr " not in short
+    for option in ("--recipe", "--data PATH", "--out DIR", "--resume auto|RUN", "--push-to-hub OWNER/NAME"):
+        assert option in short, option
+    if tool == "ijepa-train":
+        assert "--init SOURCE" in short and "--teacher SOURCE" in short
+    full = _help(capsys, monkeypatch, cli=cli)
+    assert "--optim.lr " in full and "--train.max_steps " in full and len(full) > 3 * len(" ".join(short.split()))
 
 
 def test_help_shows_the_selected_recipes_values_and_a_description_per_key(capsys, monkeypatch):
