@@ -74,7 +74,7 @@ def _network_cause(err: BaseException, text: str, host: str) -> str:
     if any(isinstance(e, socket.gaierror) for e in _chain(err)) or any(w in text for w in _DNS_WORDS):
         return f"DNS: cannot resolve {urlparse(hf_constants.ENDPOINT).hostname}"
     if "timed out" in text or "timeout" in text:
-        return f"no answer from {host} (timed out)"
+        return f"no answer from {host} (timed out; HF_HUB_ETAG_TIMEOUT=30 waits longer)"
     if "refused" in text:
         return f"no network: {host} refused the connection"
     return f"no network: cannot connect to {host}"
