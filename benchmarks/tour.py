@@ -54,7 +54,7 @@ TINY_TRAIN = (  # as tests/conftest.py TINY_TRAIN_ARGS, two steps, the online pr
 STEPS: tuple[Step, ...] = (
     Step("train", ("ijepa-train",), TINY_TRAIN, key=r"^ijepa-train: steps"),
     Step("synthetic", ("ijepa-eval", "synthetic", "runs/default/model"), ("--num-train", "24", "--num-test", "12"),
-         key=r"train / .* test images|^(shape|count) +model"),
+         key=r"train / .* test images|^(shape|count) +(model|random_init|margin) "),
     Step("seg", ("ijepa-eval", "seg", "runs/default/model", "--picture", "seg.png"),
          ("--num-train", "8", "--num-test", "4", "--epochs", "1", "--num-pictures", "2"),
          key=r"train / .* test images|^model +\d|^wrote"),

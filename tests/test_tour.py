@@ -31,7 +31,7 @@ def test_the_tour_runs_in_a_tiny_configuration(tmp_path, monkeypatch):
         printed[step.name] = tour.key_lines(step, out)
         assert printed[step.name], (step.name, out)
     assert re.search(r"steps 0 -> 2 of \d+, loss .*online k-NN \(step 0 -> 2\)", printed["train"][0])
-    assert "24 train / 12 test images" in printed["synthetic"][0] and len(printed["synthetic"]) == 3
+    assert "24 train / 12 test images" in printed["synthetic"][0] and len(printed["synthetic"]) == 7
     assert "8 train / 4 test images" in printed["seg"][0] and (tmp_path / "seg.png").is_file()
     assert "val top-1" in printed["finetune"][0] and (tmp_path / "runs/ft/model/config.json").is_file()
     assert re.match(r"\[\[\('\w+', 0\.\d+\), \('\w+', 0\.\d+\)\]\]", printed["classify"][0])
