@@ -116,6 +116,7 @@ class StepLogger:
         self._losses: list[float] = []
         self._tick, self._images = time.perf_counter(), 0
         self._postfix: dict[str, str] = {}  # the latest event's figures, shown on the bar
+        self._shown: dict[str, str] = {}  # the latest logged step's figures
 
     def step(self, step: int, loss: float, *, skipped: int, broken_total: int, fields: dict[str, float],
              postfix: dict[str, Any]) -> None:
@@ -137,7 +138,8 @@ class StepLogger:
         record.update(rate, broken_images=skipped, broken_images_total=broken_total)
         self.writer.write(record)
         shown = {"img_s": f"{rate['images_per_s']:.0f}"} if rate else {}
-        self.bar.set_postfix(loss=f"{record['loss']:.4f}", **postfix, **shown, **self._postfix, refresh=False)
+        self._shown = {"loss": f"{record['loss']:.4f}", **postfix, **shown}
+        self.bar.set_postfix(**self._shown, **self._postfix, refresh=False)
         if skipped:
             logger.warning("step %d: %d unreadable image(s) skipped (named above)", step, skipped)
         self._losses, self._tick, self._images = [], now, 0
@@ -147,8 +149,10 @@ class StepLogger:
         Returns ``record``."""
         if self.writer is not None:
             self.writer.write({"kind": kind, **record})
-        if postfix is not None:
+        if postfix is not None:  # shown now, so the last frame holds the last event (the run's final probe)
             self._postfix = postfix
+            if self.writer is not None:
+                self.bar.set_postfix(**self._shown, **postfix, refresh=False)
         return record
 
     def close(self) -> None:

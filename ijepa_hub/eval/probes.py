@@ -110,7 +110,16 @@ def synthetic_probe(
     if baseline is not None:
         for row in rows.values():
             row["margin"] = {m: row["model"][m] - row["random_init"][m] for m in ("linear_top1", "knn_top1")}
-    return {"data": synthetic_spec(style), "layers": layers, "num_train": num_train, "num_test": num_test, "labels": rows}
+    return {"data": synthetic_spec(style), "layers": layers, "num_train": num_train, "num_test": num_test,
+            "num_classes": {label: len(s.classes) for label, s in splits.items()}, "labels": rows}
+
+
+def sample_sizes(result: dict[str, Any]) -> str:
+    """``"48 train / 12 test images, 4 classes"``: the sample sizes a result was measured on (per label if several)."""
+    classes = result.get("num_classes")
+    if isinstance(classes, dict):
+        classes = ", ".join(f"{label} {n}" for label, n in classes.items())
+    return f"{result['num_train']} train / {result['num_test']} test images, {classes} classes"
 
 
 def format_table(rows: list[list[Any]], header: list[str]) -> str:

@@ -43,6 +43,7 @@ from .layout import (
     write_config,
 )
 from .load import from_pretrained
+from .network import failure_cause
 from .provenance import Origin, model_origin
 
 # What a failed upload raises: the Hub's HTTP errors, OSError (offline mode, files, requests' errors), the
@@ -247,11 +248,17 @@ def push_to_hub(
         except PUSH_ERRORS as err:
             command = f"ijepa-hub push {shlex.quote(os.fspath(model_or_folder))} {shlex.quote(repo_id)}"
             raise PushToHubError(
-                f"pushing {os.fspath(model_or_folder)} to the Hub repo {repo_id} failed: {type(err).__name__}: {err}. "
-                f"The model is safe in {os.fspath(model_or_folder)}; once the cause is fixed, push it again with: {command}"
+                f"pushing {os.fspath(model_or_folder)} to the Hub repo {repo_id} failed: {failure_cause(err)}. "
+                f"The model is safe in {os.fspath(model_or_folder)}; once the cause is fixed, push "
+                f"it again with: {command}"
             ) from err
     with tempfile.TemporaryDirectory(prefix="ijepa_hub-push-") as tmp:
-        return _push_folder(_save_by_kind(model_or_folder, Path(tmp) / "repo", **save_kwargs), repo_id, **hub)
+        folder = _save_by_kind(model_or_folder, Path(tmp) / "repo", **save_kwargs)
+        try:
+            return _push_folder(folder, repo_id, **hub)
+        except PUSH_ERRORS as err:
+            raise PushToHubError(f"pushing to the Hub repo {repo_id} failed: {failure_cause(err)}. "
+                                 "Fix: push again once the cause is fixed.") from err
 
 
 def check_push_target(repo_id: str) -> None:
