@@ -278,10 +278,9 @@ def _seg(args) -> None:
 
 
 def _seg_picture(args, splits, tensors, result):
-    from .plots import plot_segmentation
-
     import torch
 
+    from .plots import plot_segmentation
     from .segdata import read_mask, resize_masks
 
     n = min(args.num_pictures, len(splits.test_images))
