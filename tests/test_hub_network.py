@@ -19,7 +19,11 @@ def unreachable(monkeypatch, tmp_path):
     """An endpoint on a loopback port that is bound but never listens: every connection is refused."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))  # held for the test, so no other server can take the port meanwhile
-        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{s.getsockname()[1]}")
+        endpoint = f"http://127.0.0.1:{s.getsockname()[1]}"
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", endpoint)
+        # download URLs come from a template made at import: point it here too, or a running test Hub answers
+        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            endpoint + "/{repo_id}/resolve/{revision}/{filename}")
         monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
         yield tmp_path
 
