@@ -156,9 +156,16 @@ def add_source_revision_arg(p: argparse.ArgumentParser) -> None:
 
 def default_device(device: str | None = None) -> str:
     """``device`` if given, else ``cuda`` when available, else ``cpu``."""
-    if device:
-        return device
     import torch
+
+    if device:
+        try:
+            where = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"--device {device!r} is not a device. Fix: pass cpu, cuda or cuda:N.") from None
+        if where.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: CUDA is not available on this machine. Fix: pass --device cpu.")
+        return device
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 

@@ -22,7 +22,8 @@ import torch.nn as nn
 
 from .data.transforms import CROP_PCT, INTERPOLATION, MEAN, STD
 from .deprecation import deprecated_function
-from .errors import ExportError, MissingExtraError
+from .engine.files import check_entry
+from .errors import ExportError, HubLayoutError, MissingExtraError
 from .hub.files import written_atomically
 from .models import IJepa, VisionTransformerEncoder
 from .models.classifier import Classifier
@@ -143,6 +144,7 @@ def export_deployable(
     start = time.perf_counter()
     name = FORMATS[format]
     folder = Path(out_dir)
+    _refuse_foreign_folder(folder, name)
     with written_atomically(folder, keep=frozenset({name, META_NAME})) as stage:
         with torch.no_grad():
             try:
@@ -166,6 +168,26 @@ def export_deployable(
         meta = _metadata(model, encoder, format, name, dtype, outputs, chans, size, diffs, tol, source)
         (stage / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
     return ExportResult(folder, folder / name, format, dtype, diffs, time.perf_counter() - start)
+
+
+def _refuse_foreign_folder(folder: Path, name: str) -> None:
+    """An export may replace an earlier export of its format (its ``export.json`` names ``name``), never another
+    model (``config.json``, weights) or a model file that no export of this format wrote."""
+    if not check_entry(folder, folder=True):
+        return
+    try:
+        meta = json.loads((folder / META_NAME).read_text()) if check_entry(folder / META_NAME) else None
+    except (OSError, ValueError):
+        meta = None
+    ours = isinstance(meta, dict) and meta.get("file") == name
+    foreign = sorted(p.name for p in folder.iterdir()
+                     if (p.name in {"config.json", *FORMATS.values()} or p.suffix == ".safetensors")
+                     and not (p.name == name and ours))
+    if foreign:
+        raise HubLayoutError(
+            f"{folder} holds {', '.join(foreign)}, which no {name} export wrote there; an export goes into a new "
+            "folder (or one an earlier export of the same format wrote). Fix: choose another output folder."
+        )
 
 
 def _metadata(model, encoder, fmt, name, dtype, outputs, chans, size, diffs, tol, source) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from .registry import VARIANTS
 
 __all__ = [
     "max_parameters", "max_depth", "estimate_parameters", "check_declared_size", "check_block_indices", "check_tensor_extents",
-    "check_zip_inflation",
+    "check_zip_inflation", "max_img_size", "MAX_IMAGES", "MAX_SYNTHETIC_IMAGES", "MAX_BATCH", "MAX_MICRO_BATCH",
+    "MAX_MASK_BLOCKS", "MAX_STEPS", "MAX_SEED", "MAX_HEADS",
 ]
 
 _MARGIN = 8  # times the largest released model
@@ -116,3 +117,22 @@ def check_zip_inflation(path: str | os.PathLike) -> None:
             f"{path}: its archive inflates to {total} bytes from {on_disk} on disk (over the {limit}-byte bound); "
             "torch checkpoints are stored uncompressed, so it is refused before reading. Fix: re-save it with torch.save."
         )
+
+
+# ----------------------------------------------------------------------------------------------------
+# Recipe and command-line sizes: checked before anything is built, with the same margin as loading.
+
+MAX_IMAGES = 1 << 31  # images per epoch (synthetic num_samples, hfids/ stream_size): LAION-2B fits
+MAX_SYNTHETIC_IMAGES = 1 << 24  # synthetic images are drawn on the fly: 16.7M is more than any run needs
+MAX_BATCH = 1 << 20  # global batch (the released recipes use 2048)
+MAX_MICRO_BATCH = 1 << 16  # per-device batch, evaluation batch
+MAX_MASK_BLOCKS = 64  # target (or legacy context) blocks per image (released: 4 and 1)
+MAX_STEPS = 10**12  # steps, epochs, step counters: beyond this a number is a typo or damage
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range
+MAX_HEADS = 1024  # attention heads, attentive-probe heads
+
+
+@functools.cache
+def max_img_size() -> int:
+    """The bound on any image size in pixels: :data:`_MARGIN` times the largest released ``img_size``."""
+    return _MARGIN * max(v.model_config.img_size for v in VARIANTS.values())

@@ -24,6 +24,7 @@ patches are removed. Two modes:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -119,6 +120,27 @@ class MaskCollator:
         _, available = sampler.draw(4096, th, tw)
         if not (available.sum(1) > c.min_keep).any():
             raise self.error(f"none of 4096 draws leaves more than min_keep={c.min_keep} context patches")
+        self._check_worst_case(sampler)
+
+    def _check_worst_case(self, sampler: _CorrectedSampler) -> None:
+        """Sample the worst case the settings allow (the largest target blocks of the size grid, the smallest
+        context scale): unless :data:`_MIN_GOOD` of those draws keep more than ``min_keep`` context patches,
+        some batch could exhaust its redraws, so the settings are refused."""
+        c = self.config
+        worst = MaskCollator(dataclasses.replace(c, context_scale=(c.context_scale[0],) * 2),
+                             img_size=(self.height, self.width), patch_size=1, seed=self.seed)
+        heights, widths = sampler.size_grid(c.target_scale, c.target_aspect)
+        largest = sorted({(int(h), int(w)) for h, w in zip(heights, widths)}, key=lambda s: -s[0] * s[1])[:3]
+        draws = _CorrectedSampler(worst)
+        draws.rng = np.random.default_rng([self.seed, 2**31 + 1])
+        for th, tw in largest:
+            _, available = draws.draw(_WORST_DRAWS, th, tw)
+            good = float((available.sum(1) > c.min_keep).mean())
+            if good < _MIN_GOOD:
+                raise self.error(
+                    f"with {c.num_targets} target blocks of {th}x{tw} patches and context_scale {c.context_scale[0]}, "
+                    f"only {good:.0%} of draws keep more than min_keep={c.min_keep} context patches "
+                    f"(at least {_MIN_GOOD:.0%} needed), so a batch could be left without context")
 
     def sample(self, batch_size: int, step: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Masks for one batch of ``batch_size`` images at ``step``."""
@@ -131,6 +153,9 @@ class MaskCollator:
 
 
 _MAX_DRAWS = 100_000  # a bound on every rejection loop; feasible settings never come near it
+_REDRAWS = 100  # corrected mode: redraws of the images of a batch whose context falls short
+_WORST_DRAWS = 512  # corrected mode: draws of the worst case that validate() samples
+_MIN_GOOD = 0.25  # ... of which this fraction must keep enough context: 0.75**100 fails once in 3e12 images
 
 
 class _LegacySampler:
@@ -259,7 +284,7 @@ def _truncate_stack(masks: list[list[np.ndarray]]) -> list[torch.Tensor]:
 
 class _CorrectedSampler:
     def __init__(self, collator: MaskCollator) -> None:
-        self.c = collator.config
+        self.collator, self.c = collator, collator.config
         self.height, self.width = collator.height, collator.width
         self.seed = collator.seed
         self.rng = np.random.default_rng()
@@ -308,7 +333,7 @@ class _CorrectedSampler:
             new_t, new_a = self.draw(int(bad.sum()), th, tw)
             targets[:, bad], available[bad] = new_t, new_a
 
-        for _ in range(100):  # every image keeps more than min_keep context patches
+        for _ in range(_REDRAWS):  # every image keeps more than min_keep context patches
             bad = available.sum(1) <= c.min_keep
             if not bad.any():
                 break
@@ -319,12 +344,16 @@ class _CorrectedSampler:
             _, extra = self.draw(c.context_group - batch_size, th, tw)
             group = np.concatenate([group, extra.sum(1)])
         keep = int(max(group.min(), c.min_keep + 1))
-        for _ in range(100):  # images beyond the group that fall short are redrawn
+        for _ in range(_REDRAWS):  # images beyond the group that fall short are redrawn
             bad = available.sum(1) < keep
             if not bad.any():
                 break
             redraw(bad)
         keep = min(keep, int(available.sum(1).min()))
+        if keep <= c.min_keep:  # never a context of min_keep patches or fewer, validated or not
+            raise self.collator.error(
+                f"step {step}: an image kept {keep} context patches after {2 * _REDRAWS} redraws, not more than "
+                f"min_keep={c.min_keep}")
 
         # K context patches per image, uniformly at random among the available ones, in raster order
         scores = np.where(available, self.rng.random(available.shape), np.inf)

@@ -11,15 +11,18 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 import yaml
 
 if TYPE_CHECKING:
     import jsonargparse
 
+from . import limits
+from .bounds import Bound, Pair, check_bounds
 from .errors import RecipeError
 from .registry import MODEL_FIELDS, ModelConfig, get_model_config
+from .yaml_bounded import YamlBombError, check_expansion, safe_load_bounded
 
 if TYPE_CHECKING:
     from .models.objectives import Objectives
@@ -46,12 +49,37 @@ __all__ = [
     "recipe_from_namespace",
     "recipe_parser",
     "recipe_key_help",
+    "validate_sections",
 ]
 
 
 def _key(default: Any, help: str) -> Any:
     """A recipe key's default and its one-line description (``ijepa-train --help`` shows it)."""
     return field(default=default, metadata={"help": help})
+
+
+def _int(lo: int, hi: int) -> Bound:
+    return Bound(lo, hi, integer=True)
+
+
+def _num(lo: float | None = 0.0, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False) -> Bound:
+    return Bound(lo, hi, lo_open=lo_open, hi_open=hi_open)
+
+
+_STEPS = _int(1, limits.MAX_STEPS)
+_FRACTION = _num(0.0, 1.0)
+_PIXELS = _int(1, limits.max_img_size())
+_SCALE = Pair(0.0, 1.0, lo_open=True)  # an area fraction range
+_ASPECT = Pair(1e-3, 1e3)  # an aspect-ratio range
+
+
+def validate_sections(recipe: Any) -> None:
+    """Refuse any key of ``recipe``'s sections outside its section's ``BOUNDS`` (:class:`RecipeError` naming
+    the key, the value and the range): every recipe schema's first check, before anything is built."""
+    for f in dataclasses.fields(recipe):
+        section = getattr(recipe, f.name)
+        if dataclasses.is_dataclass(section):
+            check_bounds(dataclasses.asdict(section), getattr(section, "BOUNDS", {}), prefix=f.name)
 
 
 def _redefault(base: type, name: str, default: Any, help: str | None = None) -> Any:
@@ -75,6 +103,11 @@ class RunSection:
     device: Literal["auto", "cpu", "cuda"] = _key("auto", "auto: cuda if available, else cpu")
     precision: Literal["auto", "bf16", "fp32"] = _key("auto", "auto: bf16 autocast on CUDA, fp32 on CPU")
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "seed": _int(0, limits.MAX_SEED), "max_steps": _STEPS, "checkpoint_every": _STEPS, "log_every": _STEPS,
+        "num_workers": _int(0, 1024), "threads": _int(1, 1 << 16),
+    }
+
 
 @dataclass
 class AdamWSection:
@@ -91,6 +124,12 @@ class AdamWSection:
     eps: float = _key(1.0e-8, "AdamW epsilon")
     clip_grad: float | None = _key(None, "clip the gradient norm to this; null: no clipping")
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "batch_size": _int(1, limits.MAX_BATCH), "epochs": _STEPS, "warmup_epochs": _num(0.0, limits.MAX_STEPS),
+        "start_lr": _num(), "lr": _num(), "final_lr": _num(), "weight_decay": _num(),
+        "betas": Pair(0.0, 1.0, hi_open=True), "eps": _num(0.0, 1.0, lo_open=True), "clip_grad": _num(lo_open=True),
+    }
+
 
 @dataclass
 class RunDataSection:
@@ -100,6 +139,10 @@ class RunDataSection:
     max_broken_fraction: float = _key(
         0.01, "unreadable images are skipped; stop once more than this fraction of those read (>= 1000) were"
     )
+
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "batch_size_per_device": _int(1, limits.MAX_MICRO_BATCH), "max_broken_fraction": _FRACTION,
+    }
 
 
 class RunRecipe(Protocol):
@@ -134,6 +177,13 @@ class ModelSection:
     pred_num_heads: int | None = _key(None, "predictor heads; null: the encoder's, as released")
     drop_path_rate: float = _key(0.0, "stochastic depth rate of the context encoder")
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "img_size": _PIXELS, "patch_size": _PIXELS, "embed_dim": _int(4, 1 << 16), "depth": _int(1, limits.max_depth()),
+        "num_heads": _int(1, limits.MAX_HEADS), "mlp_ratio": _num(0.0, 64.0, lo_open=True), "in_chans": _int(1, 64),
+        "pred_embed_dim": _int(4, 1 << 16), "pred_depth": _int(1, limits.max_depth()),
+        "pred_num_heads": _int(1, limits.MAX_HEADS), "drop_path_rate": _num(0.0, 1.0, hi_open=True),
+    }
+
 
 @dataclass
 class DataSection(RunDataSection):
@@ -156,6 +206,12 @@ class DataSection(RunDataSection):
     stream_size: int | None = _key(None, "hfids/: images per epoch when the dataset does not state it")
     shuffle_buffer: int = _key(10000, "hfids/: shuffle buffer, reseeded each pass (0: the stream's order)")
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        **RunDataSection.BOUNDS, "num_samples": _int(1, limits.MAX_SYNTHETIC_IMAGES), "source_size": _int(16, limits.max_img_size()),
+        "crop_scale": _SCALE, "crop_ratio": _ASPECT, "stream_size": _int(1, limits.MAX_IMAGES),
+        "shuffle_buffer": _int(0, limits.MAX_SYNTHETIC_IMAGES),
+    }
+
 
 @dataclass
 class MaskSection:
@@ -174,6 +230,12 @@ class MaskSection:
     allow_overlap: bool = _key(False, "keep target patches in the context (released: false)")
     context_group: int = _key(128, "corrected mode: context keep-count = min over this many draws")
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "num_targets": _int(1, limits.MAX_MASK_BLOCKS), "num_context": _int(1, limits.MAX_MASK_BLOCKS),
+        "target_scale": _SCALE, "context_scale": _SCALE, "target_aspect": _ASPECT, "context_aspect": _ASPECT,
+        "min_keep": _int(0, 1 << 24), "context_group": _int(1, limits.MAX_MICRO_BATCH),
+    }
+
 
 @dataclass
 class OptimSection(AdamWSection):
@@ -190,6 +252,11 @@ class OptimSection(AdamWSection):
     final_weight_decay: float = _key(0.4, "weight decay at the end of the schedule")
     ema: tuple[float, float] = _key((0.996, 1.0), "target-encoder EMA momentum, start and end (linear ramp)")
     loss: Literal["smooth_l1", "l2"] = _key("smooth_l1", "prediction loss against the normed target features")
+
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        **AdamWSection.BOUNDS, "ipe_scale": _num(0.0, 1e3, lo_open=True), "final_weight_decay": _num(),
+        "ema": Pair(0.0, 1.0),
+    }
 
 
 @dataclass
@@ -209,6 +276,11 @@ class LossSection:
     vcreg_on: Literal["context", "context_pooled", "predictor"] = _key(
         "context", "variance/covariance features: context-encoder tokens, their per-image mean, or predictor outputs"
     )
+
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "sigreg_weight": _num(), "sigreg_projections": _int(1, 1 << 16), "vcreg_variance": _num(),
+        "vcreg_covariance": _num(),
+    }
 
     def objectives(self) -> Objectives:
         """These choices as the model's :class:`~ijepa_hub.models.objectives.Objectives`."""
@@ -232,6 +304,11 @@ class TrainSection(RunSection):
     fsdp: bool = _key(False, "shard with FSDP2 (fully_shard) instead of DDP, for ViT-g")
     tensorboard: bool = _key(False, "also write TensorBoard event files (needs the tensorboard package)")
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        **RunSection.BOUNDS, "monitor_every": _int(0, limits.MAX_STEPS), "monitor_batch": _int(1, limits.MAX_MICRO_BATCH),
+        "eval_every": _int(0, limits.MAX_STEPS),
+    }
+
 
 @dataclass
 class EvalSection:
@@ -244,6 +321,11 @@ class EvalSection:
     num_train: int = _key(256, "labelled images the k-NN votes with (at most)")
     num_test: int = _key(128, "held-out images it classifies (at most)")
     k: int = _key(20, "neighbours that vote")
+
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "num_train": _int(1, limits.MAX_SYNTHETIC_IMAGES), "num_test": _int(1, limits.MAX_SYNTHETIC_IMAGES),
+        "k": _int(1, 1 << 16),
+    }
 
 
 @dataclass
@@ -301,6 +383,17 @@ class Recipe:
         except ValueError as err:
             raise RecipeError(f"model: {err}") from None
 
+    def validate(self) -> None:
+        """Refuse, before anything is built, a key out of range and a model larger than loading allows
+        (:class:`RecipeError` naming the key). Mask settings are checked on the patch grid by the trainer."""
+        validate_sections(self)
+        n = limits.estimate_parameters(self.model_config())
+        if n > limits.max_parameters():
+            raise RecipeError(
+                f"model: about {n:.3g} parameters, over the {limits.max_parameters():.3g} limit (8 times the largest "
+                "released I-JEPA). Fix: lower model.embed_dim, model.depth, model.pred_embed_dim or model.img_size."
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))
 
@@ -323,7 +416,8 @@ def recipe_parser(*, schema: type = None, **kwargs: Any) -> jsonargparse.Argumen
     import jsonargparse
 
     schema = schema or Recipe
-    parser = jsonargparse.ArgumentParser(exit_on_error=False, **kwargs)
+    _register_bounded_mode()
+    parser = jsonargparse.ArgumentParser(exit_on_error=False, parser_mode=_PARSER_MODE, **kwargs)
     parser.add_class_arguments(schema, None, fail_untyped=True)
     helps = recipe_key_help(schema)
     sections = _sections(schema)
@@ -337,6 +431,32 @@ def recipe_parser(*, schema: type = None, **kwargs: Any) -> jsonargparse.Argumen
         title = doc.strip().splitlines()[0].rstrip(".").replace("``", "")
         group.title = f"{name if name in sections else 'recipe'}: {title}"
     return parser
+
+
+_PARSER_MODE = "ijepa_hub_yaml"  # jsonargparse's YAML with alias bombs refused (section files, values)
+
+
+def _register_bounded_mode() -> None:
+    """Register :data:`_PARSER_MODE`: jsonargparse's own YAML loader behind :func:`check_expansion`."""
+    import jsonargparse
+
+    base = jsonargparse.get_loader("yaml")
+
+    def load(text: str) -> Any:
+        if isinstance(text, str) and "*" in text:  # aliases need '*': plain values skip the second parse
+            loader = yaml.SafeLoader(text)
+            try:
+                node = loader.get_single_node()
+            finally:
+                loader.dispose()
+            if node is not None:
+                try:
+                    check_expansion(node, source="a command-line value or section file")
+                except YamlBombError as err:
+                    raise RecipeError(str(err)) from None
+        return base(text)
+
+    jsonargparse.set_loader(_PARSER_MODE, load, exceptions=(yaml.YAMLError,))
 
 
 def _sections(schema: type) -> dict[str, type]:
@@ -366,7 +486,10 @@ def recipe_from_namespace(namespace: Any, *, schema: type = None) -> Recipe:
         if f.name in data:
             value, cls = data[f.name], hints[f.name]
             kwargs[f.name] = cls(**value) if dataclasses.is_dataclass(cls) else value
-    return schema(**kwargs)
+    recipe = schema(**kwargs)
+    if hasattr(recipe, "validate"):
+        recipe.validate()
+    return recipe
 
 
 def recipe_from_dict(data: dict[str, Any], *, schema: type = None) -> Recipe:
@@ -413,7 +536,9 @@ def load_recipe(name_or_path: str | os.PathLike, *, schema: type = None) -> Reci
             )
         source, text = f"recipe {name_or_path}", entry.read_text()
     try:
-        data = yaml.safe_load(text) or {}
+        data = safe_load_bounded(text, source=source) or {}
+    except YamlBombError as err:
+        raise RecipeError(str(err)) from None
     except yaml.YAMLError as err:
         raise RecipeError(f"{source} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(data, dict):

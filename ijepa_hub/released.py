@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import constants as hf_constants
 
+from .data.fingerprint import file_fingerprint
 from .errors import CheckpointError, WeightsNotCachedError
 from .registry import ALIASES, VARIANTS, PretrainedVariant, resolve_alias
 
@@ -86,13 +87,8 @@ def cache_path(url: str, variant: PretrainedVariant | None = None) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / name
 
 
-_HEAD = 1 << 20  # bytes hashed to recognise a file
-
-
 def _fingerprint(path: Path) -> dict[str, object]:
-    with open(path, "rb") as f:
-        head = f.read(_HEAD)
-    return {"size": path.stat().st_size, "head_sha256": hashlib.sha256(head).hexdigest()}
+    return file_fingerprint(path)
 
 
 def _record(local: Path) -> Path:

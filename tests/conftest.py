@@ -124,3 +124,32 @@ def torch_single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def metric_steps(out: Path) -> list[int]:
+    """The steps of the loss records in ``<out>/metrics.jsonl`` (a torn last line left out)."""
+    import json
+
+    path = out / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(x)["step"] for x in lines if x.endswith("}") and '"loss"' in x]
+
+
+def sigkill_after_step(cmd: list[str], out: Path, step: int, env: dict[str, str], timeout: float = 180) -> None:
+    """Run ``cmd`` (a trainer writing to ``out``) and SIGKILL it once ``metrics.jsonl`` records ``step``."""
+    import signal
+    import subprocess
+    import time
+
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + timeout
+        while max(metric_steps(out), default=0) < step:
+            assert child.poll() is None, child.stderr.read()
+            assert time.monotonic() < deadline, f"step {step} not reached"
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        child.kill()
+        child.wait()

@@ -97,7 +97,8 @@ def test_knn_and_linear_cli_on_a_labelled_folder(model_dir, tmp_path, capsys):
     rows = json.loads(out.read_text())
     assert [r["layers"] for r in rows] == [1, 4] and all(r["top1"] == 100.0 for r in rows)
     assert len(rows[0]["sweep"]) == 6  # 3 learning rates x 2 weight decays, chosen on held-out data
-    table = capsys.readouterr().out.splitlines()
+    sizes, *table = capsys.readouterr().out.splitlines()
+    assert sizes.endswith(f"{rows[0]['num_train']} train / {rows[0]['num_test']} test images, 2 classes")
     assert table[0].split()[-2:] == ["lr", "wd"]
     for line, r in zip(table[2:4], rows):  # lr and weight decay as chosen, e.g. 1e-02 and 0e+00, not 0.0
         assert line.split()[-2:] == [f"{r['lr']:.0e}", f"{r['weight_decay']:.0e}"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import jsonargparse
 import pytest
 import torch
+from conftest import sigkill_after_step
 
 from ijepa_hub.engine.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from ijepa_hub.errors import RecipeError
@@ -69,19 +69,7 @@ def test_sigkill_then_resume_auto_is_bit_equal_to_an_uninterrupted_run(tmp_path,
 
     killed = tmp_path / "killed"
     cmd = [sys.executable, "-m", "ijepa_hub.finetune", "--no-progress", *args, "--out", str(killed)]
-    child = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        import time
-
-        deadline = time.monotonic() + 120
-        while max(_steps(killed), default=0) < 5:  # past the checkpoint of step 4
-            assert child.poll() is None, child.stdout.read()
-            assert time.monotonic() < deadline, "step 5 not reached"
-            time.sleep(0.01)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        child.kill()
+    sigkill_after_step(cmd, killed, 5, _env())  # past the checkpoint of step 4
     assert 4 <= load_checkpoint(killed / CHECKPOINT_NAME)["step"] < 12
     assert main([*args, "--out", str(killed), "--resume", "auto", "--no-progress"]) == 0
 

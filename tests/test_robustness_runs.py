@@ -244,11 +244,11 @@ def test_a_bad_setting_is_one_line_and_debug_adds_the_traceback(tmp_path, capsys
     args = [*TINY_TRAIN_ARGS, "--train.checkpoint_every", "0", "--out", str(tmp_path / "run"), "--no-progress"]
     assert train_cli(args) == 2
     err = capsys.readouterr().err
-    assert err == "ijepa-train: error: train.checkpoint_every must be at least 1, got 0\n"
+    assert err == "ijepa-train: error: train.checkpoint_every=0 is out of range: it must be 1 <= an integer <= 1e+12. Fix: set train.checkpoint_every within it.\n"
     assert train_cli([*args, "--debug"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("Traceback (most recent call last):") and err.endswith(
-        "ijepa-train: error: train.checkpoint_every must be at least 1, got 0\n")
+        "ijepa-train: error: train.checkpoint_every=0 is out of range: it must be 1 <= an integer <= 1e+12. Fix: set train.checkpoint_every within it.\n")
 
 
 def test_a_torn_last_line_in_metrics_does_not_block_resume(tiny_recipe, tmp_path):

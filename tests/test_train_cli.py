@@ -111,12 +111,32 @@ def test_sigterm_checkpoints_and_exits_zero(tiny_train_args, tmp_path):
     assert 3 <= step < 64 and max(_logged_steps(out)) == step
 
 
-def _help(capsys, monkeypatch, *argv: str) -> str:
+def _help(capsys, monkeypatch, *argv: str, flag: str = "--help-all", cli=main) -> str:
     monkeypatch.setenv("COLUMNS", "250")  # no wrapping: one option per line
     with pytest.raises(SystemExit) as exit_:
-        main([*argv, "--help"])
+        cli([*argv, flag])
     assert exit_.value.code == 0
     return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("tool", ["ijepa-train", "ijepa-finetune"])
+def test_help_starts_with_what_matters_and_points_to_help_all(capsys, monkeypatch, tool):
+    from ijepa_hub.finetune.cli import main as finetune_main
+
+    cli = main if tool == "ijepa-train" else finetune_main
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        cli(["--help"])
+    short = capsys.readouterr().out
+    lines = short.splitlines()
+    assert lines[0] == f"usage: {tool} [options] [--SECTION.KEY VALUE ...]" and lines[2].startswith(("Train", "Fine-tune"))
+    assert len(lines) <= 45 and f"{tool} --help-all" in short and "--optim.lr " not in short
+    for option in ("--recipe", "--data PATH", "--out DIR", "--resume auto|RUN", "--push-to-hub OWNER/NAME"):
+        assert option in short, option
+    if tool == "ijepa-train":
+        assert "--init SOURCE" in short and "--teacher SOURCE" in short
+    full = _help(capsys, monkeypatch, cli=cli)
+    assert "--optim.lr " in full and "--train.max_steps " in full and len(full) > 3 * len(" ".join(short.split()))
 
 
 def test_help_shows_the_selected_recipes_values_and_a_description_per_key(capsys, monkeypatch):
@@ -157,9 +177,9 @@ def test_end_message_reports_the_centred_rankme_and_the_online_probe(tmp_path):
     )
     assert _summary(result) == (
         "steps 0 -> 300 of 300, loss 1.0400 -> 0.2400, RankMe 1.9 (centred 12.0), "
-        f"online k-NN shape 25.0 -> 39.1 %, count 34.4 -> 35.9 %; model in {tmp_path / 'model'}"
+        f"online k-NN (step 0 -> 300) shape 25.0 -> 39.1 %, count 34.4 -> 35.9 %; model in {tmp_path / 'model'}"
     )
     result.online_probe = result.online_probe[1:]  # a resumed run: one probe of its own, no rise to claim
-    assert "online k-NN shape 39.1 %, count 35.9 %;" in _summary(result)
+    assert "online k-NN (step 300) shape 39.1 %, count 35.9 %;" in _summary(result)
     result.online_probe, result.monitor = [], [{"step": 5, "rankme": 3.0}]  # older records: no centred figure
     assert "RankMe 3.0;" in _summary(result) and "k-NN" not in _summary(result)

@@ -24,7 +24,7 @@ from ijepa_hub.data import (
 )
 from ijepa_hub.data.transforms import draft_for_crop, min_crop_fraction
 from ijepa_hub.masks import MaskCollator
-from ijepa_hub.recipe import DataSection
+from ijepa_hub.recipe import DataSection, MaskSection
 
 
 def test_synthetic_shapes_are_deterministic_by_seed_and_labelled():
@@ -150,7 +150,8 @@ def test_batch_plan_errors_say_what_to_change():
 @pytest.mark.parametrize("workers", [1, 2])
 def test_batches_and_masks_do_not_depend_on_the_workers(workers):
     dataset = SyntheticShapes(64, size=32)
-    collator = MaskCollator(None, img_size=32, patch_size=8)
+    # min_keep 2: the default 10 cannot be kept on a 4x4 grid, and the sampler now refuses it (issue 26 item 3)
+    collator = MaskCollator(MaskSection(min_keep=2), img_size=32, patch_size=8)
     samples = TrainingSamples(dataset, training_transform(32), img_size=32, min_fraction=0.47)
 
     def batches(n_workers):

@@ -37,7 +37,7 @@ def test_unreachable_hub_keeps_the_model_and_names_the_push_command(hub_server, 
     folder = tmp_path / "run" / "model"
     command = f"ijepa-hub push {folder} tester/unreachable"
     assert isinstance(err.value, IJepaError) and f"safe in {folder}" in str(err.value)
-    assert str(err.value).endswith(command) and "ConnectError" in str(err.value)
+    assert str(err.value).endswith(command) and "refused the connection" in str(err.value)
     local = ijepa_hub.from_pretrained(folder, with_context_encoder=True, with_predictor=True)
     assert hub_cli(shlex.split(command)[1:]) == 0  # the command the message gives, against the reachable Hub
     pulled = ijepa_hub.from_pretrained("tester/unreachable", with_context_encoder=True, with_predictor=True)

@@ -6,9 +6,28 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from ..errors import DataError
 from .images import list_images
 
-__all__ = ["ImageFolder"]
+__all__ = ["ImageFolder", "TRAIN_SPLIT", "HELD_OUT_SPLITS", "held_out_split", "check_not_split_names"]
+
+TRAIN_SPLIT = "train"
+HELD_OUT_SPLITS = ("validation", "val", "valid", "test")  # a held-out split's usual names (folders, hfds/): first present wins
+
+
+def held_out_split(root: str | os.PathLike) -> Path | None:
+    """The held-out split folder beside ``root/train`` (:data:`HELD_OUT_SPLITS`, in that order), or None."""
+    return next((Path(root) / n for n in HELD_OUT_SPLITS if (Path(root) / n).is_dir()), None)
+
+
+def check_not_split_names(root: str | os.PathLike, classes: list[str]) -> None:
+    """Refuse class folders named like splits (``train``, ``val``...): the data is a split layout, not classes."""
+    splits = [c for c in classes if c.lower() in (TRAIN_SPLIT, *HELD_OUT_SPLITS)]
+    if splits:
+        raise DataError(
+            f"{root}: class folder(s) {', '.join(splits)} are split names, not classes. Fix: put train/<class>/ beside "
+            f"one of {', '.join(n + '/' for n in HELD_OUT_SPLITS)}, or rename the class folder."
+        )
 
 
 class ImageFolder(Dataset):

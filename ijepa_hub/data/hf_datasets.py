@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from ..errors import DataError, ImageReadError, MissingExtraError
+from .folder import HELD_OUT_SPLITS
 from .images import open_image
 from .pipeline import MicroBatchSampler
 
@@ -42,7 +43,6 @@ __all__ = [
 
 PREFIXES = {"hfds/": False, "hfids/": True}  # prefix -> streaming
 INSTALL_HINT = "pip install 'ijepa-hub[datasets]' (from a clone: pip install -e '.[datasets]')"
-HELD_OUT_SPLITS = ("validation", "val", "valid", "test")  # evaluation's test split: the first present
 _READ_BATCH = 64  # stream rows fetched at a time
 SAVED_STREAM_SHARDS = 64  # hfids/ over a save_to_disk folder: shards of the stream
 
@@ -66,10 +66,32 @@ def _parse(spec: str) -> tuple[str, bool]:
     name = spec[len(prefix):]
     if not name:
         raise DataError(f"{spec!r}: name a dataset after {prefix} (a Hub id, a save_to_disk folder or a parquet folder)")
-    looks_local = name.startswith(("/", "./", "../", "~")) or Path(name).exists()
+    looks_local = name.startswith(("/", "./", "../", "~")) or Path(name).exists() or _in_local_folder(name)
     if looks_local and not Path(name).expanduser().exists():
-        raise DataError(f"{spec}: the folder {name} does not exist")
+        raise DataError(f"{spec}: the folder {name} does not exist. Fix: correct the path (a Hub id owner/name is "
+                        "read as a folder where a folder owner/ exists: run from another folder)")
+    if not looks_local:
+        _check_hub_id(spec, name)
     return (str(Path(name).expanduser()) if looks_local else name), PREFIXES[prefix]
+
+
+def _in_local_folder(name: str) -> bool:
+    """``runs/my_data`` (a mistyped local folder) rather than a Hub id: its first part is a local folder."""
+    head, sep, _ = name.partition("/")
+    return bool(sep) and Path(head).is_dir()
+
+
+def _check_hub_id(spec: str, name: str) -> None:
+    """A name that is no local folder must be a valid Hub dataset id; a typo is refused here, not after the Hub
+    has been asked (which takes long where it cannot be reached)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise DataError(f"{spec}: {name} is neither a local folder nor a Hub dataset id (owner/name). Fix: correct "
+                        "the path, or prefix a local folder with ./") from None
 
 
 def _is_saved(path: str) -> bool:
@@ -373,6 +395,8 @@ def labelled_images(
         if any(y is None or y < 0 for y in labels):
             raise DataError(f"{spec}[{s}]: some images have no label (-1 or empty in column {label!r})")
         fingerprint = f"hf:{splits[s]._fingerprint}:{s}:{image}:{label}:{len(rows)}:{','.join(skipped)}"
+        if not rows:
+            raise DataError(f"{spec}[{s}]: the split holds no readable images. Fix: pick another split or dataset.")
         out.append(LabelledImages(f"{spec}[{s}]", _Files(images, rows), torch.tensor(labels, dtype=torch.long),
                                   classes, fingerprint, skipped))
     return out[0], (out[1] if held_out else None)

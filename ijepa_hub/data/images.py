@@ -191,7 +191,8 @@ def load_image(image: ImageInput) -> torch.Tensor:
             image = image.permute(1, 2, 0)
         elif image.dim() != 2:
             raise ValueError(f"an image tensor is CHW or HW, got shape {tuple(image.shape)}")
-        array = image.detach().cpu().numpy()
+        image = image.detach().cpu()
+        array = (image.float() if image.dtype in (torch.bfloat16, torch.float16) else image).numpy()  # numpy has no bf16
     else:
         raise TypeError(f"cannot read an image from {source}; give a path, PIL image, numpy array or tensor")
     pixels = _scale_to_unit(np.asarray(array), source)
@@ -199,6 +200,8 @@ def load_image(image: ImageInput) -> torch.Tensor:
         pixels = pixels[:, :, None]
     if pixels.ndim != 3 or pixels.shape[2] not in (1, 2, 3, 4):
         raise ValueError(f"{source}: expected an HxW or HxWxC image with C in 1..4, got shape {pixels.shape}")
+    if not pixels.shape[0] or not pixels.shape[1]:
+        raise ValueError(f"{source}: the image is empty ({pixels.shape[0]}x{pixels.shape[1]} pixels). Fix: leave it out.")
     if pixels.shape[2] in (2, 4):  # composite the alpha channel onto white
         alpha = pixels[:, :, -1:]
         pixels = pixels[:, :, :-1] * alpha + (1.0 - alpha)

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torchvision.transforms import v2
 
+from ..bounds import CROP_FRACTION, check_value
 from .images import ImageInput, load_image
 from .transforms import CROP_PCT, MEAN, STD
 
@@ -30,6 +31,7 @@ def preprocess(
     std: Sequence[float] = STD,
 ) -> torch.Tensor:
     """One image as the normalised [3, img_size, img_size] tensor the encoder expects (see module doc)."""
+    check_value("crop_pct", crop_pct, CROP_FRACTION, error=ValueError)
     pixels = load_image(image)
     transform = v2.Compose([
         v2.Resize(math.floor(img_size / crop_pct), interpolation=v2.InterpolationMode.BICUBIC, antialias=True),

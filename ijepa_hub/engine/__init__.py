@@ -5,6 +5,7 @@
 - :mod:`.run`: the batch plan, schedules and steps of one call; :mod:`.schedules`: every task's schedules;
 - :mod:`.step`: the accumulated optimiser step and the end of every step (:class:`StepEnd`);
 - :mod:`.checkpoint`, :mod:`.checkpointer`, :mod:`.resume`: atomic checkpoints and exact resumption;
+- :mod:`.files`: run and export files never used through links; :mod:`.progress`: plain progress lines off a terminal;
 - :mod:`.faults`, :mod:`.lock`, :mod:`.threads`, :mod:`.distributed`, :mod:`.metrics`, :mod:`.optim`.
 
 A task brings its model, data, loss and its own records; the engine runs them the same way.

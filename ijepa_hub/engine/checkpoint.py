@@ -19,6 +19,7 @@ import torch
 from ..errors import CheckpointError, CheckpointWriteError, RunFolderError
 from ..recipe import Recipe
 from ..state_dict import read_torch_pickle
+from .files import check_entry
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -28,6 +29,7 @@ __all__ = [
     "resolve_resume",
     "run_folder",
     "RUN_OUTPUTS",
+    "check_run_outputs",
     "check_resumable",
     "remove_partial_checkpoints",
     "rng_state",
@@ -58,6 +60,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    check_entry(path)  # a link there is refused, never replaced or written through
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -114,6 +117,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 # What a run leaves in its folder; a new run refuses a folder holding any of them (it would overwrite them).
 RUN_OUTPUTS = (CHECKPOINT_NAME, "metrics.jsonl", "recipe.yaml", "model")
+_FOLDERS = frozenset({"model"})
+
+
+def check_run_outputs(out_dir: Path) -> list[str]:
+    """The :data:`RUN_OUTPUTS` present in ``out_dir``; a link or a non-regular entry among them raises
+    :class:`RunFolderError` naming it (see :func:`~ijepa_hub.engine.files.check_entry`)."""
+    return [n for n in RUN_OUTPUTS if check_entry(out_dir / n, folder=n in _FOLDERS)]
 
 
 def run_folder(out_dir: str | os.PathLike | None, resume: str | None, default: str | os.PathLike) -> Path:
@@ -147,11 +157,9 @@ def resolve_resume(resume: str | None, out_dir: Path) -> Path | None:
     overwritten silently; ``"auto"`` without a checkpoint starts afresh unless the folder holds a finished
     run's ``model/`` (a run killed before its first checkpoint restarts, as requeued jobs need).
     """
-    own = out_dir / CHECKPOINT_NAME
-    if resume is None or (resume == "auto" and not own.exists()):
-        found = [n for n in RUN_OUTPUTS if (out_dir / n).exists()] if resume is None else (
-            ["model"] if (out_dir / "model").exists() else []
-        )
+    own, present = out_dir / CHECKPOINT_NAME, check_run_outputs(out_dir)
+    if resume is None or (resume == "auto" and CHECKPOINT_NAME not in present):
+        found = present if resume is None else [n for n in present if n == "model"]
         if found:
             hint = "pass --resume auto to continue that run, " if own.exists() else ""
             raise RunFolderError(

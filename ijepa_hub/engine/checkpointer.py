@@ -16,6 +16,7 @@ from .distributed import any_rank, full_state, gather_objects
 from .faults import BrokenImageCounter, diverged
 from .resume import Resume
 from .run import Run
+from .threads import threads_in_use
 
 __all__ = ["Checkpointer", "Stateful"]
 
@@ -70,6 +71,7 @@ class Checkpointer:
                 "data": {**run.position(step), **self.broken.state_dict()},
                 **{key: part.state_dict() for key, part in self.extra.items()},
                 "world_size": env.world_size,
+                "threads": threads_in_use(run.recipe.train.threads, cpu=env.device.type == "cpu"),
                 "torch_version": str(torch.__version__),
             })
         if env.distributed:

@@ -11,7 +11,7 @@ from typing import Any
 from ..cli_common import add_common_args, log_level, setup_logging
 from ..recipe import recipe_from_namespace
 
-__all__ = ["add_run_args", "rewrite_shorthands", "parse_recipe_args", "setup_rank_logging", "SHORTHANDS"]
+__all__ = ["add_run_args", "add_short_help", "rewrite_shorthands", "parse_recipe_args", "setup_rank_logging", "SHORTHANDS"]
 
 # ``--data PATH`` for ``--data.path PATH`` and the like: the one key of a section that names a source
 SHORTHANDS = {"data": "path", "init": "source", "teacher": "source"}
@@ -37,13 +37,13 @@ def add_run_args(parser, recipe_dict: dict[str, Any], recipe: str | os.PathLike)
             action.metavar, action.help = key.upper(), f"short for --{action.dest}.{key} {key.upper()}"
     add_common_args(parser)
     parser.add_argument("--recipe", type=str, default=os.fspath(recipe), help="a shipped recipe name or a YAML file")
-    parser.add_argument("--out", type=str | None, default=None, help="run folder (default: runs/<recipe name>)")
+    parser.add_argument("--out", type=str | None, default=None, metavar="DIR", help="run folder (default: runs/<recipe name>)")
     parser.add_argument(
-        "--resume", type=str | None, default=None,
+        "--resume", type=str | None, default=None, metavar="auto|RUN",
         help="'auto': continue the run in --out if it has a checkpoint; or a run folder (or its checkpoint.pt): "
         "continue that run, in that folder",
     )
-    parser.add_argument("--push-to-hub", type=str | None, default=None, help="Hub repo id to upload the result to")
+    parser.add_argument("--push-to-hub", type=str | None, default=None, metavar="OWNER/NAME", help="Hub repo id to upload the result to")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (metrics still go to JSONL)")
     return parser
 
@@ -87,3 +87,42 @@ def setup_rank_logging(args: Any) -> int:
         level = logging.WARNING
     setup_logging(args, fmt=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", level=level)
     return rank
+
+
+class _HelpAll(argparse.Action):
+    """``--help-all``: the parser's full help (every recipe key with its default), then exit."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(type(parser).format_help(parser), end="")
+        parser.exit()
+
+
+def add_short_help(parser, main: dict[str, str | None], *, examples: str = "") -> None:
+    """Make ``--help`` short: the description, the options named in ``main`` (``"--recipe"``, a positional's dest;
+    a value replaces the option's help), ``examples`` and a pointer to ``--help-all``, which prints the full help
+    with every recipe key."""
+    parser.add_argument("--help-all", action=_HelpAll, help="show every option: all recipe keys and their defaults")
+
+    def short_help(formatter: Any = None) -> str:
+        brief = argparse.ArgumentParser(
+            prog=parser.prog, usage=f"{parser.prog} [options] [--SECTION.KEY VALUE ...]", add_help=False,
+            description=parser.description, formatter_class=argparse.RawDescriptionHelpFormatter,
+            epilog=f"{examples}Every recipe key (--optim.lr, --train.max_steps...) and the other flags:\n"
+                   f"  {parser.prog} --help-all     (with --recipe NAME: that recipe's defaults)",
+        )
+        group = brief.add_argument_group("the options you set")
+        for name, text in [*main.items(), ("--help-all", None)]:
+            action = next(a for a in parser._actions if name in a.option_strings or
+                          (not a.option_strings and a.dest == name))
+            default = f" (default: {action.default})" if action.default not in (None, argparse.SUPPRESS) else ""
+            names = action.option_strings or [action.dest]
+            kwargs = {"nargs": action.nargs} if not action.option_strings else {"metavar": action.metavar}
+            if action.nargs == 0:
+                kwargs = {"action": "store_true"}
+            group.add_argument(*names, help=f"{text or action.help}{default}", **kwargs)
+        return brief.format_help()
+
+    parser.format_help = short_help

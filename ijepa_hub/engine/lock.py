@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 
 from ..errors import RunLockedError
+from .files import open_run_file
 
 try:
     import fcntl
@@ -47,9 +48,11 @@ class RunLock:
         self._fd: int | None = None
         self._created_folder = False
 
-    def _holder(self) -> tuple[int | None, str]:
+    @staticmethod
+    def _holder(fd: int) -> tuple[int | None, str]:
         try:
-            pid, _, host = self.path.read_text().strip().partition(" ")
+            os.lseek(fd, 0, os.SEEK_SET)
+            pid, _, host = os.read(fd, 4096).decode(errors="replace").strip().partition(" ")
             return int(pid), host
         except (OSError, ValueError):
             return None, ""
@@ -68,18 +71,19 @@ class RunLock:
             raise self._refuse(os.getpid(), socket.gethostname())
         self._created_folder = not self.folder.exists()
         self.folder.mkdir(parents=True, exist_ok=True)
+        fd = open_run_file(self.path, os.O_RDWR | os.O_CREAT)  # never a link's target, never a FIFO
         if fcntl is None:  # pragma: no cover - Windows: the PID file decides
-            pid, host = self._holder()
+            pid, host = self._holder(fd)
             if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                os.close(fd)
                 raise self._refuse(pid, host)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         else:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
+                holder = self._holder(fd)
                 os.close(fd)
-                raise self._refuse(*self._holder()) from None
+                raise self._refuse(*holder) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         os.fsync(fd)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..errors import RunFolderError
+from .files import check_entry, open_run_file, write_run_file
+from .progress import LOG_INTERVAL_S, PlainProgress
 
 __all__ = ["MetricsWriter", "progress_bar", "StepLogger"]
 
@@ -23,11 +26,12 @@ class MetricsWriter:
     def __init__(self, out_dir: Path, *, tensorboard: bool = False, resume_step: int | None = None) -> None:
         self.path = Path(out_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume_step is not None and self.path.exists():
+        exists = check_entry(self.path)  # never written through a link
+        if resume_step is not None and exists:
             self._truncate_after(resume_step)
         elif resume_step is None:
             self.path.unlink(missing_ok=True)
-        self._file = open(self.path, "a", buffering=1)
+        self._file = os.fdopen(open_run_file(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "a", buffering=1)
         self._tb = None
         if tensorboard:
             try:
@@ -44,7 +48,8 @@ class MetricsWriter:
         A torn last line (the run was killed while writing it) is dropped too; a damaged line before it is
         an error naming the file and the line.
         """
-        lines = [line for line in self.path.read_text(errors="replace").splitlines() if line]
+        with os.fdopen(open_run_file(self.path, os.O_RDONLY), errors="replace") as f:
+            lines = [line for line in f.read().splitlines() if line]
         kept = []
         for number, line in enumerate(lines, 1):
             try:
@@ -58,8 +63,7 @@ class MetricsWriter:
                 ) from None
             if record.get("step", 0) <= step:
                 kept.append(line)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
+        tmp = write_run_file(self.path.with_suffix(".tmp"), "".join(line + "\n" for line in kept))
         os.replace(tmp, self.path)
 
     def write(self, record: dict[str, Any]) -> None:
@@ -75,11 +79,25 @@ class MetricsWriter:
             self._tb.close()
 
 
-def progress_bar(total: int, initial: int, *, enabled: bool):
-    """A tqdm bar over optimiser steps (its rate is steps/s; images/s, loss, lr... go in the postfix)."""
+def progress_bar(total: int, initial: int, *, enabled: bool, file: TextIO | None = None,
+                 interval: float = LOG_INTERVAL_S):
+    """A tqdm bar over optimiser steps on ``file`` (default stderr; its rate is steps/s; images/s, loss, lr... go in
+    the postfix). When ``file`` is not a terminal (a batch system's log), a :class:`PlainProgress` writing one plain
+    line every ``interval`` seconds instead of carriage-return frames."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, smoothing=0.1)
+    file = sys.stderr if file is None else file
+    if enabled and not _is_terminal(file):
+        return PlainProgress(total, initial, file=file, interval=interval)
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True, smoothing=0.1,
+                file=file)
+
+
+def _is_terminal(file: TextIO) -> bool:
+    try:
+        return file.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
 
 
 class StepLogger:
@@ -98,6 +116,7 @@ class StepLogger:
         self._losses: list[float] = []
         self._tick, self._images = time.perf_counter(), 0
         self._postfix: dict[str, str] = {}  # the latest event's figures, shown on the bar
+        self._shown: dict[str, str] = {}  # the latest logged step's figures
 
     def step(self, step: int, loss: float, *, skipped: int, broken_total: int, fields: dict[str, float],
              postfix: dict[str, Any]) -> None:
@@ -119,7 +138,8 @@ class StepLogger:
         record.update(rate, broken_images=skipped, broken_images_total=broken_total)
         self.writer.write(record)
         shown = {"img_s": f"{rate['images_per_s']:.0f}"} if rate else {}
-        self.bar.set_postfix(loss=f"{record['loss']:.4f}", **postfix, **shown, **self._postfix, refresh=False)
+        self._shown = {"loss": f"{record['loss']:.4f}", **postfix, **shown}
+        self.bar.set_postfix(**self._shown, **self._postfix, refresh=False)
         if skipped:
             logger.warning("step %d: %d unreadable image(s) skipped (named above)", step, skipped)
         self._losses, self._tick, self._images = [], now, 0
@@ -129,8 +149,10 @@ class StepLogger:
         Returns ``record``."""
         if self.writer is not None:
             self.writer.write({"kind": kind, **record})
-        if postfix is not None:
+        if postfix is not None:  # shown now, so the last frame holds the last event (the run's final probe)
             self._postfix = postfix
+            if self.writer is not None:
+                self.bar.set_postfix(**self._shown, **postfix, refresh=False)
         return record
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from ..state_dict import load_strict
 from .checkpoint import check_resumable, load_checkpoint, resolve_resume, set_rng_state
 from .distributed import DistEnv, load_full_state
 from .run import Run
+from .threads import reuse_recorded_threads
 
 __all__ = ["Resume"]
 
@@ -27,14 +28,18 @@ class Resume:
         self.source, self.state = source, state
 
     @classmethod
-    def find(cls, resume: str | None, out_dir: Path, recipe: RunRecipe) -> Resume | None:
+    def find(cls, resume: str | None, out_dir: Path, recipe: RunRecipe, env: DistEnv | None = None) -> Resume | None:
         """``None`` for a fresh run; else the checkpoint ``resume`` names (:func:`resolve_resume`), read
-        strictly and refused (:class:`CheckpointError`) when written by another recipe."""
+        strictly and refused (:class:`CheckpointError`) when written by another recipe. With ``env``, the
+        intra-op thread count the checkpoint recorded is set again (a resume continues bit for bit)."""
         source = resolve_resume(resume, out_dir)
         if source is None:
             return None
         state = load_checkpoint(source)
         cls.check_state(state, recipe, source)
+        if env is not None:
+            reuse_recorded_threads(state.get("threads"), recipe.train.threads, cpu=env.device.type == "cpu",
+                                   source=str(source))
         return cls(source, state)
 
     @classmethod
@@ -59,6 +64,13 @@ class Resume:
             raise CheckpointError(
                 f"{self.source}: written for a dataset of {saved} images, this one has {run.num_samples}; "
                 "point --data at the run's data"
+            )
+        was, now = self.state["data"].get("fingerprint"), run.data_fingerprint
+        if was is not None and now is not None and was != now:  # checkpoints before 0.x lack it: not checked
+            raise CheckpointError(
+                f"{self.source}: written for other data ({self.state['data'].get('source')}, listing {was}) than "
+                f"--data {run.recipe.data.path} (listing {now}); resuming on other data would not continue the run. "
+                "Fix: point --data at the run's data, or start a new run with another --out."
             )
 
     def load_weights(self, model: torch.nn.Module) -> None:

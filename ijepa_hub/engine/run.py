@@ -24,11 +24,12 @@ class Run:
     num_samples: int  # images in the dataset
     start_step: int  # optimiser steps done before this call (a resumed run's checkpoint step)
     end_step: int  # where this call stops: the end of the schedules, or train.max_steps
+    data_fingerprint: str | None = None  # the data's identity (ijepa_hub.data.identity), saved in checkpoints
 
     @classmethod
     def create(
         cls, recipe: RunRecipe, env: DistEnv, num_samples: int, start_step: int = 0, *,
-        schedules_from: Callable[[AdamWSection, int], Any],
+        schedules_from: Callable[[AdamWSection, int], Any], data_fingerprint: str | None = None,
     ) -> Run:
         """Schedules span ``optim.epochs`` of ``num_samples // global batch`` steps; ``train.max_steps`` cuts short.
 
@@ -38,7 +39,7 @@ class Run:
         schedules = schedules_from(recipe.optim, max(1, num_samples // plan.global_batch))
         max_steps = recipe.train.max_steps
         end_step = schedules.total_steps if max_steps is None else min(max_steps, schedules.total_steps)
-        return cls(recipe, env, plan, schedules, num_samples, start_step, end_step)
+        return cls(recipe, env, plan, schedules, num_samples, start_step, end_step, data_fingerprint)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -49,6 +50,7 @@ class Run:
         return {
             "step": step, "epoch": step // self.steps_per_epoch, "images_seen": step * self.plan.global_batch,
             "num_samples": self.num_samples, "micro_batches_per_step": self.plan.micro_batches_per_step,
+            "fingerprint": self.data_fingerprint, "source": self.recipe.data.path,
         }
 
     def describe(self, model_name: str, resumed_from: object = None) -> str:

@@ -7,6 +7,9 @@ busy (a 0.2 s sample of ``/proc/stat`` before training, on Linux, for a single p
 to each DataLoader worker and shares the rest between the processes on this machine (torchrun's
 ``LOCAL_WORLD_SIZE``), at least one thread each. ``train.threads`` or an ``OMP_NUM_THREADS`` the user
 set win over it.
+
+The count changes fp32 reductions, so a run records it (checkpoint and ``recipe.yaml``) and a resume reuses the
+recorded count (:func:`reuse_recorded_threads`): an explicit choice that differs is warned about, not applied.
 """
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ import time
 
 import torch
 
-__all__ = ["choose_threads", "available_cores", "busy_cores", "set_training_threads"]
+__all__ = [
+    "choose_threads", "available_cores", "busy_cores", "set_training_threads", "threads_in_use",
+    "reuse_recorded_threads",
+]
 
 logger = logging.getLogger("ijepa_hub.engine")
 
@@ -95,3 +101,34 @@ def set_training_threads(requested: int | None, *, workers: int, cpu: bool) -> i
         threads, source, cores, "" if busy is None else f", {busy:.1f} busy with other programs", workers, processes,
     )
     return previous
+
+
+def _explicit(requested: int | None) -> tuple[int, str] | None:
+    """The count the user chose (``train.threads``, else ``OMP_NUM_THREADS``) and its name, or None."""
+    if requested is not None:
+        return requested, f"train.threads {requested}"
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return (int(omp), f"OMP_NUM_THREADS={omp}") if omp.isdigit() and int(omp) > 0 else None
+
+
+def threads_in_use(requested: int | None, *, cpu: bool) -> int | None:
+    """The intra-op count a run records: this process's count where the policy set it (a CPU run, or
+    ``train.threads`` given), else None (a GPU run leaves torch's own)."""
+    return torch.get_num_threads() if cpu or requested is not None else None
+
+
+def reuse_recorded_threads(recorded: int | None, requested: int | None, *, cpu: bool, source: str) -> None:
+    """Resume with the count the run recorded in ``source`` (its checkpoint), so that it continues bit for bit.
+    An explicit ``train.threads`` / ``OMP_NUM_THREADS`` that differs is warned about and not applied; a checkpoint
+    without the record (written before it existed), or a GPU run without one, keeps the count chosen now."""
+    if recorded is None or threads_in_use(requested, cpu=cpu) is None:
+        return
+    explicit = _explicit(requested)
+    if explicit is not None and explicit[0] != recorded:
+        logger.warning(
+            "%s is ignored: this run used %d intra-op thread(s) (recorded in %s), and another count would change "
+            "its fp32 results; it resumes with %d. To use another count, start a new run.",
+            explicit[1], recorded, source, recorded,
+        )
+    torch.set_num_threads(recorded)
+    logger.info("intra-op threads: %d per process, as recorded in %s (a resume continues bit for bit)", recorded, source)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ..features import extract_features
 from ..models.heads import AttentivePooler
 from .cache import cached_tensors, computed_on, weights_digest
+from .checks import check_classes, check_epochs, check_heads
 from .data import LabelledSplits
 from .fit import fit_probe
 from .linear import _standardise, linear_probe
@@ -37,6 +38,9 @@ def train_attentive(
     batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.05, seed: int = 0, progress: bool = False,
 ) -> AttentivePooler:
     """An :class:`AttentivePooler` trained on frozen ``tokens`` [N, T, D] (AdamW, cosine, cross-entropy)."""
+    check_heads(num_heads, tokens.shape[-1], what="attentive probe")
+    check_epochs(epochs, what="attentive probe")
+    check_classes(labels, what="attentive probe")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         probe = AttentivePooler(tokens.shape[-1], num_heads=num_heads, num_classes=num_classes)
@@ -93,6 +97,10 @@ def evaluate_attentive(
     seed: int = 0, progress: bool = False, **feature_kwargs: Any,
 ) -> dict[str, Any]:
     """Attentive probe and, on the mean of the same tokens, the linear probe: top-1 of each on the test split."""
+    what = f"attentive probe on {splits.name}"
+    check_classes(splits.train_labels, what=what)  # before extracting anything
+    check_epochs(epochs, what=what)
+    check_heads(num_heads, getattr(encoder, "embed_dim", num_heads), what=what)
     start = time.perf_counter()
     train, test = split_tokens(encoder, splits, progress=progress, **feature_kwargs)
     extracted = time.perf_counter()

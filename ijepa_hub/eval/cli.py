@@ -196,7 +196,10 @@ def _splits(args):
 
 
 def _emit(args, results: Any, table: str) -> None:
-    print(table)
+    from .probes import sample_sizes
+
+    first = results[0] if isinstance(results, list) else results
+    print(f"{first.get('source', 'model')}: {sample_sizes(first)}\n{table}" if "num_train" in first else table)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(results, indent=2) + "\n")
@@ -275,13 +278,23 @@ def _seg(args) -> None:
 
 
 def _seg_picture(args, splits, tensors, result):
+    import torch
+
     from .plots import plot_segmentation
+    from .segdata import read_mask, resize_masks
 
     n = min(args.num_pictures, len(splits.test_images))
-    images = _example_images(splits.test_images[:n], n, result["img_size"])
+    size = max(_PICTURE_SIZE, result["img_size"])  # the truth from the original masks, nearest, at display size
+    images = _example_images(splits.test_images[:n], n, size)
+    truth = resize_masks([read_mask(m, num_classes=len(splits.classes), where=str(w))
+                          for m, w in zip(splits.test_masks[:n], splits.test_images[:n])], size)
+    predictions = torch.nn.functional.interpolate(tensors["predictions"][:n, None].float(), size=(size, size),
+                                                  mode="nearest")[:, 0].to(truth.dtype)
     title = f"{args.source}: linear segmentation probe, val mIoU {result['miou']:.3f}"
-    return plot_segmentation(images, tensors["labels"][:n], tensors["predictions"][:n], args.picture,
-                             classes=splits.classes, title=title)
+    return plot_segmentation(images, truth, predictions, args.picture, classes=splits.classes, title=title)
+
+
+_PICTURE_SIZE = 128  # pixels per picture in ijepa-eval seg --picture
 
 
 def _synthetic(args) -> None:
@@ -331,7 +344,9 @@ def _masks(args) -> None:
         for mode in ("legacy", "corrected")
     }
     images = _example_images(args.images, args.num, config.img_size, args.data)
-    print(f"wrote {plot_masks(images, collators, args.output, step=args.step)}")
+    path = plot_masks(images, collators, args.output, step=args.step, seed=recipe.train.seed,
+                      title=f"I-JEPA masks of the {args.recipe} recipe")
+    print(f"wrote {path}")
 
 
 def _pca(args) -> None:
@@ -343,11 +358,12 @@ def _pca(args) -> None:
     size = model.config.img_size
     images = _example_images(args.images, args.num, size, args.data)
     tokens = extract_features(model.encoder, list(images), crop_pct=1.0).patch_tokens
-    path = plot_pca(images, tokens, args.output, title=f"PCA of {model.encoder_name} encoder patch features")
+    path = plot_pca(images, tokens, args.output,
+                    title=f"{args.source}: PCA of the {model.encoder_name} encoder's patch features")
     ratios = pca_variance_ratio(tokens, 3)
     r = {"source": args.source, "encoder": model.encoder_name, "output": str(path),
          "images": list(args.images) if args.images else f"{args.data} shapes ({args.num}, seed 7)",
-         "patch_tokens": list(tokens.shape), "variance_ratio": ratios}
+         "patch_tokens": list(tokens.shape), "position_removed": len(tokens) > 1, "variance_ratio": ratios}
     table = format_table([[i + 1, 100 * v] for i, v in enumerate(ratios)], ["component", "variance %"])
     _emit(args, r, f"wrote {path}\n{table}")
 

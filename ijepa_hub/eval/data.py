@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 import torch
 
-from ..data.folder import ImageFolder
+from ..data.fingerprint import content_key
+from ..data.folder import TRAIN_SPLIT, ImageFolder, check_not_split_names, held_out_split
 from ..data.hf_datasets import is_hf_spec, labelled_images
 from ..data.synthetic import (
     MAX_COUNT,
@@ -100,11 +101,12 @@ def synthetic_splits(
 
 
 def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: int = 0) -> LabelledSplits:
-    """Class-subfolder images. ``root/train`` and ``root/val`` (or ``test``) are used as given when present;
+    """Class-subfolder images. ``root/train`` and ``root/val`` (or ``valid``, ``validation``, ``test``) are used as
+    given when present;
     otherwise each class is split at random, ``test_fraction`` of it held out."""
     root = Path(root)
-    held_out = next((root / n for n in ("val", "test") if (root / n).is_dir()), None)
-    if (root / "train").is_dir() and held_out is not None:
+    held_out = held_out_split(root)
+    if (root / TRAIN_SPLIT).is_dir() and held_out is not None:
         train, test = ImageFolder(root / "train"), ImageFolder(held_out)
         if train.classes != test.classes:
             raise ValueError(
@@ -114,6 +116,7 @@ def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: 
         train_pairs, test_pairs, classes = train.samples, test.samples, train.classes
     else:
         folder = ImageFolder(root)
+        check_not_split_names(root, folder.classes)
         if not folder.classes or any(label < 0 for _, label in folder.samples):
             raise ValueError(
                 f"{root}: evaluation needs labelled images, one subfolder per class (images directly in "
@@ -125,8 +128,8 @@ def folder_splits(root: str | os.PathLike, *, test_fraction: float = 0.2, seed: 
         train_pairs, test_pairs = [folder.samples[i] for i in train_rows], [folder.samples[i] for i in test_rows]
         classes = folder.classes
 
-    def stat(pairs) -> str:
-        return ";".join(f"{p}:{st.st_size}:{st.st_mtime_ns}:{y}" for p, y in pairs for st in (p.stat(),))
+    def stat(pairs) -> str:  # content, not times: an image replaced at the same size is a new image
+        return ";".join(f"{p}:{content_key(p)}:{y}" for p, y in pairs)
 
     return LabelledSplits(
         str(root),

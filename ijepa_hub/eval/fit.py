@@ -7,6 +7,8 @@ import torch
 import torch.nn as nn
 from huggingface_hub.utils import tqdm
 
+from .checks import check_epochs
+
 __all__ = ["fit_probe"]
 
 
@@ -20,6 +22,7 @@ def fit_probe(
     Batches smaller than ``min_batch`` are skipped (BatchNorm needs two samples). Returns ``probe`` in
     eval mode.
     """
+    check_epochs(epochs, what=desc)
     gen = torch.Generator().manual_seed(seed)
     steps = max(1, epochs * -(-num_samples // batch_size))
     opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)

@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import check_classes
+
 __all__ = ["LinearProbeResult", "linear_probe", "train_linear"]
 
 
@@ -72,6 +74,7 @@ def linear_probe(
     Features are standardised with the training split's statistics.
     """
     train_labels, test_labels = train_labels.long(), test_labels.long()
+    check_classes(train_labels, what="linear probe")
     num_classes = int(max(train_labels.max(), test_labels.max()) + 1)
     train_x, test_x = _standardise(train_features.float(), test_features.float())
     order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(seed))

@@ -20,8 +20,10 @@ __all__ = [
 ]
 
 ONLINE_PROBE = "online_probe"  # the panel of the online probe's k-NN accuracies (knn_<label> keys)
-_TARGET_COLOURS = np.array([[230, 25, 75], [255, 225, 25], [245, 130, 48], [240, 50, 230]]) / 255.0
-_CONTEXT_COLOUR = np.array([0, 130, 200]) / 255.0
+# saturated colours over a grey copy of the image, so that they stand out from any image's own colours
+_TARGET_COLOURS = np.array([[255, 40, 40], [255, 220, 0], [255, 120, 0], [255, 0, 255]]) / 255.0
+_CONTEXT_COLOUR = np.array([0, 230, 60]) / 255.0
+_UNUSED_COLOUR = np.array([0.15, 0.15, 0.15])
 _MEAN = np.array([0.485, 0.456, 0.406])
 _STD = np.array([0.229, 0.224, 0.225])
 
@@ -46,20 +48,21 @@ def _to_rgb(image: torch.Tensor) -> np.ndarray:
 
 
 def _overlay(rgb: np.ndarray, grid: tuple[int, int], context: np.ndarray, targets: Sequence[np.ndarray]) -> np.ndarray:
-    """Dim unused patches, tint context patches blue and each target block its own colour."""
+    """The image in grey, context patches tinted green, each target block its own warm colour, unused patches dark."""
     gh, gw = grid
     ph, pw = rgb.shape[0] // gh, rgb.shape[1] // gw
-    tint = np.full((gh * gw, 3), np.nan)
-    alpha = np.full(gh * gw, 0.75)  # unused patches: mostly grey
+    grey = np.repeat(rgb @ np.array([0.299, 0.587, 0.114]), 3).reshape(rgb.shape)
+    tint = np.tile(_UNUSED_COLOUR, (gh * gw, 1))
+    alpha = np.full(gh * gw, 0.7)
     tint[context] = _CONTEXT_COLOUR
-    alpha[context] = 0.35
+    alpha[context] = 0.45
     for j, t in enumerate(targets):
         tint[t] = _TARGET_COLOURS[j % len(_TARGET_COLOURS)]
-        alpha[t] = 0.55
-    tint = np.where(np.isnan(tint), 0.5, tint)
+        alpha[t] = 0.65
+
     def up(a):
         return np.repeat(np.repeat(a.reshape(gh, gw, -1), ph, 0), pw, 1)
-    return (1 - up(alpha)) * rgb + up(alpha) * up(tint)
+    return (1 - up(alpha)) * grey + up(alpha) * up(tint)
 
 
 def plot_masks(
@@ -68,58 +71,90 @@ def plot_masks(
     path: str | os.PathLike,
     *,
     step: int = 0,
+    seed: int = 0,
+    title: str = "",
 ) -> Path:
-    """One row per masking mode: each image with its context (blue) and target blocks (warm colours)."""
+    """One row per masking mode: each image (in grey) with its context (green) and target blocks (warm colours),
+    legend swatches below. Every row draws with torch's RNG seeded by ``seed`` (the legacy sampler uses the global
+    RNG, as released), so the picture is the same on every run."""
     plt = _pyplot()
+    from matplotlib.patches import Patch
+
     n = len(images)
-    fig, axes = plt.subplots(len(collators), n, figsize=(2.2 * n, 2.4 * len(collators)), squeeze=False)
+    fig, axes = plt.subplots(len(collators), n, figsize=(2.2 * n, 2.4 * len(collators) + 0.5), squeeze=False)
+    num_targets = 0
     for row, (name, collator) in enumerate(collators.items()):
-        (context,), targets = collator.sample(n, step)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            (context,), targets = collator.sample(n, step)
+        num_targets = max(num_targets, len(targets))
         for i in range(n):
             ax = axes[row, i]
             rgb = _to_rgb(images[i])
             ax.imshow(_overlay(rgb, (collator.height, collator.width), context[i].numpy(), [t[i].numpy() for t in targets]))
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
-                ax.set_ylabel(f"{name}\ncontext {context.shape[1]}, targets 4x{targets[0].shape[1]}", fontsize=8)
-    fig.suptitle("I-JEPA masks: context (blue), target blocks (warm), unused (grey)", fontsize=9)
-    fig.tight_layout()
+                ax.set_ylabel(f"{name}\ncontext {context.shape[1]}, targets {len(targets)}x{targets[0].shape[1]}",
+                              fontsize=8)
+    swatches = [Patch(color=_CONTEXT_COLOUR, label="context")]
+    swatches += [Patch(color=_TARGET_COLOURS[j % len(_TARGET_COLOURS)], label=f"target {j + 1}") for j in range(num_targets)]
+    swatches.append(Patch(color=_UNUSED_COLOUR, label="unused"))
+    fig.legend(handles=swatches, loc="lower center", ncol=len(swatches), fontsize=8, frameon=False)
+    fig.suptitle(f"{title or 'I-JEPA masks'} (patches; seed {seed}, step {step})", fontsize=9)
+    fig.tight_layout(rect=(0, 0.5 / fig.get_figheight(), 1, 1))
     return _save(fig, path)
 
 
+def _centred(patch_tokens: torch.Tensor, remove_position: bool) -> torch.Tensor:
+    """[B, N, D] -> [B * N, D] centred features; with ``remove_position`` (and two images or more) the mean over
+    the images at each position is removed first: what every image shares at a place (its position), not content."""
+    x = patch_tokens.float()
+    if remove_position and len(x) > 1:
+        x = x - x.mean(0, keepdim=True)
+    x = x.reshape(-1, x.shape[-1])
+    return x - x.mean(0)
+
+
 @torch.no_grad()
-def pca_rgb(patch_tokens: torch.Tensor) -> torch.Tensor:
-    """[B, N, D] patch features -> [B, N, 3] in [0, 1]: the top three principal components, shared scale."""
-    b, n, d = patch_tokens.shape
-    x = patch_tokens.float().reshape(b * n, d)
-    x = x - x.mean(0)
+def pca_rgb(patch_tokens: torch.Tensor, *, remove_position: bool = True) -> torch.Tensor:
+    """[B, N, D] patch features -> [B, N, 3] in [0, 1]: the top three principal components, shared scale
+    (``remove_position``: of the features less their mean over the images at each position)."""
+    b, n, _ = patch_tokens.shape
+    x = _centred(patch_tokens, remove_position)
     _, _, v = torch.linalg.svd(x, full_matrices=False)
     proj = x @ v[:3].T
     lo, hi = proj.quantile(0.01, dim=0), proj.quantile(0.99, dim=0)
     return ((proj - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1).reshape(b, n, 3)
 
 
-def pca_variance_ratio(patch_tokens: torch.Tensor, k: int = 3) -> list[float]:
+def pca_variance_ratio(patch_tokens: torch.Tensor, k: int = 3, *, remove_position: bool = True) -> list[float]:
     """Fractions of the patch features' variance along their first ``k`` principal components (as in :func:`pca_rgb`)."""
-    x = patch_tokens.float().reshape(-1, patch_tokens.shape[-1])
-    power = torch.linalg.svdvals(x - x.mean(0)).square()
+    power = torch.linalg.svdvals(_centred(patch_tokens, remove_position)).square()
     return (power[:k] / power.sum().clamp_min(1e-12)).tolist()
 
 
-def plot_pca(images: torch.Tensor, patch_tokens: torch.Tensor, path: str | os.PathLike, *, title: str = "") -> Path:
-    """Each image above the RGB map of its patch features' first three principal components."""
+def plot_pca(images: torch.Tensor, patch_tokens: torch.Tensor, path: str | os.PathLike, *, title: str = "",
+             remove_position: bool = True) -> Path:
+    """Each image above the RGB map of its patch features' first three principal components, with a caption
+    saying what the colours mean."""
     plt = _pyplot()
     b, n, _ = patch_tokens.shape
     grid = round(n**0.5)
-    colours = pca_rgb(patch_tokens).reshape(b, grid, grid, 3).numpy()
-    fig, axes = plt.subplots(2, b, figsize=(2.0 * b, 4.2), squeeze=False)
+    colours = pca_rgb(patch_tokens, remove_position=remove_position).reshape(b, grid, grid, 3).numpy()
+    fig, axes = plt.subplots(2, b, figsize=(2.0 * b, 4.8), squeeze=False)
     for i in range(b):
         axes[0, i].imshow(_to_rgb(images[i]))
         axes[1, i].imshow(colours[i], interpolation="nearest")
         for ax in axes[:, i]:
             ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle(title or "PCA of patch features (first three components as RGB)", fontsize=9)
-    fig.tight_layout()
+    axes[0, 0].set_ylabel("image", fontsize=8)
+    axes[1, 0].set_ylabel("patch features", fontsize=8)
+    removed = "position (mean over the images at each patch) removed; " if remove_position and b > 1 else ""
+    caption = (f"{removed}colour = principal components 1, 2, 3 as red, green, blue:\n"
+               "patches of similar colour have similar features, in this image or across images")
+    fig.text(0.5, 0.01, caption, ha="center", va="bottom", fontsize=7)
+    fig.suptitle(title or "PCA of patch features", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return _save(fig, path)
 
 

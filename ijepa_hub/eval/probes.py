@@ -15,6 +15,7 @@ from ..data.synthetic import STYLES, synthetic_spec
 from ..models import IJepa
 from ..registry import ModelConfig
 from .cache import cached_features, weights_digest
+from .checks import check_classes
 from .data import LabelledSplits, synthetic_splits_by_label
 from .knn import knn_classify
 from .linear import linear_probe
@@ -41,6 +42,9 @@ def evaluate_knn(
     encoder: nn.Module, splits: LabelledSplits, *, k: int = 20, temperature: float = 0.07, **feature_kwargs: Any
 ) -> dict[str, Any]:
     """Weighted k-NN (cosine similarity, ``exp(sim / T)`` votes) on pooled last-layer features."""
+    check_classes(splits.train_labels, what=f"k-NN on {splits.name}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k-NN: k={k!r} must be a positive integer. Fix: pass --k 1 or more.")
     train, test = split_features(encoder, splits, **feature_kwargs)
     r = knn_classify(train, splits.train_labels, test, splits.test_labels, k=k, temperature=temperature,
                      num_classes=len(splits.classes))
@@ -53,6 +57,7 @@ def evaluate_linear(
 ) -> dict[str, Any]:
     """Linear probe on pooled features (``layers=4``: the last four blocks concatenated, the paper's protocol),
     its learning rate and weight decay chosen on a held-out 20 % of the training split."""
+    check_classes(splits.train_labels, what=f"linear probe on {splits.name}")
     train, test = split_features(encoder, splits, layers=layers, **feature_kwargs)
     r = linear_probe(train, splits.train_labels, test, splits.test_labels, seed=seed)
     return {"data": splits.name, "protocol": "linear", "layers": layers, "top1": r.top1, "val_top1": r.val_top1,
@@ -105,7 +110,16 @@ def synthetic_probe(
     if baseline is not None:
         for row in rows.values():
             row["margin"] = {m: row["model"][m] - row["random_init"][m] for m in ("linear_top1", "knn_top1")}
-    return {"data": synthetic_spec(style), "layers": layers, "num_train": num_train, "num_test": num_test, "labels": rows}
+    return {"data": synthetic_spec(style), "layers": layers, "num_train": num_train, "num_test": num_test,
+            "num_classes": {label: len(s.classes) for label, s in splits.items()}, "labels": rows}
+
+
+def sample_sizes(result: dict[str, Any]) -> str:
+    """``"48 train / 12 test images, 4 classes"``: the sample sizes a result was measured on (per label if several)."""
+    classes = result.get("num_classes")
+    if isinstance(classes, dict):
+        classes = ", ".join(f"{label} {n}" for label, n in classes.items())
+    return f"{result['num_train']} train / {result['num_test']} test images, {classes} classes"
 
 
 def format_table(rows: list[list[Any]], header: list[str]) -> str:

@@ -27,6 +27,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+from ..data.fingerprint import content_key
+from ..data.folder import HELD_OUT_SPLITS, TRAIN_SPLIT, held_out_split
 from ..data.images import is_image_file
 from ..data.synthetic import SEGMENTATION_CLASSES, STYLES, SyntheticShapes, synthetic_spec, synthetic_style
 from ..errors import DataError
@@ -120,11 +122,13 @@ def folder_segmentation_splits(root: str | os.PathLike, *, num_classes: int | No
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"no segmentation folder at {root}: pass DIR with train/ and val/, or 'synthetic'")
+    held_out = held_out_split(root)
     splits = {}
-    for name in ("train", "val"):
-        if not (root / name).is_dir():
-            raise DataError(f"{root}: no {name}/ folder; the layout is {root}/{{train,val}}/{{images,masks}}/")
-        splits[name] = _pairs(root / name)
+    for name, folder in (("train", root / TRAIN_SPLIT), ("val", held_out)):
+        if folder is None or not folder.is_dir():
+            raise DataError(f"{root}: no {name}/ folder (held out: {'/, '.join(HELD_OUT_SPLITS)}/); the layout is "
+                            f"{root}/{{train,val}}/{{images,masks}}/")
+        splits[name] = _pairs(folder)
     names_file = root / "classes.txt"
     classes = [line.strip() for line in names_file.read_text().splitlines() if line.strip()] if names_file.is_file() else None
     if classes and num_classes is not None and num_classes != len(classes):
@@ -137,8 +141,8 @@ def folder_segmentation_splits(root: str | os.PathLike, *, num_classes: int | No
         largest = max(largest, int(valid.max()) if valid.numel() else 0)
     classes = classes or [str(i) for i in range(limit or largest + 1)]
 
-    def stat(pairs) -> str:
-        return ";".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for pair in pairs for p in pair)
+    def stat(pairs) -> str:  # content, not times (see ijepa_hub.data.fingerprint)
+        return ";".join(f"{p}:{content_key(p)}" for pair in pairs for p in pair)
 
     return SegmentationSplits(
         str(root), [str(i) for i, _ in splits["train"]], [str(m) for _, m in splits["train"]],

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from ..features import extract_features
 from .cache import cached_tensors, computed_on, weights_digest
+from .checks import check_classes, check_epochs, check_probe_size
 from .fit import fit_probe
 from .segdata import IGNORE_INDEX, SegmentationSplits, read_mask, resize_masks
 
@@ -139,8 +140,11 @@ def evaluate_segmentation(
     ``labels`` tensors added with ``keep_predictions``, for pictures).
     """
     size = img_size or encoder.patch_embed.img_size[0]
+    check_probe_size(size, encoder.patch_embed.patch_size[0])
+    check_epochs(epochs, what="segmentation probe")
     k = len(splits.classes)
     train_y = _labels(splits.train_masks, size, k, splits.train_images)
+    check_classes(train_y, what=f"segmentation probe on {splits.name}", ignore=IGNORE_INDEX)
     test_y = _labels(splits.test_masks, size, k, splits.test_images)
     common = dict(layers=layers, img_size=size, cache_dir=cache_dir, batch_size=batch_size, device=device,
                   progress=progress, weights_key=weights_digest(encoder) if cache_dir != "" else "uncached")

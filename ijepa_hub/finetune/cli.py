@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..cli_common import run_cli
-from ..engine.cli import add_run_args, parse_recipe_args, setup_rank_logging
+from ..engine.cli import add_run_args, add_short_help, parse_recipe_args, setup_rank_logging
 from ..recipe import recipe_parser
 from .recipe import FinetuneRecipe, list_finetune_recipes, load_finetune_recipe
 
@@ -22,6 +22,14 @@ key can be overridden by its dotted name, e.g. --optim.lr 1e-3 --model.mode line
 of the recipe selected with --recipe. Shipped recipes: {recipes}.
 """
 
+_EXAMPLES = """\
+examples:
+  ijepa-finetune runs/default/model --out runs/ft       fine-tune the default run's model on synthetic shapes
+  ijepa-finetune ijepa_vith14_1k --recipe finetune_vith14 --data /data/imagenet --out runs/h14-ft
+  ijepa-finetune runs/default/model --model.mode linear  a linear probe on the frozen encoder
+
+"""
+
 
 def build_parser(recipe: str | os.PathLike = "finetune_default"):
     """The jsonargparse parser: the run options plus every :class:`FinetuneRecipe` key (defaults: ``recipe``'s)."""
@@ -34,7 +42,14 @@ def build_parser(recipe: str | os.PathLike = "finetune_default"):
     )
     parser.add_argument("source", nargs="?", type=str | None, default=None,
                         help="what to fine-tune (sets model.source): folder, Hub repo, released variant or vit_<size>_patch<p>")
-    return add_run_args(parser, load_finetune_recipe(recipe).to_dict(), recipe)
+    parser = add_run_args(parser, load_finetune_recipe(recipe).to_dict(), recipe)
+    add_short_help(parser, {
+        "source": None, "--recipe": None,
+        "--data": "labelled images: 'synthetic' or 'synthetic:textured' (built in), or a folder with "
+                  "train/<class>/ and val/<class>/ (--data.path)",
+        "--model.mode": None, "--out": None, "--resume": None, "--push-to-hub": None,
+    }, examples=_EXAMPLES)
+    return parser
 
 
 def parse_args(argv: Sequence[str]) -> tuple[FinetuneRecipe, Any]:

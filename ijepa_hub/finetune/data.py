@@ -18,6 +18,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, default_collate
 
+from ..data.folder import HELD_OUT_SPLITS, TRAIN_SPLIT
 from ..data.images import list_images
 from ..data.synthetic import synthetic_style
 from ..data.transforms import INTERPOLATION, MEAN, STD
@@ -33,7 +34,7 @@ __all__ = ["finetune_splits", "LabelledItems", "SeededTransform", "train_transfo
 def _check_class_folders(root: Path) -> None:
     """Every class subfolder of ``root`` (and of its train/ / val/) holds images: an empty one is a class
     the head would learn nothing about, and ``val/`` must have the same classes."""
-    splits = [root / n for n in ("train", "val", "test") if (root / n).is_dir()] or [root]
+    splits = [root / n for n in (TRAIN_SPLIT, *HELD_OUT_SPLITS) if (root / n).is_dir()] or [root]
     for split in splits:
         for sub in sorted(p for p in split.iterdir() if p.is_dir() and not p.name.startswith(".")):
             try:

@@ -25,6 +25,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ..data import MicroBatchSampler, TrainingSamples
+from ..data.identity import data_fingerprint, dataset_listing
 from ..data.pipeline import sample_seed
 from ..data.transforms import min_crop_fraction
 from ..engine.checkpoint import run_folder
@@ -40,7 +41,7 @@ from ..engine.schedules import WarmupCosineSchedules
 from ..engine.step import StepEnd, accumulated_step, autocast_factory
 from ..hub.classifier import save_classifier
 from ..hub.provenance import source_origin
-from ..hub.save import push_to_hub
+from ..hub.save import check_push_target, push_to_hub
 from ..models.classifier import Classifier
 from ..registry import is_random_init
 from .data import LabelledItems, build_mixup, collate, finetune_splits, seeded_numpy_and_random, top1, train_transform
@@ -155,6 +156,9 @@ def finetune(
     or a run folder (as in :func:`ijepa_hub.train.train`, with the same folder lock). Under ``torchrun``
     every rank calls this.
     """
+    recipe.validate()  # every key in range, before the run folder is touched
+    if push_to_hub:
+        check_push_target(push_to_hub)  # before training: a push that cannot succeed is refused now
     out_dir = run_folder(out_dir, resume, default=Path("runs") / recipe.name)
     with training_process(recipe.train, out_dir) as env:
         return _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export)
@@ -175,14 +179,15 @@ def _loader(recipe: FinetuneRecipe, run: Run, items: LabelledItems, img_size: in
 
 def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> FinetuneResult:
     cfg, data = recipe.train, recipe.data
-    resumed = FinetuneResume.find(resume, out_dir, recipe)
+    resumed = FinetuneResume.find(resume, out_dir, recipe, env)
     splits = finetune_splits(data, seed=cfg.seed)
     torch.manual_seed(cfg.seed)  # the same head on every rank
     model = build_classifier(recipe.model, splits.classes, crop_pct=splits.crop_pct)
     img_size = model.config.img_size
     items = LabelledItems(splits.train_images, splits.train_labels)
     run = Run.create(recipe, env, len(items), start_step=resumed.step if resumed else 0,
-                     schedules_from=WarmupCosineSchedules.from_recipe)
+                     schedules_from=WarmupCosineSchedules.from_recipe,
+                     data_fingerprint=data_fingerprint(data.path, dataset_listing(splits.train_images)))
     if resumed:
         resumed.check_run(run)
         resumed.load_weights(model)

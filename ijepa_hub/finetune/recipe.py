@@ -11,7 +11,25 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from ..recipe import AdamWSection, RunDataSection, RunSection, _key, _plain, _redefault, list_recipes, load_recipe
+from .. import limits
+from ..bounds import Bound
+from ..errors import RecipeError
+from ..recipe import (
+    _FRACTION,
+    _PIXELS,
+    _SCALE,
+    AdamWSection,
+    RunDataSection,
+    RunSection,
+    _int,
+    _key,
+    _num,
+    _plain,
+    _redefault,
+    list_recipes,
+    load_recipe,
+    validate_sections,
+)
 from ..registry import is_random_init
 
 __all__ = [
@@ -39,6 +57,11 @@ class FtModelSection:
     drop_path_rate: float = _key(0.1, "stochastic depth of the encoder (full mode; the frozen modes use 0)")
     head_init_std: float = _key(0.01, "trunc-normal std of the new head's weights (bias 0)")
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "img_size": _PIXELS, "depth": _int(1, limits.max_depth()), "drop_path_rate": _num(0.0, 1.0, hi_open=True),
+        "head_init_std": _num(0.0, 10.0),
+    }
+
 
 @dataclass
 class FtDataSection(RunDataSection):
@@ -60,6 +83,27 @@ class FtDataSection(RunDataSection):
     mixup_switch_prob: float = _key(0.5, "probability of CutMix rather than Mixup when both are on")
     val_batch_size: int = _key(64, "images per validation batch")
 
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        **RunDataSection.BOUNDS, "num_train": _int(1, limits.MAX_SYNTHETIC_IMAGES),
+        "num_val": _int(1, limits.MAX_SYNTHETIC_IMAGES), "source_size": _int(16, limits.max_img_size()),
+        "crop_scale": _SCALE, "hflip": _FRACTION, "reprob": _FRACTION, "mixup": _num(0.0, 1e3), "cutmix": _num(0.0, 1e3),
+        "mixup_prob": _FRACTION, "mixup_switch_prob": _FRACTION, "val_batch_size": _int(1, limits.MAX_MICRO_BATCH),
+    }
+
+    def check_auto_augment(self) -> None:
+        """Refuse an ``auto_augment`` policy timm cannot parse (it would fail in a DataLoader worker)."""
+        if self.auto_augment is None:
+            return
+        from timm.data import create_transform
+
+        try:
+            create_transform(32, is_training=True, auto_augment=self.auto_augment)
+        except (AssertionError, ValueError, KeyError, IndexError) as err:
+            raise RecipeError(
+                f"data.auto_augment={self.auto_augment!r} is not a timm policy ({err or 'unknown'}). Fix: use e.g. "
+                "'rand-m9-mstd0.5-inc1', 'original', 'augmix-m5', or null for none."
+            ) from None
+
 
 @dataclass
 class FtOptimSection(AdamWSection):
@@ -74,6 +118,10 @@ class FtOptimSection(AdamWSection):
     )
     layer_decay: float = _key(0.75, "layer-wise lr decay (timm.optim); 1.0: off")
     label_smoothing: float = _key(0.1, "label smoothing (timm.loss; folded into the soft targets under Mixup)")
+
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        **AdamWSection.BOUNDS, "layer_decay": _num(0.0, 10.0, lo_open=True), "label_smoothing": _num(0.0, 1.0, hi_open=True),
+    }
 
 
 @dataclass
@@ -104,6 +152,12 @@ class FinetuneRecipe:
             self.model.depth = depth if depth is not None else self.model.depth
         else:
             self.model.img_size, self.model.depth = img_size, depth
+
+    def validate(self) -> None:
+        """Refuse, before anything is built, a key out of range or a bad augmentation policy
+        (:class:`~ijepa_hub.errors.RecipeError` naming the key)."""
+        validate_sections(self)
+        self.data.check_auto_augment()
 
     def to_dict(self) -> dict[str, Any]:
         return _plain(dataclasses.asdict(self))

@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 import torch
 from huggingface_hub import constants as hf_constants
-from huggingface_hub import hf_hub_download
+from huggingface_hub import hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import (
     GatedRepoError,
     LocalEntryNotFoundError,
@@ -59,6 +59,7 @@ from .layout import (
     repo_kind,
 )
 from .model import PretrainedIJepa, PretrainedModel
+from .network import check_reachable
 
 RUN_MODEL_FOLDER = "model"  # where a run folder holds its exported model (runs/<name>/model)
 
@@ -87,9 +88,22 @@ class _HubFiles:
         self.source = f"{repo_id}@{rev}" if rev else repo_id
         # a name given by a user that could also have been a local path: errors say that it is not one
         self.not_local = f"; no local folder {repo_id!r} either" if maybe_local else ""
+        self.reached = False  # one quick check per repo: huggingface_hub would retry an unreachable Hub for ~25 s
+
+    def _check_reachable(self, filename: str) -> None:
+        """Before downloading an uncached file: one quick request, so an unreachable Hub fails at once."""
+        if self.reached or self.kwargs.get("local_files_only") or hf_constants.is_offline_mode():
+            return
+        rev, cache = self.kwargs.get("revision"), self.kwargs.get("cache_dir")
+        if isinstance(try_to_load_from_cache(self.repo_id, filename, cache_dir=cache, revision=rev), str):
+            return  # cached: huggingface_hub falls back to it without retrying
+        check_reachable(self.repo_id, filename, revision=rev, token=self.kwargs.get("token"),
+                        what=f"{self.source}{self.not_local.replace(';', ',')}")
+        self.reached = True
 
     def get(self, filename: str) -> str | None:
         try:
+            self._check_reachable(filename)
             return hf_hub_download(
                 self.repo_id, filename, library_name="ijepa_hub", library_version=__version__, **self.kwargs
             )
@@ -108,12 +122,13 @@ class _HubFiles:
             raise type(err)(f"{self.repo_id}: {what}", response=err.response, server_message=err.server_message) from err
         except LocalEntryNotFoundError as err:
             cache = self.kwargs.get("cache_dir") or hf_constants.HF_HUB_CACHE
-            why = offline_reason(self.kwargs.get("local_files_only", False)) or f"{hf_constants.ENDPOINT} cannot be reached"
+            offline = offline_reason(self.kwargs.get("local_files_only", False))
+            why = offline or f"{hf_constants.ENDPOINT} cannot be reached"
+            unset = f", or drop {offline}" if offline else ""
             raise WeightsNotCachedError(
                 f"{self.source}: {filename} is not in the Hugging Face cache ({cache}) and cannot be downloaded "
-                f"({why}){self.not_local}. Fix: load "
-                "it once online to fill the cache, point cache_dir= / HF_HOME at the cache that holds it, or "
-                "unset HF_HUB_OFFLINE / local_files_only."
+                f"({why}){self.not_local}. Fix: load it once online to fill the cache, or point cache_dir= / "
+                f"HF_HOME at the cache that holds it{unset}."
             ) from err
 
 

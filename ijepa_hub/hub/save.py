@@ -21,6 +21,7 @@ from safetensors.torch import save_file
 
 from ..data.transforms import MEAN, STD
 from ..deprecation import deprecated_function
+from ..engine.files import check_entry
 from ..errors import HubLayoutError, IJepaError, PushToHubError
 from ..models import Classifier, IJepa
 from ..models.hub_mixin import register_repo_writer
@@ -42,6 +43,7 @@ from .layout import (
     write_config,
 )
 from .load import from_pretrained
+from .network import failure_cause
 from .provenance import Origin, model_origin
 
 # What a failed upload raises: the Hub's HTTP errors, OSError (offline mode, files, requests' errors), the
@@ -50,7 +52,7 @@ PUSH_ERRORS = (
     HfHubHTTPError, OSError, HFValidationError, *(c for c in HfHubHTTPError.__mro__[1:] if c.__name__ == "HTTPError"),
 )
 
-__all__ = ["save_pretrained", "push_to_hub", "export_transformers", "save_weights", "ModelWriter"]
+__all__ = ["save_pretrained", "push_to_hub", "check_push_target", "export_transformers", "save_weights", "ModelWriter"]
 
 _REPO_FILES = frozenset({CONFIG_NAME, README_NAME, *(spec.file for spec in PARTS.values())})  # what a save owns
 DEFAULT_COMMIT_MESSAGE = "Upload I-JEPA model with ijepa_hub"
@@ -246,11 +248,34 @@ def push_to_hub(
         except PUSH_ERRORS as err:
             command = f"ijepa-hub push {shlex.quote(os.fspath(model_or_folder))} {shlex.quote(repo_id)}"
             raise PushToHubError(
-                f"pushing {os.fspath(model_or_folder)} to the Hub repo {repo_id} failed: {type(err).__name__}: {err}. "
-                f"The model is safe in {os.fspath(model_or_folder)}; once the cause is fixed, push it again with: {command}"
+                f"pushing {os.fspath(model_or_folder)} to the Hub repo {repo_id} failed: {failure_cause(err)}. "
+                f"The model is safe in {os.fspath(model_or_folder)}; once the cause is fixed, push "
+                f"it again with: {command}"
             ) from err
     with tempfile.TemporaryDirectory(prefix="ijepa_hub-push-") as tmp:
-        return _push_folder(_save_by_kind(model_or_folder, Path(tmp) / "repo", **save_kwargs), repo_id, **hub)
+        folder = _save_by_kind(model_or_folder, Path(tmp) / "repo", **save_kwargs)
+        try:
+            return _push_folder(folder, repo_id, **hub)
+        except PUSH_ERRORS as err:
+            raise PushToHubError(f"pushing to the Hub repo {repo_id} failed: {failure_cause(err)}. "
+                                 "Fix: push again once the cause is fixed.") from err
+
+
+def check_push_target(repo_id: str) -> None:
+    """Refuse, before a run trains, a ``--push-to-hub`` that cannot succeed: an invalid repo id, or offline mode
+    (:class:`PushToHubError`, one line naming the fix)."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise PushToHubError(f"--push-to-hub {repo_id!r} is not a Hub repo id ({str(err).splitlines()[0]}). Fix: "
+                             "pass owner/name (letters, digits, '-', '_', '.'), or drop --push-to-hub.") from None
+    if constants.is_offline_mode():
+        raise PushToHubError(f"--push-to-hub {repo_id}: HF_HUB_OFFLINE=1 forbids uploads, so the push would fail "
+                             "after training. Fix: unset HF_HUB_OFFLINE, or drop --push-to-hub and push later "
+                             "with ijepa-hub push.")
 
 
 def _save_by_kind(model: IJepa | Classifier, save_directory: str | os.PathLike, **kwargs: Any) -> Path:
@@ -303,7 +328,9 @@ def export_transformers(encoder: nn.Module, config, save_directory: str | os.Pat
 
 
 def _refuse_model_folder(folder: Path, keep: frozenset[str]) -> None:
-    """An export may replace an earlier export, never an ijepa_hub model (its config and weights would be lost)."""
+    """An export may replace an earlier export, never an ijepa_hub model (its config and weights would be lost);
+    a link or a file where the folder goes is refused too."""
+    check_entry(folder, folder=True)
     config = folder / CONFIG_NAME
     try:
         data = json.loads(config.read_text()) if config.is_file() else {}

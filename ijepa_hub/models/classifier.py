@@ -20,6 +20,7 @@ from typing import ClassVar, Literal
 import torch
 import torch.nn as nn
 
+from ..bounds import CROP_FRACTION, POSITIVE, check_value
 from ..data.images import ImageInput
 from ..data.preprocess import as_image_list, preprocess
 from ..data.transforms import CROP_PCT
@@ -78,6 +79,7 @@ class Classifier(HubMixin, VisionTransformerEncoder):
         self.config = config
         self.label_names = [str(n) for n in label_names]
         self.crop_pct = CROP_PCT if crop_pct is None else crop_pct
+        check_value("crop_pct (config.json ijepa.classifier.crop_pct)", self.crop_pct, CROP_FRACTION, error=ValueError)
         self.source: str | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -102,6 +104,8 @@ class Classifier(HubMixin, VisionTransformerEncoder):
         Images are preprocessed as in validation (:func:`ijepa_hub.preprocess` with this model's
         ``crop_pct``); the model runs on its own device in fp32.
         """
+        check_value("top_k", top_k, POSITIVE, error=ValueError)
+        check_value("batch_size", batch_size, POSITIVE, error=ValueError)
         items = as_image_list(images)
         device = next(self.parameters()).device
         k = min(top_k, len(self.label_names))

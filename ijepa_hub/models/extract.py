@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 from huggingface_hub.utils import tqdm  # honours HF_HUB_DISABLE_PROGRESS_BARS
@@ -81,6 +82,8 @@ def block_indices(depth: int, layers: int | Sequence[int]) -> tuple[int, ...]:
         if not 1 <= layers <= depth:
             raise ValueError(f"layers must be in 1..{depth} (the last n blocks) or a list of block indices, got {layers}")
         return tuple(range(depth - layers, depth))
+    if any(isinstance(i, bool) or not isinstance(i, (int, np.integer)) for i in layers):
+        raise ValueError(f"block indices are integers, got {list(layers)}. Fix: e.g. layers=[-4, -1] or layers=4.")
     indices = [int(i) for i in layers]
     bad = [i for i in indices if not -depth <= i < depth]
     if not indices or bad:
@@ -137,6 +140,8 @@ def extract_features(
     was_training = encoder.training
     encoder.eval()
     items = as_image_list(images)
+    if not items:
+        raise ValueError("extract_features: no images given. Fix: pass at least one image.")
     pooled, tokens, grid = [], [], None
     try:
         for start in tqdm(range(0, len(items), batch_size), desc="batches", unit="batch", disable=not progress):

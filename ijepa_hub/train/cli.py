@@ -29,6 +29,18 @@ Shipped recipes: {recipes}.
 """
 
 
+_DATA_HELP = ("training images: a folder, WebDataset shards ('/data/in1k-{0000..1023}.tar'), hfds/NAME or "
+              "hfids/NAME (--data.path; default: built-in synthetic shapes)")
+_EXAMPLES = """\
+examples:
+  ijepa-train                                             the built-in default, then runs/default/model
+  ijepa-train --recipe modest_vit_small --data images/ --out runs/small
+  ijepa-train --recipe adapt_vith14 --data images/        continue the released ViT-H/14 (--init)
+  ijepa-train --out runs/small --resume auto              continue a stopped run
+
+"""
+
+
 def build_parser(recipe: str | os.PathLike = "default"):
     """The jsonargparse parser: the run options plus every :class:`~ijepa_hub.recipe.Recipe` key.
 
@@ -40,7 +52,14 @@ def build_parser(recipe: str | os.PathLike = "default"):
         description="Train I-JEPA. With no arguments: the built-in default (tiny ViT, synthetic shapes, CPU).",
         epilog=_EPILOG.format(recipes=", ".join(list_recipes())),
     )
-    return run_cli_args.add_run_args(parser, load_recipe(recipe).to_dict(), recipe)
+    parser = run_cli_args.add_run_args(parser, load_recipe(recipe).to_dict(), recipe)
+    options = {"--recipe": None, "--data": _DATA_HELP, "--out": None, "--resume": None,
+               "--init": "continue a pretrained model: a released variant, Hub repo or folder (--init.source)",
+               "--teacher": "distil a pretrained teacher into the recipe's model (--teacher.source)",
+               "--push-to-hub": None}
+    main = {o: text for o, text in options.items() if any(o in a.option_strings for a in parser._actions)}
+    run_cli_args.add_short_help(parser, main, examples=_EXAMPLES)
+    return parser
 
 
 def parse_args(argv: Sequence[str]) -> tuple[Recipe, Any]:
@@ -79,7 +98,8 @@ def _summary(result: TrainResult) -> str:
         summary += f", RankMe {last['rankme']:.1f}{centred}"
     if result.online_probe:  # a resumed run holds only the probes it ran itself: one value, not a rise
         first, last = result.online_probe[0], result.online_probe[-1]
-        summary += ", online k-NN " + ", ".join(
+        steps = f"step {first['step']} -> {last['step']}" if first is not last else f"step {last['step']}"
+        summary += f", online k-NN ({steps}) " + ", ".join(
             f"{key[4:]} {first[key]:.1f} -> {last[key]:.1f} %" if first is not last else f"{key[4:]} {last[key]:.1f} %"
             for key in last if key.startswith("knn_"))
     if result.preempted:

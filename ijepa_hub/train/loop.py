@@ -35,6 +35,7 @@ from ..data import (
     TrainingSamples,
     build_dataset,
 )
+from ..data.identity import data_fingerprint, dataset_listing
 from ..data.transforms import min_crop_fraction, training_transform
 from ..engine.checkpoint import run_folder
 from ..engine.checkpointer import Checkpointer
@@ -48,7 +49,7 @@ from ..engine.run import Run
 from ..engine.schedules import Hyperparams, Schedules
 from ..engine.step import StepEnd, accumulated_step, autocast_factory
 from ..errors import MissingExtraError, RecipeError
-from ..hub.save import push_to_hub, save_pretrained
+from ..hub.save import check_push_target, push_to_hub, save_pretrained
 from ..masks import MaskCollator
 from ..models import IJepa
 from ..models.distill import StudentJepa
@@ -230,7 +231,10 @@ def train(
     (:class:`~ijepa_hub.engine.lock.RunLock`). Under ``torchrun`` every rank calls this; the global batch,
     sample order, masks and schedules do not depend on the world size.
     """
+    if push_to_hub:
+        check_push_target(push_to_hub)  # before training: a push that cannot succeed is refused now
     cfg = recipe.train
+    recipe.validate()  # every key in range, before the run folder is touched
     out_dir = run_folder(out_dir, resume, default=Path("runs") / recipe.name)
     with training_process(cfg, out_dir) as env:
         return _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export)
@@ -239,9 +243,7 @@ def train(
 def check_settings(recipe: Recipe) -> None:
     """Refuse, before anything is built, run settings out of range (:class:`~ijepa_hub.errors.RecipeError`)
     and mask settings that cannot give masks on the model's patch grid (:class:`~ijepa_hub.errors.MaskError`)."""
-    for key, least in (("checkpoint_every", 1), ("log_every", 1), ("monitor_every", 0), ("num_workers", 0)):
-        if getattr(recipe.train, key) < least:
-            raise RecipeError(f"train.{key} must be at least {least}, got {getattr(recipe.train, key)}")
+    recipe.validate()  # every key in range, the model within the loading limits
     if recipe.teacher.source and recipe.train.fsdp:
         raise RecipeError("train.fsdp shards the three I-JEPA networks; distillation (teacher.source) runs with DDP. "
                           "Fix: drop --train.fsdp")
@@ -252,7 +254,7 @@ def check_settings(recipe: Recipe) -> None:
 
 
 def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> TrainResult:
-    resumed = Resume.find(resume, out_dir, recipe)
+    resumed = Resume.find(resume, out_dir, recipe, env)
     check_settings(recipe)  # before building anything: a recipe that cannot train is refused here
     dataset = build_dataset(recipe.data, seed=cfg.seed)  # missing data is refused before the model is built
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
@@ -263,7 +265,8 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
         core.set_grad_checkpointing(True)
 
     run = Run.create(recipe, env, len(dataset), start_step=resumed.step if resumed else 0,
-                     schedules_from=Schedules.from_recipe)
+                     schedules_from=Schedules.from_recipe,
+                     data_fingerprint=data_fingerprint(recipe.data.path, dataset_listing(dataset)))
     if resumed:
         resumed.check_run(run)
         if not cfg.fsdp:

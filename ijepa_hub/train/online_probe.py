@@ -137,4 +137,5 @@ def run_probe(probe: OnlineProbe, encoder: torch.nn.Module, step: int, *, log: A
     record = probe(encoder, step, device=device, autocast=autocast)
     record["probe_seconds"] = time.perf_counter() - start
     record["probe_warning"] = monitor.watch_probe(record)
-    return log.event("probe", record, postfix={k: f"{v:.1f}" for k, v in record.items() if k.startswith("knn_")})
+    shown = {"probe_step": str(step), **{k: f"{v:.1f}" for k, v in record.items() if k.startswith("knn_")}}
+    return log.event("probe", record, postfix=shown)
