@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from ..registry import ModelConfig
 from .encoder import MaskArg, VisionTransformerEncoder, apply_masks
-from .ijepa import IJepa, LossKind, jepa_loss
+from .ijepa import IJepa, LossKind
 from .objectives import Objectives, normalize_targets
 from .predictor import Predictor
 
@@ -92,10 +92,3 @@ class StudentJepa(IJepa):
 
     def update_target(self, momentum: float) -> None:
         """No EMA: the teacher is the target."""
-
-    def forward(self, images: torch.Tensor, context_masks: MaskArg, target_masks: MaskArg) -> torch.Tensor:
-        target = self.target_features(images, target_masks)
-        context, prediction = self._context_and_prediction(images, context_masks, target_masks)
-        loss = jepa_loss(prediction, target.to(prediction.dtype), self.loss_kind)
-        extra = self.objectives.extra_loss(context, prediction)
-        return loss if extra is None else loss + extra
