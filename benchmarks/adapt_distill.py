@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from common import RESULTS, cpu_model, environment, interleaved
 
 DEFAULT_RESULTS = RESULTS / "adapt_distill_cpu.jsonl"
@@ -61,19 +62,26 @@ def probe(model_dir: Path, seed: int, style: str) -> dict[str, Any]:
     return {label: {"model": row["model"], "random_init": row["random_init"]} for label, row in report["labels"].items()}
 
 
-def adapt(seed: int, root: Path, threads: int) -> dict[str, Any]:
-    a, adapted, scratch = root / f"default-s{seed}", root / f"adapt-s{seed}", root / f"scratch-b-s{seed}"
+def run_and_probe(specs: dict[str, tuple[Path, list[str]]], seed: int, threads: int, style: str) -> dict[str, Any]:
+    """Train each ``name: (folder, overrides)`` of ``specs`` in turn, then probe each on held-out ``style`` images;
+    the row records the commands, times and each run's resolved recipe (its ``recipe.yaml``)."""
     seed_args = ["--train.seed", str(seed)]
-    runs = {
-        "domain_a": train(a, seed_args, threads),
-        "adapted": train(adapted, ["--recipe", "adapt_default", "--init", str(a), *seed_args], threads),
-        "scratch": train(scratch, ["--data", "synthetic:textured", "--optim.epochs", str(STEPS_B * 32 // 3200),
-                                   *seed_args], threads),
-    }
-    probes = {name: probe(folder / "model", seed, "textured")
-              for name, folder in (("domain_a", a), ("adapted", adapted), ("scratch", scratch))}
-    return {"kind": "adapt", "seed": seed, "steps_b": STEPS_B, "probe_style": "textured", "probes": probes,
+    runs = {name: train(folder, [*args, *seed_args], threads) for name, (folder, args) in specs.items()}
+    return {"seed": seed, "probe_style": style,
+            "probes": {name: probe(folder / "model", seed, style) for name, (folder, _) in specs.items()},
+            "recipes": {name: yaml.safe_load((folder / "recipe.yaml").read_text()) for name, (folder, _) in specs.items()},
             "commands": {k: v[0] for k, v in runs.items()}, "train_s": {k: v[1] for k, v in runs.items()}}
+
+
+def adapt(seed: int, root: Path, threads: int) -> dict[str, Any]:
+    a = root / f"default-s{seed}"
+    specs = {
+        "domain_a": (a, []),
+        "adapted": (root / f"adapt-s{seed}", ["--recipe", "adapt_default", "--init", str(a)]),
+        "scratch": (root / f"scratch-b-s{seed}", ["--data", "synthetic:textured", "--optim.epochs",
+                                                  str(STEPS_B * 32 // 3200)]),
+    }
+    return {"kind": "adapt", "steps_b": STEPS_B, **run_and_probe(specs, seed, threads, "textured")}
 
 
 def extraction_speed(student: Path, teacher: Path, threads: int, repeats: int = 5) -> dict[str, float]:
@@ -96,18 +104,15 @@ def extraction_speed(student: Path, teacher: Path, threads: int, repeats: int = 
 
 
 def distill(seed: int, root: Path, threads: int) -> dict[str, Any]:
-    teacher, student, plain = root / f"default-s{seed}", root / f"distill-s{seed}", root / f"plain4-s{seed}"
-    seed_args = ["--train.seed", str(seed)]
-    runs = {
-        "teacher": train(teacher, seed_args, threads),
-        "student": train(student, ["--recipe", "distill_default", "--teacher", str(teacher), *seed_args], threads),
-        "plain": train(plain, ["--model.depth", "4", "--model.pred_depth", "4", *seed_args], threads),
+    teacher, student = root / f"default-s{seed}", root / f"distill-s{seed}"
+    specs = {
+        "teacher": (teacher, []),
+        "student": (student, ["--recipe", "distill_default", "--teacher", str(teacher)]),
+        "plain": (root / f"plain4-s{seed}", ["--model.depth", "4", "--model.pred_depth", "4"]),
     }
-    probes = {name: probe(folder / "model", seed, "plain")
-              for name, folder in (("teacher", teacher), ("student", student), ("plain", plain))}
-    return {"kind": "distill", "seed": seed, "probe_style": "plain", "probes": probes,
-            "images_per_s": extraction_speed(student / "model", teacher / "model", threads),
-            "commands": {k: v[0] for k, v in runs.items()}, "train_s": {k: v[1] for k, v in runs.items()}}
+    row = run_and_probe(specs, seed, threads, "plain")
+    return {"kind": "distill", **row,
+            "images_per_s": extraction_speed(student / "model", teacher / "model", threads)}
 
 
 def _top1(row: dict[str, Any], name: str, label: str, who: str = "model", metric: str = "linear_top1") -> float:
