@@ -186,3 +186,13 @@ def test_a_classifier_of_licensed_weights_keeps_their_licence(source_run, tmp_pa
     assert config["ijepa"]["origins"]["init"]["source"] == str(tmp_path / "meta")
     plain = build_classifier(FtModelSection(source=str(source_run), img_size=None, depth=None), ["a", "b"], crop_pct=1.0)
     assert "license: apache-2.0" in (plain.save_pretrained(tmp_path / "plain") / "README.md").read_text()
+
+
+def test_a_released_source_of_another_size_is_refused_before_any_download(tiny_train_args, tmp_path, monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded a released checkpoint to refuse a size the registry states")
+
+    monkeypatch.setattr("ijepa_hub.train.sources.load_source", no_download)
+    with pytest.raises(RecipeError, match=r"model\.embed_dim 192 \(source: 1280\)"):
+        _train(tiny_train_args, tmp_path / "cont", "--init", "ijepa_vith14_1k")
+    assert not (tmp_path / "cont").exists()

@@ -11,6 +11,7 @@ predicting the teacher's features; the two must share the patch grid.
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
@@ -21,7 +22,8 @@ from ..hub.provenance import Origin, source_origin
 from ..models import IJepa
 from ..models.distill import StudentJepa, check_same_grid
 from ..recipe import Recipe
-from ..registry import MODEL_FIELDS, ModelConfig
+from ..registry import MODEL_FIELDS, ModelConfig, get_model_config
+from ..released import find_variant
 
 __all__ = ["build_model", "check_init_sizes", "load_source", "run_origins"]
 
@@ -102,6 +104,9 @@ def build_model(recipe: Recipe, *, resumed: bool, teacher_dtype: torch.dtype | N
         return StudentJepa(config, encoder, teacher_config=source.config, teacher_dtype=teacher_dtype, **kwargs)
     if not init.source:
         return IJepa(recipe.model_config(), **kwargs)
+    released = find_variant(init.source) if not os.path.exists(init.source) else None
+    if released is not None:  # its sizes are in the registry: refuse a contradiction before a large download
+        check_init_sizes(recipe, get_model_config(released.name), with_predictor=True)
     source = load_source(init.source, init.revision, what="init.source")
     config = check_init_sizes(recipe, source.config, with_predictor=source.predictor is not None)
     core = IJepa(config, **kwargs)  # draws a fresh predictor (and tables) from the seeded RNG first
