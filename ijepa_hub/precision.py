@@ -1,20 +1,51 @@
 """The one autocast policy: which precision a model runs in on a device, for training and extraction.
 
 ``auto`` means bf16 autocast on CUDA and fp32 (no autocast) elsewhere: bf16 needs no loss scaling and
-CPU autocast is slower than fp32 on most CPUs.
+CPU autocast is slower than fp32 on CPUs without native bf16 arithmetic. Whether this CPU has it
+(AVX512-BF16 or AMX) is :func:`cpu_native_bf16`; callers that measured bf16 to pay off on such CPUs
+opt in through it.
 """
 from __future__ import annotations
 
+import functools
+import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
 
-__all__ = ["Precision", "resolve_precision", "autocast_context"]
+__all__ = ["Precision", "resolve_precision", "autocast_context", "cpu_native_bf16", "cpu_flags"]
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"] | torch.dtype
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+# CPU feature flags (as /proc/cpuinfo spells them) that give native bf16 dot products
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of this machine (Linux ``/proc/cpuinfo``; empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_native_bf16() -> bool:
+    """True when this CPU computes bf16 dot products natively (AVX512-BF16 or AMX-BF16).
+
+    ``IJEPA_HUB_CPU_BF16=0`` / ``=1`` overrides the detection (for tests and for CPUs the flags misreport).
+    """
+    forced = os.environ.get("IJEPA_HUB_CPU_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return any(flag in cpu_flags() for flag in BF16_FLAGS)
 
 
 def resolve_precision(precision: Precision, device: torch.device | str) -> torch.dtype:
