@@ -7,7 +7,14 @@ k-NN top-1 on held-out shapes, by shape and by count) on the trained target enco
 the run started from. One JSON line per run is appended to ``--results``; a (name, seed) already there
 is skipped, so an interrupted sweep continues where it stopped.
 
+Each row records the run's resolved recipe (the ``recipe.yaml`` the run wrote: every key, not only the
+overrides), the command, the commit, the machine, the threads and the load, so ``--rerun NAME SEED`` trains that
+row again from exactly its recipe and threads and compares the margins. Rows written before rows recorded their
+recipe (``"recipe": null``) cannot be rerun exactly: their overrides applied to whatever the default was then.
+
     python benchmarks/sweep_default_recipe.py --name vcreg --seeds 0 1 2 3 4 -- --loss.vcreg_variance 1.0
+    python benchmarks/sweep_default_recipe.py --name default_ijepa --recipe default_ijepa --seeds 1 --threads 1
+    python benchmarks/sweep_default_recipe.py --rerun default_ijepa 1
     python benchmarks/sweep_default_recipe.py --table     # the Markdown table of every name in the results
 """
 from __future__ import annotations
@@ -51,12 +58,22 @@ def probe(out_dir: Path, seed: int) -> dict[str, Any]:
     return synthetic_probe(model.encoder, baseline=baseline, cache_dir="")
 
 
-def run_one(name: str, seed: int, overrides: list[str], *, root: Path, threads: int) -> dict[str, Any]:
+def commit() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=Path(__file__).parent).stdout.strip()
+
+
+def run_one(name: str, seed: int, overrides: list[str], *, root: Path, threads: int,
+            recipe: str = "default") -> dict[str, Any]:
+    import yaml
+    from common import cpu_model
+
     out_dir = root / f"{name}-s{seed}"
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    cmd = [sys.executable, "-m", "ijepa_hub.train", "--out", str(out_dir), "--no-progress", "-q",
+    cmd = [sys.executable, "-m", "ijepa_hub.train", "--recipe", recipe, "--out", str(out_dir), "--no-progress", "-q",
            "--train.seed", str(seed), "--train.threads", str(threads), *overrides]
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
     train_s = time.perf_counter() - start
@@ -66,11 +83,43 @@ def run_one(name: str, seed: int, overrides: list[str], *, root: Path, threads: 
     labels = report["labels"]
     return {
         "name": name, "seed": seed, "overrides": overrides, "threads": threads,
+        "recipe": yaml.safe_load((out_dir / "recipe.yaml").read_text()),  # resolved: every key the run used
+        "command": ["python", *cmd[1:]], "commit": commit(), "machine": cpu_model(),
+        "load_before": round(load, 2), "load_after": round(os.getloadavg()[0], 2),
         "train_s": round(train_s, 1), "probe_s": round(probe_s, 1),
         "margin": {label: {k: round(v, 2) for k, v in row["margin"].items()} for label, row in labels.items()},
         "top1": {label: {who: row[who] for who in ("model", "random_init")} for label, row in labels.items()},
         "last_metrics": last_metrics(out_dir),
     }
+
+
+def find_row(results: Path, name: str, seed: int) -> dict[str, Any]:
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    match = [r for r in rows if r["name"] == name and r["seed"] == seed]
+    if not match:
+        raise SystemExit(f"{results}: no row {name!r} seed {seed}")
+    return match[-1]
+
+
+def rerun(results: Path, name: str, seed: int, *, root: Path) -> int:
+    """Train row (name, seed) again from its recorded recipe and threads; 0 when the margins come out equal."""
+    import tempfile
+
+    import yaml
+
+    row = find_row(results, name, seed)
+    if not row.get("recipe") or not row.get("threads"):
+        raise SystemExit(f"{name} seed {seed} was measured before rows recorded their resolved recipe and threads: "
+                         "it cannot be rerun exactly. Measure it anew with --name and --recipe.")
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = Path(tmp) / "recipe.yaml"
+        recipe.write_text(yaml.safe_dump(row["recipe"], sort_keys=False))
+        again = run_one(f"rerun-{name}", seed, [], root=root, threads=row["threads"], recipe=str(recipe))
+    shutil.rmtree(root / f"rerun-{name}-s{seed}", ignore_errors=True)
+    same = again["margin"] == row["margin"]
+    print(f"{name} seed {seed}: recorded {row['margin']}\n{' ' * len(name)} again    {again['margin']}\n"
+          + ("equal" if same else "DIFFERENT"))
+    return 0 if same else 1
 
 
 def table(results: Path) -> str:
@@ -108,10 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS, help="JSON lines, appended")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="intra-op threads per run")
     parser.add_argument("--keep", action="store_true", help="keep the run folders (default: delete after probing)")
+    parser.add_argument("--recipe", default="default", help="the recipe the overrides apply to (name or file)")
+    parser.add_argument("--rerun", nargs=2, metavar=("NAME", "SEED"),
+                        help="train a recorded row again from its resolved recipe and threads; compare the margins")
     args = parser.parse_args(own)
     if args.table:
         print(table(args.results))
         return 0
+    if args.rerun:
+        return rerun(args.results, args.rerun[0], int(args.rerun[1]), root=args.root)
     if not args.name:
         parser.error("--name is required to run a configuration")
     import torch
@@ -123,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         if (args.name, seed) in done:
             print(f"{args.name} seed {seed}: already in {args.results}, skipped")
             continue
-        row = run_one(args.name, seed, overrides, root=args.root, threads=args.threads)
+        row = run_one(args.name, seed, overrides, root=args.root, threads=args.threads, recipe=args.recipe)
         with args.results.open("a") as f:
             f.write(json.dumps(row) + "\n")
         m = row["margin"]

@@ -25,6 +25,8 @@ from .deprecation import deprecated_function
 from .engine.files import check_entry
 from .errors import ExportError, HubLayoutError, MissingExtraError
 from .hub.files import written_atomically
+from .hub.lineage import chain_license, with_step
+from .hub.provenance import model_provenance
 from .models import IJepa, VisionTransformerEncoder
 from .models.classifier import Classifier
 from .version import __version__
@@ -166,6 +168,7 @@ def export_deployable(
                     raise ExportError(f"the {format} export differs from eager by {diffs[b]:.3g} at batch {b} "
                                       f"(more than {tol:g}); it is not written")
         meta = _metadata(model, encoder, format, name, dtype, outputs, chans, size, diffs, tol, source)
+        meta.update(_lineage(model, source, format, dtype))
         (stage / META_NAME).write_text(json.dumps(meta, indent=2) + "\n")
     return ExportResult(folder, folder / name, format, dtype, diffs, time.perf_counter() - start)
 
@@ -188,6 +191,15 @@ def _refuse_foreign_folder(folder: Path, name: str) -> None:
             f"{folder} holds {', '.join(foreign)}, which no {name} export wrote there; an export goes into a new "
             "folder (or one an earlier export of the same format wrote). Fix: choose another output folder."
         )
+
+
+def _lineage(model: nn.Module, source: str | None, fmt: str, dtype: str) -> dict[str, Any]:
+    """``provenance`` and ``license`` of an export: the model's chain (when it was loaded from somewhere) and the
+    export step; the licence is the most restrictive in the chain (Meta's weights stay CC BY-NC 4.0)."""
+    chain = model_provenance(model) or []
+    chain = with_step(chain, source or getattr(model, "source", None), f"exported to {fmt} ({dtype}) with "
+                      f"ijepa-hub export")
+    return {"provenance": chain, "license": chain_license(chain)}
 
 
 def _metadata(model, encoder, fmt, name, dtype, outputs, chans, size, diffs, tol, source) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
     "MaskSection",
     "OptimSection",
     "LossSection",
+    "describe_objective",
     "TrainSection",
     "RunSection",
     "AdamWSection",
@@ -282,6 +284,10 @@ class LossSection:
         "vcreg_covariance": _num(),
     }
 
+    def describe(self) -> str:
+        """The training objective in words (:func:`describe_objective`)."""
+        return describe_objective(dataclasses.asdict(self))
+
     def objectives(self) -> Objectives:
         """These choices as the model's :class:`~ijepa_hub.models.objectives.Objectives`."""
         from .models.objectives import Objectives
@@ -290,6 +296,26 @@ class LossSection:
             return Objectives(**dataclasses.asdict(self))
         except ValueError as err:
             raise RecipeError(str(err)) from None
+
+
+_ON_TEXT = {"context": "the context tokens", "context_pooled": "the per-image mean of the context tokens",
+            "predictor": "the predictor's outputs"}
+
+
+def describe_objective(loss: Mapping[str, Any] | None) -> str:
+    """A recipe's ``loss`` section (a dict, as ``config.json`` records it) in words: the paper's I-JEPA objective,
+    or I-JEPA with the anti-collapse terms it adds. What the run log, the summary and the model card say."""
+    loss = loss or {}
+    terms = []
+    if loss.get("vcreg_variance") or loss.get("vcreg_covariance"):
+        terms.append(f"VICReg variance {loss.get('vcreg_variance', 0.0):g} and covariance "
+                     f"{loss.get('vcreg_covariance', 0.0):g} terms on {_ON_TEXT[loss.get('vcreg_on', 'context')]}")
+    if loss.get("sigreg_weight"):
+        terms.append(f"a SIGReg term ({loss['sigreg_weight']:g}, {loss.get('sigreg_projections', 256)} projections) "
+                     f"on {_ON_TEXT[loss.get('sigreg_on', 'context_pooled')]}")
+    norm = loss.get("target_norm", "layer_norm")
+    base = "I-JEPA" + ("" if norm == "layer_norm" else f" (targets normalised by {norm.replace('_', ' ')})")
+    return f"{base} with {' and '.join(terms)}" if terms else f"{base}, the paper's objective (no extra terms)"
 
 
 @dataclass

@@ -40,7 +40,8 @@ from ..engine.run import Run
 from ..engine.schedules import WarmupCosineSchedules
 from ..engine.step import StepEnd, accumulated_step, autocast_factory
 from ..hub.classifier import save_classifier
-from ..hub.provenance import source_origin
+from ..hub.lineage import step, with_step
+from ..hub.provenance import provenance_of, source_origin
 from ..hub.save import check_push_target, push_to_hub
 from ..models.classifier import Classifier
 from ..registry import is_random_init
@@ -273,10 +274,14 @@ def _export(model: Classifier, recipe: FinetuneRecipe, splits, run: Run, result:
         metrics["val_top1"] = round(result.evals[-1]["val_top1"], 2)
         metrics["best_val_top1"] = round(max(e["val_top1"] for e in result.evals), 2)
     data = {"name": splits.name, "num_train": len(splits.train_images), "num_val": len(splits.test_images)}
-    origin = None if is_random_init(recipe.model.source) else source_origin(recipe.model.source)
+    source = recipe.model.source
+    how = f"fine-tuned as a classifier with ijepa-finetune (recipe {recipe.name}, mode {recipe.model.mode}, data {splits.name})"
+    if is_random_init(source):
+        origin, chain = None, [step(None, f"{how}, from random initialisation")]
+    else:
+        origin, chain = source_origin(source), with_step(provenance_of(source), source, how)
     result.export_dir = save_classifier(model, result.out_dir / "model", recipe=recipe.to_dict(), metrics=metrics,
-                                        origin=origin,
-                                        data=data)
+                                        origin=origin, provenance=chain, data=data)
     logger.info("exported the classifier to %s", result.export_dir)
     if push_to:
         result.hub_url = push_to_hub(result.export_dir, push_to)

@@ -6,15 +6,17 @@ data and metrics, and never the paper's numbers.
 from __future__ import annotations
 
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..data.synthetic import synthetic_style
+from ..recipe import describe_objective
 from ..registry import VARIANTS, ModelConfig, PretrainedVariant
 from .layout import LIBRARY_NAME, WEIGHTS_NAME, EncoderName
+from .lineage import chain_license, provenance_markdown, released_step, strictest_license
 
 __all__ = ["render_model_card", "PAPER_URL"]
 
@@ -91,6 +93,7 @@ def render_model_card(
     metrics: Mapping[str, Any] | None = None,
     recipe: Mapping[str, Any] | None = None,
     origins: Mapping[str, Mapping[str, Any]] | None = None,
+    provenance: Sequence[Mapping[str, Any]] | None = None,
 ) -> ModelCard:
     """The README.md of a repo: YAML metadata plus ``MODEL_CARD.md`` filled in.
 
@@ -103,7 +106,8 @@ def render_model_card(
     released = VARIANTS.get(variant) if variant and not trained else None
     base = VARIANTS.get(base_variant or variant or "") if trained else None
     origin = released or base  # the release the weights come from, if they do
-    license = license or (origin.license if origin else "apache-2.0")
+    license = strictest_license([license, origin.license if origin else None, chain_license(provenance or [])]) \
+        or "apache-2.0"
     title = f"I-JEPA {config.name}" + (f" ({released.name})" if released else "")
     paper = _paper_result(released) if released else []
     card_data = ModelCardData(
@@ -135,6 +139,7 @@ def render_model_card(
         facts.update(_training_facts(recipe, metrics or {}))
         start = _start(origins or {}, base)
         facts.update(_origin_facts(origins or {}))
+        facts["Objective"] = describe_objective(recipe.get("loss"))
         training = (
             f"Trained with ijepa_hub's trainer (`ijepa-train`), {start}; the recipe is recorded in `config.json` "
             "under `ijepa.recipe`. These are not Meta's released weights: the paper's results do not apply to them."
@@ -165,7 +170,8 @@ def render_model_card(
         encoder=encoder,
         img_size=config.img_size,
         facts=_markdown_table(facts),
-        training=training,
+        training=training + "\n\n" + provenance_markdown(provenance if provenance else
+                                                        [released_step(released.name)] if released else None),
         metrics=metrics_md,
         license_note=license_note,
     )

@@ -11,7 +11,7 @@ classifier). ``config.json`` says so at timm's top level (``num_classes``, ``lab
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from .layout import (
     repo_kind,
     write_config,
 )
+from .lineage import chain_license, provenance_markdown, strictest_license
 
 __all__ = ["classifier_config", "save_classifier", "classifier_card", "is_classifier_config", "load_classifier"]
 
@@ -54,11 +55,13 @@ def is_classifier_config(data: Mapping[str, Any]) -> bool:
 def classifier_config(
     model: Classifier, *, recipe: Mapping[str, Any] | None = None, metrics: Mapping[str, Any] | None = None,
     data: Mapping[str, Any] | None = None, origin: Origin | None = None,
+    provenance: Sequence[Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The ``config.json`` dict of ``model``: the encoder repo's fields with timm's classifier fields set.
 
     ``origin``: where the encoder's weights came from (:func:`~ijepa_hub.hub.provenance.model_origin`); its
-    licence is the classifier's (a classifier of Meta's weights is CC BY-NC 4.0)."""
+    licence is the classifier's (a classifier of Meta's weights is CC BY-NC 4.0). ``provenance``: the chain of what
+    was done to the weights (:mod:`ijepa_hub.hub.provenance`); the licence is the most restrictive in it."""
     config = build_config(model.config, encoder="target", files={"target_encoder": WEIGHTS_NAME}, recipe=recipe,
                           metrics=metrics, kind=CLASSIFIER_KIND)
     n, labels, pool = model.num_classes, list(model.label_names), model.global_pool
@@ -71,18 +74,22 @@ def classifier_config(
     }
     if origin is not None:
         config["ijepa"]["origins"] = {"init": origin.as_dict()}
-        if origin.license:
-            config["ijepa"]["license"] = config["pretrained_cfg"]["license"] = origin.license
+    if provenance:
+        config["ijepa"]["provenance"] = [dict(step) for step in provenance]
+    license = strictest_license([origin.license if origin else None, chain_license(provenance or [])])
+    if license:
+        config["ijepa"]["license"] = config["pretrained_cfg"]["license"] = license
     return config
 
 
 def save_classifier(
     model: Classifier, save_directory: str | os.PathLike, *, recipe: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None, origin: Origin | None = None,
+    provenance: Sequence[Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write ``model`` as a classifier repo folder (atomically, like :func:`~ijepa_hub.save_pretrained`); its
     licence is its ``origin``'s (see :func:`classifier_config`)."""
-    config = classifier_config(model, recipe=recipe, metrics=metrics, data=data, origin=origin)
+    config = classifier_config(model, recipe=recipe, metrics=metrics, data=data, origin=origin, provenance=provenance)
     card = classifier_card(config, repo_id=None)
     folder = Path(save_directory)
     with written_atomically(folder, keep=frozenset({CONFIG_NAME, WEIGHTS_NAME, README_NAME})) as stage:
@@ -134,6 +141,8 @@ An [I-JEPA](https://arxiv.org/abs/2301.08243) encoder fine-tuned with
 [ijepa_hub](https://github.com/ijepa-hub/ijepa_hub)'s `ijepa-finetune`.
 
 {_table(facts)}
+
+{provenance_markdown(ijepa.get("provenance"))}
 
 ## Use
 

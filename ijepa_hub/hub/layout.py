@@ -145,6 +145,7 @@ KNOWN_FIELDS = (
     "format_version", "library_version", "model", "encoder", "files", "preprocessing", "variant", "source_url",
     "base_variant", "recipe", "metrics", "license",
     "origins",  # where weights trained from other weights started: {"init" | "teacher": {source, revision, ...}}
+    "provenance",  # the chain of what was done to the weights, oldest first (hub/provenance.py)
     "classifier",  # fine-tuned classifiers (hub/classifier.py)
     "kind",  # the repo kind (REPO_KINDS); absent in repos written before it
 )
@@ -364,7 +365,8 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> RepoConfig:
             f"{source}: config.json says encoder={encoder!r} but files={files}; "
             f"{WEIGHTS_NAME} must hold the target or context encoder"
         )
-    extra = {k: ijepa[k] for k in ("recipe", "metrics", "base_variant", "license", "origins") if k in ijepa}
+    extra = {k: ijepa[k] for k in ("recipe", "metrics", "base_variant", "license", "origins", "provenance")
+             if k in ijepa}
     try:
         kind = repo_kind(data)
     except HubLayoutError as err:

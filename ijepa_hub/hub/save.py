@@ -10,7 +10,7 @@ import json
 import os
 import shlex
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from ..errors import HubLayoutError, IJepaError, PushToHubError
 from ..models import Classifier, IJepa
 from ..models.hub_mixin import register_repo_writer
 from ..recipe import Recipe
+from ..registry import VARIANTS
 from .card import render_model_card
 from .classifier import classifier_card, is_classifier_config, save_classifier
 from .convert import timm_to_transformers, transformers_config
@@ -42,9 +43,10 @@ from .layout import (
     select_parts,
     write_config,
 )
+from .lineage import chain_license, released_step, strictest_license, with_step
 from .load import from_pretrained
 from .network import failure_cause
-from .provenance import Origin, model_origin
+from .provenance import Origin, model_origin, model_provenance
 
 # What a failed upload raises: the Hub's HTTP errors, OSError (offline mode, files, requests' errors), the
 # HTTP client's own base error (httpx's ConnectError is not an OSError) and an invalid repo id.
@@ -75,6 +77,7 @@ def save_pretrained(
     variant: str | None = None,
     license: str | None = None,
     origins: Mapping[str, Origin] | None = None,
+    provenance: Sequence[Mapping[str, Any]] | None = None,
     **deprecated: Any,
 ) -> Path:
     """Write ``model`` as an ijepa_hub repo folder and return its path.
@@ -86,7 +89,9 @@ def save_pretrained(
     model's own, set when its weights came from a released checkpoint) and ``license`` fill the card;
     with a ``recipe`` the weights count as trained here (a variant is then recorded as their base).
     ``origins`` (``{"init" | "teacher": Origin}``): the weights a run continued or distilled, recorded in
-    ``config.json`` and the card; without ``license`` the model inherits the first of their licences.
+    ``config.json`` and the card. ``provenance``: the chain of what was done to the weights
+    (:mod:`ijepa_hub.hub.provenance`); default: the loaded model's own chain (a reference checkpoint saved here gains
+    a conversion step). The licence recorded is the most restrictive of ``license`` and the chain's.
     """
     options = renamed_options(
         dict(encoder=encoder, with_context_encoder=with_context_encoder, with_predictor=with_predictor), deprecated,
@@ -119,7 +124,14 @@ def save_pretrained(
         base = next((o.variant for o in origins.values() if o.variant), None)
         if base and not config["ijepa"].get("base_variant"):
             config["ijepa"]["base_variant"] = base
-    license = license or next((o.license for o in origins.values() if o.license), None)
+    chain = list(provenance) if provenance is not None else model_provenance(model)
+    if chain is None and released in VARIANTS:  # named a release without loading one: the release starts the chain
+        chain = [released_step(released)]
+        if recipe_dict:
+            chain = with_step(chain, released, f"trained further (recipe {recipe_dict.get('name', 'custom')})")
+    if chain:
+        config["ijepa"]["provenance"] = [dict(step) for step in chain]
+    license = strictest_license([license, *(o.license for o in origins.values()), chain_license(chain or [])])
     if license:
         config["ijepa"]["license"] = license
         config["pretrained_cfg"]["license"] = license  # what timm reads
@@ -147,6 +159,7 @@ def _card_for(config: Mapping[str, Any], *, repo_id: str | None, source: str):
         base_variant=parsed.extra.get("base_variant"),
         license=parsed.extra.get("license"),
         origins=parsed.extra.get("origins"),
+        provenance=parsed.extra.get("provenance"),
         metrics=parsed.extra.get("metrics"),
         recipe=recipe if isinstance(recipe, Mapping) else None,
     )
@@ -282,6 +295,7 @@ def _save_by_kind(model: IJepa | Classifier, save_directory: str | os.PathLike, 
     """Write ``model`` as a repo of its kind: a classifier repo for a :class:`Classifier`, else an encoder repo."""
     if isinstance(model, Classifier):  # its licence is its source's: Meta's weights stay CC BY-NC 4.0
         kwargs.setdefault("origin", model_origin(model))
+        kwargs.setdefault("provenance", model_provenance(model))
         return save_classifier(model, save_directory, **kwargs)
     if isinstance(model, IJepa):
         return save_pretrained(model, save_directory, **kwargs)

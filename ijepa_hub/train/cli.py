@@ -127,6 +127,7 @@ def _run(argv: list[str]) -> None:
     )
     if rank == 0:
         print(f"ijepa-train: {_summary(result)}")
+        print(f"objective: {result.objective}")
         steps = next_steps(result)
         print("next:\n" + "\n".join(f"  {line}" for line in steps))
 

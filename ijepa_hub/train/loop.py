@@ -58,7 +58,7 @@ from .monitor import CollapseMonitor, monitor_images
 from .online_probe import OnlineProbe, run_probe
 from .optim import build_optimizer
 from .parallel import ema_update, shard_ijepa
-from .sources import build_model, run_origins
+from .sources import build_model, run_origins, run_provenance
 
 __all__ = ["train", "train_step", "train_iteration", "TrainResult"]
 
@@ -70,6 +70,7 @@ class TrainResult(RunResult):
     """What a call to :func:`train` did: the engine's :class:`~ijepa_hub.engine.process.RunResult` and the
     collapse monitor's and online probe's records."""
 
+    objective: str = ""  # the training objective in words (:func:`objective`)
     monitor: list[dict[str, Any]] = field(default_factory=list)
     online_probe: list[dict[str, Any]] = field(default_factory=list)  # k-NN top-1 records (train.eval_every)
 
@@ -149,6 +150,14 @@ def _build_loader(run: Run, dataset, min_fraction: float) -> DataLoader:
     return DataLoader(samples(dataset), batch_sampler=sampler, collate_fn=collate, **options)
 
 
+def objective(recipe: Recipe) -> str:
+    """What a run optimises, in words: the loss section's terms, and the teacher when it distils."""
+    text = recipe.loss.describe()
+    if recipe.teacher.source:
+        text += f"; the targets are the frozen teacher's features ({recipe.teacher.source}), not an EMA encoder's"
+    return text
+
+
 def _open_log(out_dir: Path, run: Run, model_name: str, resumed: Resume | None, progress: bool) -> StepLogger:
     """The run folder prepared (rank 0) and what the run is logged; every rank gets the progress bar (shown on
     rank 0)."""
@@ -157,6 +166,7 @@ def _open_log(out_dir: Path, run: Run, model_name: str, resumed: Resume | None, 
                              tensorboard=cfg.tensorboard)
     if env.is_main:
         logger.info("%s", run.describe(model_name, resumed.source if resumed else None))
+        logger.info("objective: %s", objective(run.recipe))
     return StepLogger(
         writer, progress_bar(run.end_step, run.start_step, enabled=progress and env.is_main), log_every=cfg.log_every,
         end_step=run.end_step, steps_per_epoch=run.steps_per_epoch, images_per_step=run.plan.global_batch,
@@ -206,7 +216,7 @@ def _export(core: IJepa, optimizer, run: Run, out_dir: Path, result: TrainResult
     else:  # the target encoder as the main weights (what the paper evaluates), context encoder and predictor beside
         parts = dict(encoder="target")
     result.export_dir = Path(save_pretrained(final, out_dir / "model", recipe=recipe, metrics=metrics,
-                                             origins=origins, **parts))
+                                             origins=origins, provenance=run_provenance(recipe), **parts))
     logger.info("exported the trained model to %s", result.export_dir)
     if push_to:
         result.hub_url = push_to_hub(result.export_dir, push_to)
@@ -294,7 +304,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
     log = _open_log(out_dir, run, _described(core, recipe), resumed, progress)
     checkpointer = Checkpointer(out_dir, run, core, optimizer, broken=broken, extra={"monitor": monitor},
                                 resumed=resumed, fsdp=cfg.fsdp)
-    result = TrainResult(out_dir, run.start_step, run.start_step, run.schedules.total_steps)
+    result = TrainResult(out_dir, run.start_step, run.start_step, run.schedules.total_steps, objective=objective(recipe))
     measure = functools.partial(monitor.measure, core.target_encoder, device=env.device, autocast=autocast)
     if resumed is None and cfg.monitor_every > 0:
         result.monitor.append(log.event("monitor", measure(step=0)))

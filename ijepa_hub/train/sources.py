@@ -16,16 +16,17 @@ import os
 import torch
 
 from ..errors import HubLayoutError, RecipeError
+from ..hub.lineage import step, with_step
 from ..hub.load import from_pretrained
 from ..hub.model import PretrainedIJepa
-from ..hub.provenance import Origin, source_origin
+from ..hub.provenance import Origin, provenance_of, source_origin
 from ..models import IJepa
 from ..models.distill import StudentJepa, check_same_grid
 from ..recipe import Recipe
 from ..registry import MODEL_FIELDS, ModelConfig, get_model_config
 from ..released import find_variant
 
-__all__ = ["build_model", "check_init_sizes", "load_source", "run_origins"]
+__all__ = ["build_model", "check_init_sizes", "load_source", "run_origins", "run_provenance"]
 
 logger = logging.getLogger("ijepa_hub.train")
 
@@ -119,3 +120,18 @@ def run_origins(recipe: Recipe) -> dict[str, Origin]:
     """Where a run's weights come from (``init`` / ``teacher``), for its model card and licence."""
     return {key: source_origin(section.source, revision=section.revision)
             for key, section in (("init", recipe.init), ("teacher", recipe.teacher)) if section.source}
+
+
+def run_provenance(recipe: Recipe) -> list[dict]:
+    """The provenance chain of a run's model: its init's and teacher's chains, then what the run did."""
+    chain: list[dict] = []
+    for section in (recipe.init, recipe.teacher):
+        if section.source:
+            chain += provenance_of(section.source, revision=section.revision)
+    how = f"with ijepa-train (recipe {recipe.name}; objective: {recipe.loss.describe()})"
+    if recipe.teacher.source:
+        return with_step(chain, recipe.teacher.source, f"distilled into a {recipe.model.name} student {how}",
+                         revision=recipe.teacher.revision)
+    if recipe.init.source:
+        return with_step(chain, recipe.init.source, f"continued pretraining {how}", revision=recipe.init.revision)
+    return [step(None, f"pretrained from random initialisation {how}")]
