@@ -9,8 +9,8 @@ The convention (docs/performance.md, "Receipts"):
   block only the comments are read. Versions (``torch 2.14.1``) are not figures.
 - A **block** runs from a heading or a marker to the next heading or marker. Its receipts are the results
   files (``benchmarks/results/*.json`` / ``*.jsonl``) named by a marker at its start,
-  ``<!-- receipt: benchmarks/results/a.json benchmarks/results/b.jsonl -->``, or linked or named anywhere in it
-  (``[...](../benchmarks/results/a.json)``, `` `results/a.json` ``).
+  ``<!-- receipt: benchmarks/results/a.json benchmarks/results/b.jsonl -->`` (outside inline code), or linked or
+  named anywhere in it (``[...](../benchmarks/results/a.json)``, `` `results/a.json` ``: files that exist).
 - Every figure of a block must be **recorded** in its receipts: some number of the files (JSON numbers, and
   numbers inside their strings, e.g. captured output) rounds to it at the doc's precision, as a 0-1 fraction
   or a percentage, in seconds, milliseconds or minutes. ``about`` / ``~`` before a figure allows 10 %.
@@ -28,12 +28,14 @@ The convention (docs/performance.md, "Receipts"):
 from __future__ import annotations
 
 import bisect
+import contextlib
+import io
 import json
 import math
 import os
 import re
+import runpy
 import shlex
-import subprocess
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -49,6 +51,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "docs/finetuning.md": frozenset({"0.91", "0.75", "0.3", "0.8", "1.0", "0.1"}),  # the output's shape; MAE's recipe
     "docs/guarantees.md": frozenset({"0.01", "30 s"}),  # data.max_broken_fraction's default; the progress interval
     "docs/training.md": frozenset({"0.2 s"}),  # the thread policy's sampling window, a constant of the code
+    "docs/evaluation.md": frozenset({"20 %"}),  # the linear probe's held-out split
     "docs/hub.md": frozenset({"5 s", "0.5"}),  # a request timeout; transformers' normalisation constants
 }
 
@@ -66,7 +69,8 @@ _FIGURE = re.compile(
 _VERSION_WORDS = re.compile(r"(?:python|pytorch|torch|version|cuda|onnx|opset)\s*$", re.I)
 _SECONDS = {"ms": 1e-3, "s": 1.0, "second": 1.0, "seconds": 1.0, "min": 60.0, "minute": 60.0, "minutes": 60.0,
             "h": 3600.0, "hour": 3600.0, "hours": 3600.0}
-_BYTES = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+_BYTES = {"KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
+          "GFLOP/s": 1e9, "TFLOP/s": 1e12}  # and FLOP rates: a scale to the recorded unit
 
 
 @dataclass(frozen=True)
@@ -170,7 +174,7 @@ def blocks(path: Path, root: Path = ROOT) -> list[Block]:
         if table and (in_code or not raw.startswith("|")):
             out[-1].tables.append(table)
             table = []
-        marker = None if in_code else _MARKER.search(raw)
+        marker = None if in_code else _MARKER.search(re.sub(r"`[^`]*`", " ", raw))  # not one shown in code
         if (not in_code and raw.startswith("#")) or marker:
             out.append(Block(page, number))
         block = out[-1]
@@ -184,8 +188,9 @@ def blocks(path: Path, root: Path = ROOT) -> list[Block]:
                 if command.strip():
                     block.commands.append(command.strip())
         if not in_code:
-            block.receipts += [ref if ref.startswith("benchmarks/") else f"benchmarks/{ref}"
-                               for ref in _RESULTS_REF.findall(_MARKER.sub(" ", raw))]
+            refs = (ref if ref.startswith("benchmarks/") else f"benchmarks/{ref}"
+                    for ref in _RESULTS_REF.findall(_MARKER.sub(" ", raw)))
+            block.receipts += [ref for ref in refs if (root / ref).is_file()]  # a link or a name in the text
             if raw.startswith("|"):
                 table.append(raw.strip())
         block.figures += figures(_prose(raw, in_code), number)
@@ -235,13 +240,25 @@ def recorded(path: Path) -> list[float]:
 
 @cache
 def command_output(command: str, root: Path = ROOT) -> str:
-    """The stdout of ``python <command>`` run in ``root`` (a results file's ``--table``)."""
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    done = subprocess.run([sys.executable, *shlex.split(command)], cwd=root, env=env, capture_output=True,
-                          text=True, timeout=120)
-    if done.returncode:
-        raise RuntimeError(f"{command} exited {done.returncode}: {done.stderr.strip()[-500:]}")
-    return done.stdout
+    """What ``python <command>`` prints (a results file's ``--table``), run in this process: the scripts only
+    read their results file, and torch is imported once."""
+    argv = shlex.split(command)
+    script = root / argv[0]
+    if not script.is_file():
+        raise RuntimeError(f"{command}: no script {argv[0]}")
+    out, old_argv, old_path, old_cwd = io.StringIO(), sys.argv, list(sys.path), os.getcwd()
+    try:
+        sys.argv, sys.path[:0] = [str(script), *argv[1:]], [str(script.parent), str(root)]
+        os.chdir(root)
+        with contextlib.redirect_stdout(out):
+            runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as err:
+        if err.code not in (0, None):
+            raise RuntimeError(f"{command} exited {err.code}") from None
+    finally:
+        sys.argv, sys.path[:] = old_argv, old_path
+        os.chdir(old_cwd)
+    return out.getvalue()
 
 
 def is_recorded(figure: Figure, numbers: list[float]) -> bool:
@@ -286,7 +303,7 @@ def block_problems(block: Block, root: Path = ROOT) -> list[str]:
     for command in block.commands:
         try:
             outputs.append(command_output(command, root))
-        except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+        except (RuntimeError, OSError) as err:
             problems.append(f"{where}: {err}")
     for text in outputs:
         numbers += _sorted_numbers(_numbers_in(text))
