@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import IJepaError
+from ..hub.load import read_config
 from ..masks import MaskCollator
 
 __all__ = [
@@ -204,9 +206,6 @@ def model_label(source: str | os.PathLike, model) -> str:
     if not os.path.exists(source) and "://" not in source:
         return source  # a Hub repo id (or name) the user typed
     label = f"I-JEPA {model.config.name}"
-    from ..errors import IJepaError
-    from ..hub.load import read_config
-
     try:
         recipe = read_config(source).get("ijepa", {}).get("recipe", {})
     except (OSError, ValueError, IJepaError):  # a released-layout file, a transformers folder: no recipe
