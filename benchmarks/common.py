@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import shlex
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -33,6 +37,7 @@ __all__ = [
     "vit_forward_macs",
     "encoder_forward_flops",
     "cpu_model",
+    "git_commit",
     "speedups",
     "ijepa_step_flops",
     "device_name",
@@ -42,6 +47,7 @@ __all__ = [
     "save_result",
     "RESULTS",
     "add_run_args",
+    "table_requested",
     "start",
 ]
 
@@ -64,6 +70,18 @@ def add_run_args(parser: argparse.ArgumentParser, *, repeats: int, default_out: 
     parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is); recorded")
     parser.add_argument("--out", default=None, help=f"result name under results/ (default {default_out})")
+
+
+def table_requested(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                    table: Callable[[Path], str]) -> bool:
+    """For scripts whose docs table is generated: with ``--table`` print ``table(args.results)`` and say so;
+    otherwise the positional ``model`` is required (a parser error without it)."""
+    if args.table:
+        print(table(args.results))
+        return True
+    if args.model is None:
+        parser.error("the model folder is required (or --table)")
+    return False
 
 
 def start(args: argparse.Namespace) -> torch.device:
@@ -123,10 +141,26 @@ def device_name(device: torch.device) -> str:
     return cpu_model()
 
 
+def git_commit() -> str:
+    """The checkout's short commit, ``+dirty`` when tracked files differ from it ("not recorded" outside git)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent,
+                              check=True).stdout.strip()
+
+    try:
+        return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "not recorded"
+
+
 def environment(device: torch.device) -> dict[str, Any]:
-    """What every result records: device, torch version, CPU threads."""
-    env = {"device": device_name(device), "device_type": device.type, "torch": torch.__version__,
-           "threads": torch.get_num_threads(), "python": platform.python_version()}
+    """What every result records (the receipt of docs/performance.md#receipts): the command, the commit, the
+    machine, the device, torch version, CPU threads and the load average (other jobs on shared cores)."""
+    env = {"command": shlex.join(["python", *sys.argv]), "commit": git_commit(),
+           "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu_model()}",
+           "device": device_name(device), "device_type": device.type, "torch": torch.__version__,
+           "threads": torch.get_num_threads(), "python": platform.python_version(),
+           "load_average": [round(x, 2) for x in os.getloadavg()]}
     if device.type == "cuda":
         env["cuda"] = torch.version.cuda
     return env

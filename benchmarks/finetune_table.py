@@ -7,6 +7,7 @@ built-in synthetic shapes with the same split, steps and seed; the last validati
 and the trained parameter count are saved to ``--results`` and printed as a Markdown table.
 
     python benchmarks/finetune_table.py runs/default/model --epochs 4
+    python benchmarks/finetune_table.py --table [--results FILE]   # the docs' table from a results file
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import RESULTS, environment
+from common import RESULTS, environment, table_requested
 
 from ijepa_hub.eval.plots import read_metrics
 
@@ -29,6 +30,25 @@ MODES = {  # mode -> its own overrides: the frozen modes take a higher learning 
     "linear": ["--optim.lr", "3e-2"],
     "attentive": ["--optim.lr", "1e-3"],
 }
+HEADERS = {"full": "full fine-tuning (lr 1e-3)", "linear": "linear probe (`--model.mode linear`, lr 3e-2)",
+           "attentive": "attentive probe (`--model.mode attentive`, lr 1e-3)"}
+STARTS = {"pretrained run": "default `ijepa-train` run", "its random initialisation": "its random initialisation"}
+
+
+def table(results: Path) -> str:
+    """The Markdown table of docs/finetuning.md from a results file: last validation top-1 (%) by start and
+    mode, the pretraining's gain (pretrained minus random init) and each run's wall time."""
+    rows = json.loads(results.read_text())["rows"]
+    modes = [m for m in MODES if any(r["mode"] == m for r in rows)]
+    cell = {(r["start"], r["mode"]): r for r in rows}
+    out = ["| start | " + " | ".join(HEADERS[m] for m in modes) + " |", "|---|" + "---|" * len(modes)]
+    for start, shown in STARTS.items():
+        out.append(f"| {shown} | " + " | ".join(f"{cell[start, m]['val_top1']:.1f}" for m in modes) + " |")
+    gains = [cell["pretrained run", m]["val_top1"] - cell["its random initialisation", m]["val_top1"] for m in modes]
+    out.append("| pretraining's gain | " + " | ".join(f"{g:+.1f}" for g in gains) + " |")
+    for start, shown in STARTS.items():
+        out.append(f"| wall time, {shown} | " + " | ".join(f"{cell[start, m]['seconds']:.0f} s" for m in modes) + " |")
+    return "\n".join(out)
 
 
 def save_random_init(model_dir: Path, out: Path) -> Path:
@@ -54,12 +74,15 @@ def finetune(source: Path, mode: str, out: Path, common: list[str]) -> dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", type=Path, help="an ijepa-train run's model folder (e.g. runs/default/model)")
+    parser.add_argument("model", type=Path, nargs="?", help="an ijepa-train run's model folder (e.g. runs/default/model)")
+    parser.add_argument("--table", action="store_true", help="print the Markdown table of --results and exit")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     parser.add_argument("--results", type=Path, default=RESULTS / "finetune_table_cpu.json")
     args = parser.parse_args(argv)
+    if table_requested(parser, args, table):
+        return 0
     common = ["--optim.epochs", str(args.epochs), "--data.source_size", "96", "--train.threads", str(args.threads)]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ijepa-ft-table-") as tmp:
@@ -73,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps({"model": str(args.model), "epochs": args.epochs, "rows": rows,
                                         "environment": environment(torch.device("cpu"))}, indent=2) + "\n")
-    print("\n| start | " + " | ".join(args.modes) + " |\n|---|" + "---|" * len(args.modes))
-    for start in starts:
-        cells = [f"{r['val_top1']:.1f}" for m in args.modes for r in rows if r["start"] == start and r["mode"] == m]
-        print(f"| {start} | " + " | ".join(cells) + " |")
+    print(table(args.results))
     print(f"wrote {args.results}")
     return 0
 

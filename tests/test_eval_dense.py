@@ -178,3 +178,32 @@ def test_layers_option_takes_a_count_or_block_indices(capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse(["seg", "m", "--layers", "last"])
     assert exit_info.value.code == 2 and "block indices like 2,5,11" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["seg", "pca"])
+def test_picture_titles_name_the_model_never_its_local_path(model_dir, tmp_path, monkeypatch, command):
+    from ijepa_hub.eval import plots
+
+    titles = []
+    for name in ("plot_segmentation", "plot_pca"):
+        monkeypatch.setattr(plots, name, lambda *a, title="", **k: titles.append(title) or tmp_path / "x.png")
+    source = str(model_dir.resolve())
+    argv = (["seg", source, "--num-train", "8", "--num-test", "4", "--epochs", "1", "--picture", str(tmp_path / "s.png")]
+            if command == "seg" else ["pca", source, str(tmp_path / "p.png"), "--num", "2"])
+    assert main([*argv, "--cache-dir", ""] if command == "seg" else argv) == 0
+    assert len(titles) == 1
+    assert source not in titles[0] and str(tmp_path) not in titles[0] and "/" not in titles[0].split(":")[0]
+    assert titles[0].startswith("I-JEPA vit_tiny_patch16:")  # the architecture (no recipe in a bare save)
+
+
+def test_model_label_is_the_variant_the_repo_id_or_the_architecture_and_recipe(tiny_model, tmp_path):
+    from ijepa_hub.eval.plots import model_label
+
+    class Released:
+        variant, config = "ijepa_vith14_1k", tiny_model.config
+
+    assert model_label("IN1K-vit.h.14-300e.pth.tar", Released()) == "ijepa_vith14_1k"
+    assert model_label("someone/my-ijepa", tiny_model) == "someone/my-ijepa"  # a repo id, not a local path
+    folder = tmp_path / "run" / "model"
+    ijepa_hub.save_pretrained(tiny_model, folder, recipe=ijepa_hub.load_recipe("default"))
+    assert model_label(folder, tiny_model) == "I-JEPA vit_tiny_patch16, recipe default"

@@ -1,8 +1,8 @@
 """How many intra-op threads a CPU training process uses.
 
-torch's default (one per core) fights whatever else runs on the same cores: on 2 cores busy with other
-jobs the default run went 14x slower than with one thread, while on 2 idle cores one thread left half
-the machine unused (32 against 48 images/s). The automatic choice counts the cores other programs keep
+torch's default (one per core) fights whatever else runs on the same cores: on cores busy with other jobs
+the default run goes several times slower than with one thread, while on idle cores one thread leaves half
+the machine unused. The automatic choice counts the cores other programs keep
 busy (a 0.2 s sample of ``/proc/stat`` before training, on Linux, for a single process), leaves one core
 to each DataLoader worker and shares the rest between the processes on this machine (torchrun's
 ``LOCAL_WORLD_SIZE``), at least one thread each. ``train.threads`` or an ``OMP_NUM_THREADS`` the user

@@ -226,15 +226,17 @@ def _linear(args) -> None:
     _emit(args, results, format_table(rows, ["data", "layers", "top-1 %", "val top-1 %", "lr", "wd"]))
 
 
-def _encoders(args) -> list[tuple[str, Any]]:
-    """("model", its encoder), and ("random_init", the same architecture at its seed init) with --baseline."""
+def _encoders(args) -> tuple[str, list[tuple[str, Any]]]:
+    """The model's name for pictures (:func:`~ijepa_hub.eval.plots.model_label`), and ("model", its encoder) plus
+    ("random_init", the same architecture at its seed init) with --baseline."""
+    from .plots import model_label
     from .probes import random_init_encoder
 
     model = _model(args)
     nets = [("model", model.encoder)]
     if getattr(args, "baseline", False):
         nets.append(("random_init", random_init_encoder(model.config, seed=args.seed).to(next(model.encoder.parameters()).device)))
-    return nets
+    return model_label(args.source, model), nets
 
 
 def _attentive(args) -> None:
@@ -243,7 +245,8 @@ def _attentive(args) -> None:
 
     splits = _splits(args)
     results = []
-    for who, encoder in _encoders(args):
+    _, encoders = _encoders(args)
+    for who, encoder in encoders:
         r = evaluate_attentive(encoder, splits, epochs=args.epochs, lr=args.lr, num_heads=args.num_heads,
                                seed=args.seed, **_feature_kwargs(args))
         results.append({"source": args.source, "encoder": who, **r})
@@ -259,14 +262,15 @@ def _seg(args) -> None:
     splits = segmentation_splits(args.data, seed=args.seed, num_classes=args.num_classes,
                                  **({"num_train": args.num_train, "num_test": args.num_test} if synthetic_style(args.data) is not None else {}))
     results, tensors = [], {}
-    for who, encoder in _encoders(args):
+    label, encoders = _encoders(args)
+    for who, encoder in encoders:
         r = evaluate_segmentation(encoder, splits, layers=args.layers, img_size=args.img_size, epochs=args.epochs, lr=args.lr,
                                   seed=args.seed, keep_predictions=who == "model", **_feature_kwargs(args))
         if who == "model":
             tensors = {"predictions": r.pop("predictions"), "labels": r.pop("labels")}
         results.append({"source": args.source, "encoder": who, **r})
     if args.picture:
-        results[0]["picture"] = str(_seg_picture(args, splits, tensors, results[0]))
+        results[0]["picture"] = str(_seg_picture(args, splits, tensors, results[0], label))
     rows = [[r["encoder"], r["layers"], f"{r['miou']:.3f}", f"{r['pixel_accuracy']:.3f}", f"{r['majority']['miou']:.3f}",
              f"{sum(r['seconds'].values()):.0f}"] for r in results]
     table = format_table(rows, ["encoder", "layers", "mIoU", "pixel acc", "majority mIoU", "seconds"])
@@ -277,7 +281,7 @@ def _seg(args) -> None:
         print(f"wrote {args.picture}")
 
 
-def _seg_picture(args, splits, tensors, result):
+def _seg_picture(args, splits, tensors, result, label: str):
     import torch
 
     from .plots import plot_segmentation
@@ -290,7 +294,7 @@ def _seg_picture(args, splits, tensors, result):
                           for m, w in zip(splits.test_masks[:n], splits.test_images[:n])], size)
     predictions = torch.nn.functional.interpolate(tensors["predictions"][:n, None].float(), size=(size, size),
                                                   mode="nearest")[:, 0].to(truth.dtype)
-    title = f"{args.source}: linear segmentation probe, val mIoU {result['miou']:.3f}"
+    title = f"{label}: linear segmentation probe, val mIoU {result['miou']:.3f}"
     return plot_segmentation(images, truth, predictions, args.picture, classes=splits.classes, title=title)
 
 
@@ -351,7 +355,7 @@ def _masks(args) -> None:
 
 def _pca(args) -> None:
     from ..features import extract_features
-    from .plots import pca_variance_ratio, plot_pca
+    from .plots import model_label, pca_variance_ratio, plot_pca
     from .probes import format_table
 
     model = _model(args)
@@ -359,7 +363,7 @@ def _pca(args) -> None:
     images = _example_images(args.images, args.num, size, args.data)
     tokens = extract_features(model.encoder, list(images), crop_pct=1.0).patch_tokens
     path = plot_pca(images, tokens, args.output,
-                    title=f"{args.source}: PCA of the {model.encoder_name} encoder's patch features")
+                    title=f"{model_label(args.source, model)}: PCA of the {model.encoder_name} encoder's patch features")
     ratios = pca_variance_ratio(tokens, 3)
     r = {"source": args.source, "encoder": model.encoder_name, "output": str(path),
          "images": list(args.images) if args.images else f"{args.data} shapes ({args.num}, seed 7)",

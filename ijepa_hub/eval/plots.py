@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import IJepaError
+from ..hub.load import read_config
 from ..masks import MaskCollator
 
 __all__ = [
     "plot_masks", "pca_rgb", "pca_variance_ratio", "plot_pca", "plot_training_curves", "read_metrics", "label_colours",
-    "plot_segmentation",
+    "plot_segmentation", "model_label",
 ]
 
 ONLINE_PROBE = "online_probe"  # the panel of the online probe's k-NN accuracies (knn_<label> keys)
@@ -192,6 +194,24 @@ def plot_segmentation(
     fig.suptitle(title or "Linear segmentation probe on frozen patch features", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1 - 1.5 / (1.9 * b + 1.6), 1))
     return _save(fig, path)
+
+
+def model_label(source: str | os.PathLike, model) -> str:
+    """The name a picture's title gives a model: its released variant, the Hub repo id or name it was loaded by,
+    or for a local folder or file its architecture and recipe (``I-JEPA vit_tiny_patch8, recipe default``).
+    Never a local path: a picture made in one folder is shown on other machines."""
+    source = os.fspath(source)
+    if getattr(model, "variant", None):
+        return model.variant
+    if not os.path.exists(source) and "://" not in source:
+        return source  # a Hub repo id (or name) the user typed
+    label = f"I-JEPA {model.config.name}"
+    try:
+        recipe = read_config(source).get("ijepa", {}).get("recipe", {})
+    except (OSError, ValueError, IJepaError):  # a released-layout file, a transformers folder: no recipe
+        recipe = {}
+    name = recipe.get("name") if isinstance(recipe, dict) else None
+    return f"{label}, recipe {name}" if isinstance(name, str) and name else label
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
