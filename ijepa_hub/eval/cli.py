@@ -24,7 +24,7 @@ from ..cli_common import (
     setup_logging,
 )
 from ..data.synthetic import SYNTHETIC, SYNTHETIC_SPECS, synthetic_style
-from ..models.extract import QUANTIZE
+from ..models.extract import QUANTIZE, compute_dtype
 
 __all__ = ["main", "build_parser", "add_extract_command", "run_extract"]
 
@@ -104,7 +104,6 @@ def add_extract_command(sub: Any, *, help_suffix: str = "") -> argparse.Argument
 def run_extract(args: argparse.Namespace) -> None:
     """``extract``: features of every image under ``args.images`` written to ``args.output``."""
     from ..features import extract_folder
-    from ..models.extract import compute_dtype
     from .extract import check_features_output, write_features
 
     check_features_output(args.output, patch_tokens=args.patch_tokens)  # before the work, not after
@@ -204,8 +203,6 @@ def _feature_kwargs(args) -> dict[str, Any]:
 
 def _compute_kwargs(args) -> dict[str, Any]:
     """knn / linear: the feature kwargs with ``--dtype`` and ``--quantize``, the pair checked before any work."""
-    from ..models.extract import compute_dtype
-
     compute_dtype(args.dtype, default_device(args.device), args.quantize)
     return {**_feature_kwargs(args), "dtype": args.dtype, "quantize": args.quantize}
 

@@ -20,6 +20,7 @@ from ..data.preprocess import as_image_list, preprocess
 from ..data.transforms import CROP_PCT
 from ..precision import Precision, autocast_context, extraction_dtype
 from .encoder import VisionTransformerEncoder
+from .int8 import int8_encoder
 
 __all__ = ["Features", "block_indices", "tokens_to_map", "extract_features", "feature_encoder", "QUANTIZE", "compute_dtype"]
 
@@ -101,8 +102,6 @@ def block_indices(depth: int, layers: int | Sequence[int]) -> tuple[int, ...]:
 def _runner(encoder: nn.Module, indices: tuple[int, ...], compute: str, device: torch.device):
     """``batch -> [tokens of each block in indices]`` in ``compute`` (an autocast dtype or int8)."""
     if compute == "int8":
-        from .int8 import int8_encoder
-
         def run_int8(batch: torch.Tensor) -> list[torch.Tensor]:  # the ONNX graph is built for one image size
             return int8_encoder(encoder, indices, tuple(batch.shape[-2:]))(batch)
 

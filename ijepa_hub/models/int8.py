@@ -55,7 +55,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     before = logging.root.manager.disable
-    logging.disable(logging.INFO)  # the quantizer logs every tensor it leaves alone on the root logger
+    logging.disable(logging.WARNING)  # the quantizer logs every tensor it leaves alone, and advice, on the root logger
     try:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
     finally:
