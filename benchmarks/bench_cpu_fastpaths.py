@@ -135,7 +135,8 @@ def measure_row(name: str, batch: int, args, folder: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", default="vit_base_patch16:4,vit_huge_patch14:1", help="model:batch, comma-separated")
+    p.add_argument("--rows", default="vit_base_patch16:4,vit_huge_patch14:1:3",
+                   help="model:batch[:repeats], comma-separated (repeats: default --repeats)")
     p.add_argument("--img-size", type=int, default=224)
     p.add_argument("--export", action=argparse.BooleanOptionalAction, default=True, help="time the int8 ONNX export file")
     p.add_argument("--torchao", action=argparse.BooleanOptionalAction, default=True,
@@ -152,9 +153,10 @@ def main() -> None:
     result = {**_receipt(), "native_bf16": cpu_native_bf16(), "command": " ".join(sys.argv), "rows": []}
     print(f"{result['device']}, torch {result['torch']}, {result['threads']} threads, load {result['load_average_before']}")
     for spec in args.rows.split(","):
-        name, batch = spec.split(":")
+        name, batch, *repeats = spec.split(":")
+        row_args = argparse.Namespace(**{**vars(args), "repeats": int(repeats[0]) if repeats else args.repeats})
         with tempfile.TemporaryDirectory(prefix="bench_fastpaths_") as tmp:
-            result["rows"].append(measure_row(name, int(batch), args, Path(tmp)))
+            result["rows"].append(measure_row(name, int(batch), row_args, Path(tmp)))
     result["loadavg_after"] = os.getloadavg()
     save_result(result, args.out or "cpu_fastpaths")
 
