@@ -23,12 +23,13 @@ import torch
 import torch.nn as nn
 
 from .data.preprocess import preprocess
+from .data.synthetic import STYLES, synthetic_style
 from .data.transforms import CROP_PCT, INTERPOLATION, MEAN, STD
 from .deprecation import deprecated_function
 from .engine.files import check_entry
 from .errors import ExportError, HubLayoutError
 from .eval.cost import accuracy_cost, default_cost_splits, feature_cosine
-from .eval.data import labelled_splits
+from .eval.data import LabelledSplits, labelled_splits
 from .hub.files import written_atomically
 from .models import IJepa, VisionTransformerEncoder
 from .models.classifier import Classifier
@@ -123,7 +124,7 @@ def export_deployable(
     check_batch_sizes: Sequence[int] = (1, 3),
     atol: float | None = None,
     source: str | None = None,
-    calib_data: str | os.PathLike | None = None,
+    calib_data: str | os.PathLike | LabelledSplits | None = None,
     limits: CostLimits = CostLimits(),
     force: bool = False,
 ) -> ExportResult:
@@ -137,7 +138,8 @@ def export_deployable(
     its cost below bounds it); a larger difference raises :class:`ExportError`.
 
     A lossy export (fp16, bf16 or int8) also measures its accuracy cost against eager fp32 on ``calib_data``
-    (a labelled folder, ``hfds/NAME`` or a synthetic spec; default: held-out synthetic shapes) and records it
+    (a labelled folder, ``hfds/NAME``, a synthetic spec or :class:`~ijepa_hub.eval.data.LabelledSplits`; default:
+    200 + 200 held-out synthetic shapes) and records it
     in ``export.json`` under ``accuracy``; beyond ``limits`` it is refused (:class:`ExportError`, nothing
     written) unless ``force``.
     """
@@ -207,8 +209,12 @@ def export_deployable(
     return ExportResult(folder, folder / name, format, dtype, diffs, time.perf_counter() - start, quantize, accuracy)
 
 
-def _cost_splits(calib_data: str | os.PathLike | None):
-    return default_cost_splits() if calib_data is None else labelled_splits(str(calib_data))
+def _cost_splits(calib_data: str | os.PathLike | LabelledSplits | None) -> LabelledSplits:
+    """The labelled images a lossy export's cost is measured on (synthetic specs: the small default set)."""
+    if isinstance(calib_data, LabelledSplits):
+        return calib_data
+    style = synthetic_style(str(calib_data)) if calib_data is not None else STYLES[0]
+    return default_cost_splits(style=style) if style is not None else labelled_splits(str(calib_data))
 
 
 def _accuracy(reference: nn.Module, path: Path, dtype: torch.dtype, splits, classifier: bool, img_size: int,

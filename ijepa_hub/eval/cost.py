@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data.synthetic import STYLES
 from ..features import extract_features
 from ..models.extract import Quantize, compute_dtype
 from ..precision import Precision
@@ -32,9 +33,10 @@ def feature_cosine(candidate: torch.Tensor, reference: torch.Tensor) -> dict[str
     return {"mean": float(cos.mean()), "min": float(cos.min())}
 
 
-def default_cost_splits(*, num_train: int = 200, num_test: int = 200, size: int = 96, seed: int = 0) -> LabelledSplits:
-    """The labelled set a cost is measured on when none is given: held-out synthetic shapes, by shape."""
-    return synthetic_splits("shape", num_train=num_train, num_test=num_test, size=size, seed=seed)
+def default_cost_splits(*, num_train: int = 200, num_test: int = 200, size: int = 96, seed: int = 0,
+                        style: str = STYLES[0]) -> LabelledSplits:
+    """The labelled set a cost is measured on when none is given: held-out synthetic shapes in ``style``, by shape."""
+    return synthetic_splits("shape", num_train=num_train, num_test=num_test, size=size, seed=seed, style=style)
 
 
 def accuracy_cost(reference: FeatureFn, candidate: FeatureFn, splits: LabelledSplits, *, k: int = 20,
