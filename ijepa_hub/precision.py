@@ -3,18 +3,21 @@
 ``auto`` means bf16 autocast on CUDA and fp32 (no autocast) elsewhere: bf16 needs no loss scaling and
 CPU autocast is slower than fp32 on CPUs without native bf16 arithmetic. Whether this CPU has it
 (AVX512-BF16 or AMX) is :func:`cpu_native_bf16`; callers that measured bf16 to pay off on such CPUs
-opt in through it.
+opt in through it: feature extraction does (:func:`extraction_dtype`), the trainer's ``auto`` does not.
 """
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from contextlib import AbstractContextManager, nullcontext
 from typing import Literal
 
 import torch
 
-__all__ = ["Precision", "resolve_precision", "autocast_context", "cpu_native_bf16", "cpu_flags"]
+__all__ = ["Precision", "resolve_precision", "extraction_dtype", "autocast_context", "cpu_native_bf16", "cpu_flags"]
+
+logger = logging.getLogger("ijepa_hub.precision")
 
 Precision = Literal["auto", "bf16", "fp16", "fp32"] | torch.dtype
 
@@ -57,6 +60,34 @@ def resolve_precision(precision: Precision, device: torch.device | str) -> torch
     if precision not in _DTYPES:
         raise ValueError(f"unknown precision {precision!r}; use one of auto, {', '.join(_DTYPES)} or a torch dtype")
     return _DTYPES[precision]
+
+
+_ANNOUNCED: set[tuple[str, torch.dtype]] = set()  # (device type, dtype) choices already logged
+
+
+def extraction_dtype(dtype: Precision | None, device: torch.device | str) -> torch.dtype:
+    """The compute dtype feature extraction runs in on ``device``.
+
+    ``auto`` (or None): bf16 autocast on CUDA and on CPUs with native bf16 dot products
+    (:func:`cpu_native_bf16`; see docs/performance.md for the speed and accuracy cost), fp32
+    elsewhere; the choice and its reason are logged once per device type. Any other value is
+    :func:`resolve_precision`'s. Unlike :func:`resolve_precision`, whose ``auto`` the trainer also reads,
+    this picks bf16 on CPU.
+    """
+    device = torch.device(device)
+    if dtype is not None and dtype != "auto":
+        return resolve_precision(dtype, device)
+    if device.type == "cuda":
+        chosen, why = torch.bfloat16, "CUDA"
+    elif device.type == "cpu" and cpu_native_bf16():
+        chosen, why = torch.bfloat16, "this CPU has native bf16 dot products (avx512_bf16 / amx_bf16)"
+    else:
+        chosen, why = torch.float32, f"{device.type} without native bf16 arithmetic"
+    if (device.type, chosen) not in _ANNOUNCED:
+        _ANNOUNCED.add((device.type, chosen))
+        logger.info("feature extraction on %s runs in %s: %s (dtype='fp32' or 'bf16' forces either)",
+                    device.type, str(chosen).removeprefix("torch."), why)
+    return chosen
 
 
 def autocast_context(device: torch.device | str, precision: Precision = "auto") -> AbstractContextManager:

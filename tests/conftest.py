@@ -34,6 +34,9 @@ os.environ.pop("HF_HUB_OFFLINE", None)
 # One intra-op thread unless the caller chose: the suite runs on 2 shared cores, and torch's default (a
 # thread per core) beside DataLoader workers and subprocesses oversubscribes them (issue 11, part 4).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Feature extraction's dtype="auto" picks bf16 on CPUs with native bf16: the suite's exact comparisons assume fp32
+# on every machine, so it runs as on a CPU without; tests of the bf16 choice set the variable themselves.
+os.environ.setdefault("IJEPA_HUB_CPU_BF16", "0")
 sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402

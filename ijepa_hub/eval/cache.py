@@ -21,7 +21,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..features import extract_features
-from ..precision import resolve_precision
+from ..models.extract import Quantize, compute_dtype
+from ..precision import Precision
 
 __all__ = ["default_cache_dir", "weights_digest", "cached_features", "cached_tensors", "computed_on"]
 
@@ -59,6 +60,8 @@ def cached_features(
     img_size: int | None = None,
     batch_size: int = 64,
     device: str | torch.device | None = None,
+    dtype: Precision | None = "auto",
+    quantize: Quantize | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """Pooled features [N, layers * D] of ``images``, read from the cache when this exact request was made before.
@@ -66,26 +69,29 @@ def cached_features(
     ``fingerprint`` identifies ``images`` (paths with sizes and times, or a synthetic spec);
     ``weights_key`` is the encoder's :func:`weights_digest`, computed here when not given (pass it when
     calling repeatedly with one encoder: hashing a ViT-H reads 2.5 GB). ``cache_dir=None``
-    uses :func:`default_cache_dir`; ``cache_dir=""`` disables the cache.
+    uses :func:`default_cache_dir`; ``cache_dir=""`` disables the cache. ``dtype`` and ``quantize`` are
+    :func:`~ijepa_hub.extract_features`'s; what they resolve to is part of the key.
     """
     options = {"layers": layers, "crop_pct": crop_pct, "img_size": img_size, "n": len(images),
-               **computed_on(encoder, device)}
+               **computed_on(encoder, device, dtype=dtype, quantize=quantize)}
 
     def compute() -> dict[str, torch.Tensor]:
         return {"pooled": extract_features(
             encoder, list(images), layers=layers, crop_pct=crop_pct, img_size=img_size, batch_size=batch_size,
-            device=device, progress=progress,
+            device=device, dtype=dtype, quantize=quantize, progress=progress,
         ).pooled}
 
     return cached_tensors(compute, key=[weights_key or weights_digest(encoder), fingerprint, options],
                           cache_dir=cache_dir, metadata={"fingerprint": fingerprint[:200], **options})["pooled"]
 
 
-def computed_on(encoder: nn.Module, device: str | torch.device | None) -> dict[str, str]:
-    """Where and in which dtypes features are computed: part of every cache key, since bf16 GPU features
-    differ from fp32 CPU ones."""
+def computed_on(encoder: nn.Module, device: str | torch.device | None, *, dtype: Precision | None = "auto",
+                quantize: Quantize | None = None) -> dict[str, str]:
+    """Where and in which dtypes features are computed: part of every cache key, since bf16 or int8 features
+    differ from fp32 ones (``compute_dtype``: ``float32``, ``bfloat16``, ``float16`` or ``int8``, as
+    :func:`~ijepa_hub.models.extract.compute_dtype` resolves ``dtype`` and ``quantize`` on the device)."""
     where = torch.device(device) if device is not None else next(encoder.parameters()).device
-    return {"device": where.type, "compute_dtype": str(resolve_precision("auto", where)),
+    return {"device": where.type, "compute_dtype": compute_dtype(dtype, where, quantize),
             "weights_dtype": str(next(encoder.parameters()).dtype)}
 
 

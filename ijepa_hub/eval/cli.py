@@ -24,6 +24,7 @@ from ..cli_common import (
     setup_logging,
 )
 from ..data.synthetic import SYNTHETIC, SYNTHETIC_SPECS, synthetic_style
+from ..models.extract import QUANTIZE, compute_dtype
 
 __all__ = ["main", "build_parser", "add_extract_command", "run_extract"]
 
@@ -40,6 +41,14 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 _SYNTHETIC_HELP = " or ".join(f"'{spec}'" for spec in SYNTHETIC_SPECS)  # the built-in data's specs
+
+
+def _add_compute_args(p: argparse.ArgumentParser) -> None:
+    """``--dtype`` and ``--quantize``: what the encoder computes in (extract, knn, linear)."""
+    p.add_argument("--dtype", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="autocast dtype (auto: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere)")
+    p.add_argument("--quantize", choices=QUANTIZE, default=None,
+                   help="int8: dynamic int8 matrix products in onnxruntime on the CPU (needs the [onnx] extra)")
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -86,6 +95,7 @@ def add_extract_command(sub: Any, *, help_suffix: str = "") -> argparse.Argument
                    help="n: the last n blocks concatenated (4: the linear-probe feature); 2,5,11: those block indices")
     p.add_argument("--device", default=None, help=_DEVICE_HELP)
     p.add_argument("--patch-tokens", action="store_true", help="also store patch tokens (.safetensors only)")
+    _add_compute_args(p)
     p.add_argument("--strict", action="store_true",
                    help="stop at the first image that cannot be decoded (default: skip it, log and count it)")
     return p
@@ -97,10 +107,12 @@ def run_extract(args: argparse.Namespace) -> None:
     from .extract import check_features_output, write_features
 
     check_features_output(args.output, patch_tokens=args.patch_tokens)  # before the work, not after
-    model = load_model(args, device=default_device(args.device))
+    device = default_device(args.device)
+    compute = compute_dtype(args.dtype, device, args.quantize)  # a wrong pair fails before the model loads
+    model = load_model(args, device=device)
     paths, feats = extract_folder(model.encoder, args.images, batch_size=args.batch_size, layers=args.layers,
-                                  progress=True, skip_broken=not args.strict)
-    metadata = {"source": args.source, "encoder": args.encoder, "layers": str(args.layers)}
+                                  dtype=args.dtype, quantize=args.quantize, progress=True, skip_broken=not args.strict)
+    metadata = {"source": args.source, "encoder": args.encoder, "layers": str(args.layers), "compute_dtype": compute}
     print(write_features(args.output, paths, feats, patch_tokens=args.patch_tokens, metadata=metadata))
 
 
@@ -113,12 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("knn", help="weighted k-NN on pooled features (top-1, top-5)")
     _add_model_args(p)
     _add_data_args(p)
+    _add_compute_args(p)
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--temperature", type=float, default=0.07)
 
     p = sub.add_parser("linear", help="linear probe with a held-out lr / weight-decay sweep")
     _add_model_args(p)
     _add_data_args(p)
+    _add_compute_args(p)
     p.add_argument("--layers", type=layers_arg, nargs="+", default=[1, 4],
                    help="one probe per value: n, the last n blocks concatenated (1: last layer; 4: last four), or "
                         "block indices like 2,5,11 (default: 1 4, the paper reports the better)")
@@ -187,6 +201,12 @@ def _feature_kwargs(args) -> dict[str, Any]:
     return {"cache_dir": args.cache_dir, "batch_size": args.batch_size, "progress": True}
 
 
+def _compute_kwargs(args) -> dict[str, Any]:
+    """knn / linear: the feature kwargs with ``--dtype`` and ``--quantize``, the pair checked before any work."""
+    compute_dtype(args.dtype, default_device(args.device), args.quantize)
+    return {**_feature_kwargs(args), "dtype": args.dtype, "quantize": args.quantize}
+
+
 def _splits(args):
     from .data import labelled_splits
 
@@ -209,7 +229,8 @@ def _emit(args, results: Any, table: str) -> None:
 def _knn(args) -> None:
     from .probes import evaluate_knn, format_table
 
-    r = evaluate_knn(_model(args).encoder, _splits(args), k=args.k, temperature=args.temperature, **_feature_kwargs(args))
+    compute = _compute_kwargs(args)
+    r = evaluate_knn(_model(args).encoder, _splits(args), k=args.k, temperature=args.temperature, **compute)
     r["source"] = args.source
     _emit(args, r, format_table([[r["data"], r["k"], r["top1"], r["top5"]]], ["data", "k", "top-1 %", "top-5 %"]))
 
@@ -217,8 +238,9 @@ def _knn(args) -> None:
 def _linear(args) -> None:
     from .probes import evaluate_linear, format_table
 
+    compute = _compute_kwargs(args)
     encoder, splits = _model(args).encoder, _splits(args)
-    results = [evaluate_linear(encoder, splits, layers=n, seed=args.seed, **_feature_kwargs(args)) for n in args.layers]
+    results = [evaluate_linear(encoder, splits, layers=n, seed=args.seed, **compute) for n in args.layers]
     for r in results:
         r["source"] = args.source
     rows = [[r["data"], r["layers"], r["top1"], r["val_top1"], f"{r['lr']:.0e}", f"{r['weight_decay']:.0e}"]

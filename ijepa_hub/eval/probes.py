@@ -13,8 +13,10 @@ import torch.nn as nn
 
 from ..data.synthetic import STYLES, synthetic_spec
 from ..models import IJepa
+from ..models.extract import Quantize
+from ..precision import Precision
 from ..registry import ModelConfig
-from .cache import cached_features, weights_digest
+from .cache import cached_features, computed_on, weights_digest
 from .checks import check_classes
 from .data import LabelledSplits, synthetic_splits_by_label
 from .knn import knn_classify
@@ -28,14 +30,23 @@ __all__ = [
 
 def split_features(
     encoder: nn.Module, splits: LabelledSplits, *, layers: int = 1, cache_dir: str | os.PathLike | None = None,
-    batch_size: int = 64, device: str | torch.device | None = None, progress: bool = False,
+    batch_size: int = 64, device: str | torch.device | None = None, dtype: Precision | None = "auto",
+    quantize: Quantize | None = None, progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled features of the train and test images (cached, see :func:`~ijepa_hub.eval.cache.cached_features`)."""
+    """Pooled features of the train and test images (cached, see :func:`~ijepa_hub.eval.cache.cached_features`);
+    ``dtype`` and ``quantize`` are :func:`~ijepa_hub.extract_features`'s."""
     common = dict(layers=layers, crop_pct=splits.crop_pct, cache_dir=cache_dir, batch_size=batch_size, device=device,
-                  progress=progress, weights_key=weights_digest(encoder) if cache_dir != "" else "uncached")
+                  dtype=dtype, quantize=quantize, progress=progress,
+                  weights_key=weights_digest(encoder) if cache_dir != "" else "uncached")
     train = cached_features(encoder, splits.train_images, fingerprint=splits.fingerprint + ":train", **common)
     test = cached_features(encoder, splits.test_images, fingerprint=splits.fingerprint + ":test", **common)
     return train, test
+
+
+def _compute_dtype(encoder: nn.Module, feature_kwargs: dict[str, Any]) -> str:
+    """What the features of a probe were computed in (float32, bfloat16, int8...), for its result."""
+    return computed_on(encoder, feature_kwargs.get("device"), dtype=feature_kwargs.get("dtype", "auto"),
+                       quantize=feature_kwargs.get("quantize"))["compute_dtype"]
 
 
 def evaluate_knn(
@@ -49,7 +60,8 @@ def evaluate_knn(
     r = knn_classify(train, splits.train_labels, test, splits.test_labels, k=k, temperature=temperature,
                      num_classes=len(splits.classes))
     return {"data": splits.name, "protocol": "knn", "k": r.k, "temperature": temperature, "top1": r.top1,
-            "top5": r.top5, "num_train": len(train), "num_test": len(test), "num_classes": len(splits.classes)}
+            "top5": r.top5, "num_train": len(train), "num_test": len(test), "num_classes": len(splits.classes),
+            "compute_dtype": _compute_dtype(encoder, feature_kwargs)}
 
 
 def evaluate_linear(
@@ -62,7 +74,7 @@ def evaluate_linear(
     r = linear_probe(train, splits.train_labels, test, splits.test_labels, seed=seed)
     return {"data": splits.name, "protocol": "linear", "layers": layers, "top1": r.top1, "val_top1": r.val_top1,
             "lr": r.lr, "weight_decay": r.weight_decay, "sweep": r.sweep, "num_train": len(train),
-            "num_test": len(test), "num_classes": len(splits.classes)}
+            "num_test": len(test), "num_classes": len(splits.classes), "compute_dtype": _compute_dtype(encoder, feature_kwargs)}
 
 
 def random_init_model(config: ModelConfig, *, seed: int = 0) -> IJepa:

@@ -20,6 +20,7 @@ from ..cli_common import (
     run_cli,
     setup_logging,
 )
+from ..deploy import CostLimits
 from ..errors import HubLayoutError
 from ..eval.cli import add_extract_command, run_extract
 
@@ -72,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "patch tokens and pooled features, fine-tuned classifiers logits; dynamic batch), checked against eager")
     p.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp32",
                    help="onnx / torch-export: weight and input type (default fp32; bf16: torch-export only)")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="onnx: dynamic int8 matrix products (onnxruntime); its accuracy cost is measured and recorded")
+    p.add_argument("--calib-data", default=None,
+                   help="fp16 / bf16 / int8: labelled images the accuracy cost is measured on (a folder with one "
+                        "subfolder per class, hfds/NAME or synthetic; default: held-out synthetic shapes)")
+    p.add_argument("--min-cosine", type=float, default=CostLimits.min_cosine,
+                   help="refuse a lossy export whose mean feature cosine to fp32 is lower (default %(default)s)")
+    p.add_argument("--max-top1-drop", type=float, default=CostLimits.max_top1_drop,
+                   help="refuse a lossy export whose k-NN or linear top-1 drops more points (default %(default)s)")
+    p.add_argument("--force", action="store_true", help="write a lossy export even beyond those limits")
 
     add_extract_command(sub, help_suffix=" (alias of ijepa-eval extract)")
 
@@ -119,9 +130,15 @@ def _export(args) -> None:
     if args.format != "transformers":
         from ..deploy import export_deployable as export_model
 
-        result = export_model(model, args.output, format=args.format, dtype=args.dtype, source=args.source)
+        result = export_model(model, args.output, format=args.format, dtype=args.dtype, quantize=args.quantize,
+                              source=args.source, calib_data=args.calib_data, force=args.force,
+                              limits=CostLimits(min_cosine=args.min_cosine, max_top1_drop=args.max_top1_drop))
         diffs = ", ".join(f"batch {b}: {d:.2g}" for b, d in result.max_abs_diff.items())
-        print(f"wrote {result.file} ({result.format}, {result.dtype}; max |export - eager| {diffs})")
+        print(f"wrote {result.file} ({result.format}, {result.quantize or result.dtype}; max |export - eager| {diffs})")
+        if result.accuracy is not None:
+            a = result.accuracy
+            print(f"accuracy cost on {a['data']}: feature cosine to fp32 {a['cosine']['mean']:.4f}, "
+                  f"top-1 drop {a['top1_drop']:.2f} points" + (" (beyond the limits; kept by --force)" if a["exceeds"] else ""))
         return
     if not hasattr(model, "config") or not hasattr(model, "encoder"):
         raise HubLayoutError(f"{args.source} is a fine-tuned classifier; the transformers layout holds encoders only. "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -17,10 +18,14 @@ from huggingface_hub.utils import tqdm  # honours HF_HUB_DISABLE_PROGRESS_BARS
 from ..data.images import ImageInput
 from ..data.preprocess import as_image_list, preprocess
 from ..data.transforms import CROP_PCT
-from ..precision import autocast_context
+from ..precision import Precision, autocast_context, extraction_dtype
 from .encoder import VisionTransformerEncoder
+from .int8 import int8_encoder
 
-__all__ = ["Features", "block_indices", "tokens_to_map", "extract_features", "feature_encoder"]
+__all__ = ["Features", "block_indices", "tokens_to_map", "extract_features", "feature_encoder", "QUANTIZE", "compute_dtype"]
+
+Quantize = Literal["int8"]
+QUANTIZE: tuple[str, ...] = ("int8",)  # quantize= choices of extract_features
 
 
 @dataclass
@@ -94,12 +99,49 @@ def block_indices(depth: int, layers: int | Sequence[int]) -> tuple[int, ...]:
     return tuple(absolute)
 
 
+def _runner(encoder: nn.Module, indices: tuple[int, ...], compute: str, device: torch.device):
+    """``batch -> [tokens of each block in indices]`` in ``compute`` (an autocast dtype or int8)."""
+    if compute == "int8":
+        def run_int8(batch: torch.Tensor) -> list[torch.Tensor]:  # the ONNX graph is built for one image size
+            return int8_encoder(encoder, indices, tuple(batch.shape[-2:]))(batch)
+
+        return run_int8
+    dtype = getattr(torch, compute)
+
+    def run(batch: torch.Tensor) -> list[torch.Tensor]:
+        with autocast_context(device, dtype):
+            return encoder.forward_intermediates(batch, indices=list(indices), norm=True, output_fmt="NLC",
+                                                 intermediates_only=True)
+
+    return run
+
+
 def feature_encoder(model: nn.Module) -> nn.Module:
     """The module features come from: ``model`` itself, or the feature encoder (``model.encoder``) of an I-JEPA model."""
     if isinstance(model, VisionTransformerEncoder):
         return model
     inner = getattr(model, "encoder", None)
     return inner if isinstance(inner, VisionTransformerEncoder) else model
+
+
+def compute_dtype(dtype: Precision | None, device: torch.device | str, quantize: Quantize | None = None) -> str:
+    """What features are computed in: ``"int8"`` with ``quantize="int8"``, else the autocast dtype
+    (:func:`~ijepa_hub.precision.extraction_dtype`) as ``"float32"`` / ``"bfloat16"`` / ``"float16"``.
+
+    Checks the pair: int8 runs on the CPU (onnxruntime), in fp32 around its int8 products, so it takes
+    ``dtype`` auto or fp32 only.
+    """
+    if quantize is None:
+        return str(extraction_dtype(dtype, device)).removeprefix("torch.")
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {', '.join(QUANTIZE)} or None, got {quantize!r}")
+    if torch.device(device).type != "cpu":
+        raise ValueError(f"quantize='int8' runs on the CPU (onnxruntime), not on {device}. Fix: device='cpu', or "
+                         "drop quantize (bf16 autocast is the fast path on GPUs).")
+    if dtype not in (None, "auto", "fp32", torch.float32):
+        raise ValueError(f"quantize='int8' computes around its int8 products in fp32; dtype={dtype!r} does not "
+                         "apply. Fix: leave dtype='auto' or choose one of the two.")
+    return "int8"
 
 
 @torch.inference_mode()
@@ -112,7 +154,8 @@ def extract_features(
     layers: int | Sequence[int] = 1,
     per_layer: bool = False,
     device: str | torch.device | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: Precision | None = "auto",
+    quantize: Quantize | None = None,
     preprocessed: bool = False,
     crop_pct: float = CROP_PCT,
     progress: bool = False,
@@ -125,7 +168,10 @@ def extract_features(
     takes the last n blocks (``layers=4`` gives the paper's linear-probe feature), a list takes those
     block indices (negative ones count from the end); ``per_layer=True`` keeps every such block's tokens
     (``Features.layer_tokens`` / ``layer_maps``), not only the last one's. ``device`` moves the encoder there (default: where it is); ``dtype``
-    is the autocast type (default bf16 on CUDA, float32 elsewhere). ``preprocessed=True`` takes
+    is the autocast type (``"auto"``: bf16 on CUDA and on CPUs with native bf16, fp32 elsewhere, logged
+    once; ``"fp32"`` / ``"bf16"`` / a torch dtype force one). ``quantize="int8"``: the encoder runs as
+    dynamically quantized int8 matrix products in onnxruntime on the CPU (quantized once per encoder and
+    reused; needs the ``[onnx]`` extra). ``preprocessed=True`` takes
     ``images`` as already normalised [B, 3, H, W] tensors; ``crop_pct=1.0`` keeps the whole image (resize
     without a crop: for counting, where a crop would cut objects off); ``progress`` shows a bar over batches.
     """
@@ -136,6 +182,7 @@ def extract_features(
     if device is not None:
         encoder.to(device)
     device = next(encoder.parameters()).device
+    compute = compute_dtype(dtype, device, quantize)
     size = img_size or encoder.patch_embed.img_size[0]
     was_training = encoder.training
     encoder.eval()
@@ -143,6 +190,7 @@ def extract_features(
     if not items:
         raise ValueError("extract_features: no images given. Fix: pass at least one image.")
     pooled, tokens, grid = [], [], None
+    run = _runner(encoder, indices, compute, device)
     try:
         for start in tqdm(range(0, len(items), batch_size), desc="batches", unit="batch", disable=not progress):
             chunk = items[start : start + batch_size]
@@ -151,10 +199,7 @@ def extract_features(
             else:
                 batch = torch.stack([preprocess(x, size, crop_pct=crop_pct) for x in chunk])
             batch = batch.to(device=device, dtype=next(encoder.parameters()).dtype)
-            with autocast_context(device, "auto" if dtype is None else dtype):
-                blocks = encoder.forward_intermediates(
-                    batch, indices=list(indices), norm=True, output_fmt="NLC", intermediates_only=True
-                )
+            blocks = run(batch)
             grid = tuple(encoder.patch_embed.dynamic_feat_size(batch.shape[-2:]))
             pooled.append(torch.cat([b.mean(dim=1) for b in blocks], dim=-1).float().cpu())
             tokens.append([b.float().cpu() for b in (blocks if per_layer else blocks[-1:])])
