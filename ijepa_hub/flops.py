@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from .registry import ModelConfig
 
-__all__ = ["FLOP_FORMULA", "vit_forward_macs", "patch_embed_macs", "encoder_forward_flops", "ijepa_step_flops"]
+__all__ = ["FLOP_FORMULA", "vit_forward_macs", "recompute_macs", "patch_embed_macs", "encoder_forward_flops", "ijepa_step_flops"]
 
 FLOP_FORMULA = (
     "2 FLOPs per multiply-add, matrix products only. ViT forward over n tokens: L*(n*(4D^2 + 2rD^2) + 2n^2 D) "
@@ -30,6 +30,13 @@ FLOP_FORMULA = (
 def vit_forward_macs(tokens: float, dim: int, depth: int, mlp_ratio: float = 4.0) -> float:
     """Multiply-adds of ``depth`` transformer blocks over ``tokens`` tokens of width ``dim``."""
     return depth * (tokens * (4 * dim**2 + 2 * mlp_ratio * dim**2) + 2 * tokens**2 * dim)
+
+
+def recompute_macs(tokens: float, dim: int, depth: int, mlp_ratio: float = 4.0) -> float:
+    """Multiply-adds the backward of activation checkpointing runs again, per block sequence: torch's
+    checkpoint stops each block's recomputation before fc2 (no backward needs its output), so attention,
+    its projections and fc1 run again."""
+    return depth * (tokens * (4 + mlp_ratio) * dim**2 + 2 * tokens**2 * dim)
 
 
 def patch_embed_macs(config: ModelConfig) -> float:

@@ -23,20 +23,25 @@ small sizes. Times assume the stated MFU of each GPU's dense bf16 peak.
 from __future__ import annotations
 
 import statistics
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from ..errors import RecipeError
-from ..flops import ijepa_step_flops, vit_forward_macs
+from ..flops import ijepa_step_flops, recompute_macs
 from ..masks import MaskCollator
 from ..models import IJepa
 from ..models.objectives import EPPS_PULLEY_T
 from ..precision import resolve_precision
 from ..recipe import Recipe
 
-__all__ = ["GPU", "GPUS", "DATASET_IMAGES", "DEFAULT_MFU", "TrainingPlan", "plan_recipe", "format_plan", "describe_plan"]
+__all__ = ["GPU", "GPUS", "DATASET_IMAGES", "DEFAULT_MFU", "TrainingPlan", "plan_recipe", "format_plan", "describe_plan",
+           "PeakTensorMemory", "measure_step"]
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,18 @@ def count_params(recipe: Recipe) -> dict[str, int]:
     return params
 
 
+def step_flops(recipe: Recipe, k_ctx: float, k_tgt: float, num_targets: int) -> dict[str, float]:
+    """FLOPs per image of a step (:func:`~ijepa_hub.flops.ijepa_step_flops`), plus ``recompute``: the
+    block forwards the backward runs again under activation checkpointing (``train.grad_checkpointing``)."""
+    config = recipe.model_config()
+    flops = ijepa_step_flops(config, k_ctx, k_tgt, num_targets)
+    if recipe.train.grad_checkpointing:
+        flops["recompute"] = 2 * (
+            recompute_macs(k_ctx, config.embed_dim, config.depth, config.mlp_ratio)
+            + num_targets * recompute_macs(k_ctx + k_tgt, config.pred_embed_dim, config.pred_depth, 4.0))
+    return flops
+
+
 def plan_recipe(recipe: Recipe, *, images_per_epoch: int | None = None, device: str = "cuda") -> TrainingPlan:
     """The :class:`TrainingPlan` of ``recipe`` trained on ``device`` (its precision resolves there)."""
     recipe.validate()
@@ -223,12 +240,7 @@ def plan_recipe(recipe: Recipe, *, images_per_epoch: int | None = None, device: 
     k_ctx, k_tgt, m = expected_mask_sizes(recipe)
     plan = TrainingPlan(recipe, count_params(recipe), k_ctx, k_tgt, m, images_per_epoch,
                         resolve_precision(recipe.train.precision, device))
-    config = recipe.model_config()
-    plan.flops_per_image = ijepa_step_flops(config, k_ctx, k_tgt, m)
-    if recipe.train.grad_checkpointing:  # the backward runs every block's forward again
-        plan.flops_per_image["recompute"] = 2 * (
-            vit_forward_macs(k_ctx, config.embed_dim, config.depth, config.mlp_ratio)
-            + m * vit_forward_macs(k_ctx + k_tgt, config.pred_embed_dim, config.pred_depth, 4.0))
+    plan.flops_per_image = step_flops(recipe, k_ctx, k_tgt, m)
     return plan
 
 
@@ -313,3 +325,82 @@ def describe_plan(recipe: Recipe, *, num_gpus: int | None = None, gpu: str | Non
         raise RecipeError(f"--plan-images {images_per_epoch}: give a number of images >= 1")
     plan = plan_recipe(recipe, images_per_epoch=images_per_epoch)
     return format_plan(plan, [gpu] if gpu else list(GPUS), num_gpus or max(1, plan.global_batch // plan.micro_batch), mfu)
+
+
+class PeakTensorMemory(TorchDispatchMode):
+    """The peak bytes of live tensor storages on CPU, where torch keeps no allocator statistics: every op's
+    outputs are counted when they appear and uncounted when their storage is freed (a weak-reference
+    finaliser), starting from ``tensors`` (weights, optimiser state) alive at entry."""
+
+    def __init__(self, tensors: Iterable[torch.Tensor] = ()) -> None:
+        super().__init__()
+        self.live: dict[int, int] = {}
+        self.current = self.peak = 0
+        self._initial = list(tensors)
+
+    def _add(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key, size = storage.data_ptr(), storage.nbytes()
+        if size == 0 or key in self.live:
+            return
+        self.live[key] = size
+        self.current += size
+        self.peak = max(self.peak, self.current)
+        weakref.finalize(storage, self._free, key)
+
+    def _free(self, key: int) -> None:
+        self.current -= self.live.pop(key, 0)
+
+    def __enter__(self) -> PeakTensorMemory:
+        for tensor in self._initial:
+            self._add(tensor)
+        self._initial = []
+        return super().__enter__()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for leaf in tree_leaves(out):
+            if isinstance(leaf, torch.Tensor):
+                self._add(leaf)
+        return out
+
+
+def measure_step(recipe: Recipe) -> dict[str, float]:
+    """A real CPU training step of ``recipe`` at its per-device batch, to check the planner against: its
+    FLOPs by ``FlopCounterMode`` (attention on SDPA's math path, which the counter sees) and its peak tensor
+    memory by :class:`PeakTensorMemory`, both on the second step (AdamW's state exists), and the plan's
+    figures for the masks that step drew. Small sizes only: it builds the model."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..data import MicroBatch
+    from ..engine.step import autocast_factory
+    from .loop import train_step
+    from .optim import build_optimizer
+    from .sources import build_model
+
+    cpu = torch.device("cpu")
+    if recipe.optim.batch_size != recipe.data.batch_size_per_device:
+        raise RecipeError("measure_step runs one micro-batch: set optim.batch_size to data.batch_size_per_device")
+    config, batch = recipe.model_config(), recipe.data.batch_size_per_device
+    torch.manual_seed(recipe.train.seed)
+    model = build_model(recipe, resumed=False)
+    model.set_grad_checkpointing(recipe.train.grad_checkpointing)
+    optimizer = build_optimizer(model, recipe.optim)
+    context, targets = MaskCollator(recipe.mask, img_size=config.img_size, patch_size=config.patch_size).sample(batch, 0)
+    images = torch.randn(batch, config.in_chans, config.img_size, config.img_size)
+    micro = MicroBatch(images, torch.zeros(batch, 1, dtype=torch.long), context, targets, 0)
+    autocast = autocast_factory(recipe.train.precision, cpu)
+    train_step(model, [micro], optimizer, device=cpu, autocast=autocast)
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        train_step(model, [micro], optimizer, device=cpu, autocast=autocast)
+    state = (t for s in optimizer.state.values() for t in s.values() if isinstance(t, torch.Tensor))
+    memory = PeakTensorMemory([*model.parameters(), *model.buffers(), *state])
+    optimizer.zero_grad(set_to_none=True)  # the gradients of the last step, which train_step drops first
+    with memory:
+        train_step(model, [micro], optimizer, device=cpu, autocast=autocast)
+    plan = plan_recipe(recipe, device="cpu", images_per_epoch=batch)
+    plan.context_tokens, plan.target_tokens = context[0].shape[1], targets[0].shape[1]
+    plan.flops_per_image = step_flops(recipe, plan.context_tokens, plan.target_tokens, len(targets))
+    return {"flops_counted": counter.get_total_flops(), "flops_planned": plan.flops_per_step,
+            "peak_bytes_measured": memory.peak, "peak_bytes_planned": plan.memory(1)["peak"]}
