@@ -29,9 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+from torch.utils.flop_counter import FlopCounterMode
 
+from ..data import MicroBatch
+from ..engine.step import autocast_factory
 from ..errors import RecipeError
 from ..flops import ijepa_step_flops, recompute_macs
 from ..masks import MaskCollator
@@ -39,6 +43,9 @@ from ..models import IJepa
 from ..models.objectives import EPPS_PULLEY_T
 from ..precision import resolve_precision
 from ..recipe import Recipe
+from .loop import train_step
+from .optim import build_optimizer
+from .sources import build_model
 
 __all__ = ["GPU", "GPUS", "DATASET_IMAGES", "DEFAULT_MFU", "TrainingPlan", "plan_recipe", "format_plan", "describe_plan",
            "PeakTensorMemory", "measure_step"]
@@ -370,15 +377,6 @@ def measure_step(recipe: Recipe) -> dict[str, float]:
     FLOPs by ``FlopCounterMode`` (attention on SDPA's math path, which the counter sees) and its peak tensor
     memory by :class:`PeakTensorMemory`, both on the second step (AdamW's state exists), and the plan's
     figures for the masks that step drew. Small sizes only: it builds the model."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from ..data import MicroBatch
-    from ..engine.step import autocast_factory
-    from .loop import train_step
-    from .optim import build_optimizer
-    from .sources import build_model
-
     cpu = torch.device("cpu")
     if recipe.optim.batch_size != recipe.data.batch_size_per_device:
         raise RecipeError("measure_step runs one micro-batch: set optim.batch_size to data.batch_size_per_device")
