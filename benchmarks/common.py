@@ -1,17 +1,7 @@
-"""Shared by the benchmark scripts: the FLOP formula, device facts, interleaved timing, JSON output.
+"""Shared by the benchmark scripts: device facts, interleaved timing, JSON output.
 
-FLOPs follow ``docs/performance.md`` (a multiply-add counts as 2 FLOPs). One ViT forward over ``n``
-tokens, width ``D``, depth ``L``, MLP ratio ``r``:
-
-    MACs = L * (n * (4 D^2 + 2 r D^2) + 2 n^2 D)   (+ patch embedding N * 3 * p^2 * D)
-
-One I-JEPA training step per image, from the masks the run actually drew:
-
-    target forward over N tokens + 3 x (context encoder over K_ctx tokens + predictor over its M
-    sequences of K_ctx + K_tgt tokens, with its input and output projections)
-
-(3 x: forward plus a backward that costs twice the forward.) The patch embedding runs over all N
-patches in both encoders (the gather comes after it).
+The FLOP formulas (``FLOP_FORMULA``, ``ijepa_step_flops``...) and the GPU peaks are the library's
+(:mod:`ijepa_hub.flops`, :data:`ijepa_hub.train.plan.GPUS`, the planner's too), re-exported here.
 """
 from __future__ import annotations
 
@@ -30,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ijepa_hub.registry import ModelConfig
+from ijepa_hub.flops import FLOP_FORMULA, encoder_forward_flops, ijepa_step_flops, vit_forward_macs
+from ijepa_hub.train.plan import GPUS
 
 __all__ = [
     "FLOP_FORMULA",
@@ -53,15 +44,8 @@ __all__ = [
 
 RESULTS = Path(__file__).parent / "results"
 
-FLOP_FORMULA = (
-    "2 FLOPs per multiply-add. ViT forward over n tokens: L*(n*(4D^2 + 2rD^2) + 2n^2 D) MACs, plus the patch "
-    "embedding N*3*p^2*D over all N patches. Training step per image = target encoder forward over N tokens "
-    "+ 3 x (context encoder over K_ctx tokens + predictor: K_ctx*D*d embed + M sequences of K_ctx+K_tgt tokens "
-    "at width d + M*K_tgt*d*D projection), K_ctx and K_tgt the sizes of each step's actual masks."
-)
-
-# dense bf16 peak (TFLOP/s) by device-name fragment, for MFU on GPUs (docs/performance.md)
-GPU_PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+# dense bf16 peak (TFLOP/s) by device-name fragment, for MFU on GPUs: the planner's table
+GPU_PEAK_BF16_TFLOPS = {name: gpu.peak_bf16_tflops for name, gpu in GPUS.items()}
 
 
 def add_run_args(parser: argparse.ArgumentParser, *, repeats: int, default_out: str) -> None:
@@ -89,39 +73,6 @@ def start(args: argparse.Namespace) -> torch.device:
     if args.threads:
         torch.set_num_threads(args.threads)
     return torch.device(args.device)
-
-
-def vit_forward_macs(tokens: int, dim: int, depth: int, mlp_ratio: float = 4.0) -> float:
-    """Multiply-adds of ``depth`` transformer blocks over ``tokens`` tokens of width ``dim``."""
-    return depth * (tokens * (4 * dim**2 + 2 * mlp_ratio * dim**2) + 2 * tokens**2 * dim)
-
-
-def _patch_embed_macs(config: ModelConfig) -> float:
-    return config.num_patches * config.in_chans * config.patch_size**2 * config.embed_dim
-
-
-def encoder_forward_flops(config: ModelConfig, tokens: int | None = None) -> float:
-    """FLOPs of one encoder forward over ``tokens`` kept tokens (all patches by default)."""
-    n = config.num_patches if tokens is None else tokens
-    return 2 * (vit_forward_macs(n, config.embed_dim, config.depth, config.mlp_ratio) + _patch_embed_macs(config))
-
-
-def ijepa_step_flops(config: ModelConfig, k_ctx: int, k_tgt: int, num_targets: int = 4) -> dict[str, float]:
-    """FLOPs per image of one training step (forward + backward), split by network, for given mask sizes."""
-    d, big = config.pred_embed_dim, config.embed_dim
-    target = encoder_forward_flops(config)
-    context = encoder_forward_flops(config, k_ctx)
-    predictor = 2 * (
-        k_ctx * big * d
-        + num_targets * vit_forward_macs(k_ctx + k_tgt, d, config.pred_depth, 4.0)
-        + num_targets * k_tgt * d * big
-    )
-    return {
-        "target_forward": target,
-        "context_fwd_bwd": 3 * context,
-        "predictor_fwd_bwd": 3 * predictor,
-        "total": target + 3 * (context + predictor),
-    }
 
 
 def cpu_model() -> str:

@@ -53,6 +53,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "docs/training.md": frozenset({"0.2 s"}),  # the thread policy's sampling window, a constant of the code
     "docs/evaluation.md": frozenset({"20 %"}),  # the linear probe's held-out split
     "docs/hub.md": frozenset({"5 s", "0.5"}),  # a request timeout; transformers' normalisation constants
+    "docs/performance.md": frozenset({"1.5x"}),  # issue 24's goal for CPU bf16 training, a target not a measurement
 }
 
 _MARKER = re.compile(r"<!--\s*(receipt|source):(.*?)-->")

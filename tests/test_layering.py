@@ -25,7 +25,7 @@ PACKAGE = "ijepa_hub"
 # is the package itself (ijepa_hub/__init__.py, the facade). A module's layer is that of the highest layer
 # with a pattern matching it, so ``hub.cli`` is an entry point although ``hub.*`` is the hub layer.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundation", ["errors", "registry", "version", "limits", "bounds", "yaml_bounded", "precision", "deprecation"]),
+    ("foundation", ["errors", "registry", "version", "limits", "bounds", "yaml_bounded", "precision", "flops", "deprecation"]),
     ("core", ["state_dict", "recipe", "data", "data.*", "models", "models.*"]),
     ("features and checkpoints", ["masks", "features", "reference", "released"]),
     ("engine", ["engine", "engine.*"]),

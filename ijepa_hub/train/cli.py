@@ -53,13 +53,27 @@ def build_parser(recipe: str | os.PathLike = "default"):
         epilog=_EPILOG.format(recipes=", ".join(list_recipes())),
     )
     parser = run_cli_args.add_run_args(parser, load_recipe(recipe).to_dict(), recipe)
+    _add_plan_args(parser)
     options = {"--recipe": None, "--data": _DATA_HELP, "--out": None, "--resume": None,
                "--init": "continue a pretrained model: a released variant, Hub repo or folder (--init.source)",
                "--teacher": "distil a pretrained teacher into the recipe's model (--teacher.source)",
-               "--push-to-hub": None}
+               "--push-to-hub": None, "--plan": None}
     main = {o: text for o, text in options.items() if any(o in a.option_strings for a in parser._actions)}
     run_cli_args.add_short_help(parser, main, examples=_EXAMPLES)
     return parser
+
+
+def _add_plan_args(parser) -> None:
+    parser.add_argument("--plan", action="store_true",
+                        help="print parameters, FLOPs, memory per device and GPU time of the run, and exit (no training)")
+    parser.add_argument("--plan-gpus", type=int | None, default=None, metavar="N",
+                        help="--plan: number of GPUs (default: the recipe's, global batch / per-device batch)")
+    parser.add_argument("--plan-device", type=str | None, default=None, metavar="GPU",
+                        help="--plan: one GPU kind, A100, H100 or H200 (default: a row for each)")
+    parser.add_argument("--plan-mfu", type=float | None, default=None, metavar="F",
+                        help="--plan: model FLOP utilisation assumed for the times, 0-1 (default 0.3)")
+    parser.add_argument("--plan-images", type=int | None, default=None, metavar="N",
+                        help="--plan: images per epoch (default: known for imagenet-1k / -22k and synthetic data)")
 
 
 def parse_args(argv: Sequence[str]) -> tuple[Recipe, Any]:
@@ -117,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: list[str]) -> None:
     recipe, args = parse_args(argv)
+    if args.plan:
+        from .plan import describe_plan
+
+        print(describe_plan(recipe, num_gpus=args.plan_gpus, gpu=args.plan_device, mfu=args.plan_mfu,
+                            images_per_epoch=args.plan_images))
+        return
     rank = run_cli_args.setup_rank_logging(args)
 
     from .loop import train

@@ -53,6 +53,7 @@ from ..hub.save import check_push_target, push_to_hub, save_pretrained
 from ..masks import MaskCollator
 from ..models import IJepa
 from ..models.distill import StudentJepa
+from ..precision import resolve_precision
 from ..recipe import Recipe
 from .monitor import CollapseMonitor, monitor_images
 from .online_probe import OnlineProbe, run_probe
@@ -173,6 +174,14 @@ def _open_log(out_dir: Path, run: Run, model_name: str, resumed: Resume | None, 
     )
 
 
+def _precision_name(precision: str, device: torch.device) -> str:
+    """What ``train.precision`` runs as on ``device``: ``auto`` is bf16 autocast on CUDA and fp32 on CPU, even
+    with native bf16 (on this project's AVX512-BF16 CPU the default run's step was only 1.23x faster:
+    benchmarks/results/cpu_train_precision.json, docs/performance.md)."""
+    dtype = resolve_precision(precision, device)
+    return "fp32" if dtype == torch.float32 else f"{str(dtype).removeprefix('torch.')} autocast"
+
+
 def _described(core: IJepa, recipe: Recipe) -> str:
     """The model in the start-of-run line, with where its weights start."""
     if recipe.teacher.source:
@@ -290,6 +299,9 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
         torch.manual_seed(cfg.seed + 1 + env.rank)  # drop path differs per rank
     forward = torch.compile(module, dynamic=True) if cfg.compile else module
     autocast = autocast_factory(cfg.precision, env.device)
+    if env.is_main:
+        logger.info("precision: %s (train.precision %s on %s)", _precision_name(cfg.precision, env.device),
+                    cfg.precision, env.device.type)
     no_sync = (lambda: no_grad_sync(module, cfg.fsdp)) if env.distributed else None
 
     min_fraction = min_crop_fraction(recipe.data.crop_scale, recipe.data.crop_ratio)
