@@ -377,15 +377,12 @@ def _pca(args) -> None:
 
 
 def _predict(args) -> None:
-    from .predictor_view import predict_picture
-    from .probes import format_table
+    from .predictor_view import predict_picture, summary_table
 
     results = predict_picture(args.source, args.images, args.out, bank=args.bank, bank_size=args.bank_size, seed=args.seed,
                               baseline=args.baseline, device=default_device(args.device), num=args.num, data=args.data,
                               encoder=args.encoder, revision=args.source_revision, allow_pickle=args.allow_pickle)
-    table = format_table([[r["encoder"], f"{r['mean_cosine']:.3f}", f"{100 * r['self_retrieval']:.1f}" if "self_retrieval" in r
-                           else "-"] for r in results], ["encoder", "mean cosine", "retrieves itself %"])
-    _emit(args, results if len(results) > 1 else results[0], f"wrote {args.out}\n{table}")
+    _emit(args, results if len(results) > 1 else results[0], f"wrote {args.out}\n{summary_table(results)}")
 
 
 def _curves(args) -> None:

@@ -34,12 +34,12 @@ from ..models.encoder import apply_masks
 from ..models.objectives import normalize_targets
 from ..recipe import MaskSection
 from .plots import plot_predictor_view
-from .probes import random_init_model
+from .probes import format_table, random_init_model
 
 __all__ = [
     "PatchBank", "PredictorView", "ViewSettings", "nearest_patches", "image_patches", "patch_bank", "sample_view_masks",
     "block_masks_at", "predictor_view", "load_predictor_model", "view_settings", "to_model_input", "display_images",
-    "synthetic_images", "bank_images", "SELF_BANK", "summary", "predict_picture",
+    "synthetic_images", "bank_images", "SELF_BANK", "summary", "predict_picture", "summary_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -352,3 +352,10 @@ def predict_picture(
     what = "the image itself" if bank_pixels is None else f"{bank} ({len(bank_pixels)} images)"
     plot_predictor_view(rows, out, bank=what, title=f"{source}: what the predictor predicts (masks: seed {seed})")
     return results
+
+
+def summary_table(results: Sequence[Mapping[str, Any]]) -> str:
+    """The summaries of :func:`predict_picture` as a text table (mean cosine, self-retrieval %)."""
+    rows = [[r["encoder"], f"{r['mean_cosine']:.3f}", f"{100 * r['self_retrieval']:.1f}" if "self_retrieval" in r else "-"]
+            for r in results]
+    return format_table(rows, ["encoder", "mean cosine", "retrieves itself %"])
