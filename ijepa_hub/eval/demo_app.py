@@ -102,8 +102,14 @@ def build_app(explorer: Explorer):
             out = click_outputs(explorer, current, second, x, y)
             return [out.get(k, gr.update()) for k in ("similarity", "match", "predictor", "status")]
 
+        # gradio finds the click's data by the annotation's class; this module's annotations are strings
+        clicked.__annotations__["evt"] = gr.SelectData
         image_targets = [key, image, pca, nearest, status]
-        upload.upload(new_image, [upload, choice], image_targets)
+
+        def uploaded(upload_path):  # the file box is emptied again, ready for the next upload
+            return [*new_image(upload_path, None), None]
+
+        upload.upload(uploaded, [upload], [*image_targets, upload])
         choice.change(lambda picked: new_image(None, picked), [choice], image_targets)
         image.select(clicked, [key, other], [similarity, match, predictor, status])
     return app
