@@ -1,4 +1,5 @@
-"""``ijepa-eval``: extract, knn, linear, attentive, seg, synthetic (shape / count vs random init), masks, pca, curves.
+"""``ijepa-eval``: extract, knn, linear, attentive, seg, synthetic (shape / count vs random init), masks, pca, predict,
+curves.
 
 Thin: parse, call a library function, print a table, write JSON. ``ijepa-hub extract`` is an alias of
 ``ijepa-eval extract`` (:func:`add_extract_command`, :func:`run_extract`).
@@ -185,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_synthetic_arg(p, "without --images: the synthetic domain to draw")
     p.add_argument("--num", type=int, default=4, help="how many synthetic images when --images is not given")
 
+    p = sub.add_parser("predict", help="PNG: what the predictor predicts: retrieved nearest patches and per-patch cosines")
+    add_source_args(p)
+    p.add_argument("images", nargs="*", help="image files (default: synthetic shapes)")
+    p.add_argument("--out", default="predict.png", help="PNG file to write (default: predict.png)")
+    _add_synthetic_arg(p, "without images: the synthetic domain to draw")
+    p.add_argument("--num", type=int, default=2, help="how many synthetic images when no image is given")
+    p.add_argument("--bank", default="self",
+                   help=f"patches to retrieve from: self (each image's own, default), {_SYNTHETIC_HELP}, or a folder of images")
+    p.add_argument("--bank-size", type=int, default=64, help="--bank folder or synthetic: how many images (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="mask seed: the masks are drawn as training draws them at this step")
+    _add_baseline_arg(p, default=False)
+    p.add_argument("--device", default=None, help=_DEVICE_HELP)
+    p.add_argument("--json", dest="json_out", default=None, help="also write the cosines to this JSON file")
+
     p = sub.add_parser("curves", help="PNG: loss, lr, momentum, RankMe and the online probe from a run's metrics.jsonl")
     p.add_argument("metrics", help="metrics.jsonl of a run (or the run folder)")
     p.add_argument("output", help="PNG file to write")
@@ -343,18 +358,11 @@ def _synthetic(args) -> None:
 
 def _example_images(paths: list[str] | None, num: int, size: int, data: str = SYNTHETIC):
     """Images as uint8 [B, 3, size, size]: the given files (centre-cropped) or the synthetic shapes ``data`` names."""
-    import torch
-    from torchvision.transforms import v2
-
-    from ..data import SyntheticShapes
-    from ..data.images import load_image
+    from .predictor_view import display_images, synthetic_images
 
     if not paths and num < 1:
         raise ValueError(f"--num must be at least 1, got {num}")
-    items = list(paths) if paths else [SyntheticShapes(num, size=size, seed=7, style=synthetic_style(data))[i][0]
-                                          for i in range(num)]
-    resize = v2.Compose([v2.Resize(size, antialias=True), v2.CenterCrop(size)])
-    return torch.stack([(resize(load_image(x)).clamp(0, 1) * 255).round().to(torch.uint8) for x in items])
+    return display_images(paths, size) if paths else synthetic_images(num, size, data=data)
 
 
 def _masks(args) -> None:
@@ -394,6 +402,15 @@ def _pca(args) -> None:
     _emit(args, r, f"wrote {path}\n{table}")
 
 
+def _predict(args) -> None:
+    from .predictor_view import predict_picture, summary_table
+
+    results = predict_picture(args.source, args.images, args.out, bank=args.bank, bank_size=args.bank_size, seed=args.seed,
+                              baseline=args.baseline, device=default_device(args.device), num=args.num, data=args.data,
+                              encoder=args.encoder, revision=args.source_revision, allow_pickle=args.allow_pickle)
+    _emit(args, results if len(results) > 1 else results[0], f"wrote {args.out}\n{summary_table(results)}")
+
+
 def _curves(args) -> None:
     from .plots import plot_training_curves
 
@@ -405,7 +422,8 @@ def _curves(args) -> None:
     print(f"wrote {plot_training_curves(path, args.output)}")
 
 
-_COMMANDS = {"extract": run_extract, "knn": _knn, "linear": _linear, "attentive": _attentive, "seg": _seg, "synthetic": _synthetic, "masks": _masks, "pca": _pca, "curves": _curves}
+_COMMANDS = {"extract": run_extract, "knn": _knn, "linear": _linear, "attentive": _attentive, "seg": _seg, "synthetic": _synthetic, "masks": _masks, "pca": _pca, "predict": _predict,
+             "curves": _curves}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

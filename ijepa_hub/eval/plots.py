@@ -1,4 +1,4 @@
-"""Pictures: sampled masks over images, PCA of patch features as RGB, and training curves (PNG).
+"""Pictures: sampled masks over images, PCA of patch features as RGB, the predictor view and training curves (PNG).
 
 matplotlib (the ``viz`` extra) draws the figures; it is imported only when a picture is made.
 """
@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -16,9 +17,12 @@ from ..errors import IJepaError
 from ..hub.load import read_config
 from ..masks import MaskCollator
 
+if TYPE_CHECKING:
+    from .predictor_view import PredictorView
+
 __all__ = [
     "plot_masks", "pca_rgb", "pca_variance_ratio", "plot_pca", "plot_training_curves", "read_metrics", "label_colours",
-    "plot_segmentation", "model_label",
+    "plot_segmentation", "model_label", "predictor_panels", "plot_predictor_view",
 ]
 
 ONLINE_PROBE = "online_probe"  # the panel of the online probe's k-NN accuracies (knn_<label> keys)
@@ -212,6 +216,75 @@ def model_label(source: str | os.PathLike, model) -> str:
         recipe = {}
     name = recipe.get("name") if isinstance(recipe, dict) else None
     return f"{label}, recipe {name}" if isinstance(name, str) and name else label
+
+
+def predictor_panels(view: PredictorView) -> dict[str, np.ndarray]:
+    """The view's pictures as float RGB [H, W, 3] in [0, 1] (``masks``, ``actual``, ``retrieved``) and the cosine
+    map [gh, gw] (NaN outside the targets): what :func:`plot_predictor_view` draws."""
+    rgb = _to_rgb(view.image)
+    gh, gw = view.grid
+    p = rgb.shape[0] // gh
+    faded = 0.25 + 0.25 * np.repeat(rgb @ np.array([0.299, 0.587, 0.114]), 3).reshape(rgb.shape)
+    actual, retrieved = faded.copy(), faded.copy()
+    heat = np.full(gh * gw, np.nan)
+    bank_rgb = view.bank.pixels.float().div(255.0).permute(0, 2, 3, 1).numpy()
+    for t, found, cos in zip(reversed(view.targets), reversed(view.retrieved), reversed(view.cosine)):
+        for k, (idx, src) in enumerate(zip(t.tolist(), found.tolist())):  # the first block wins where blocks overlap
+            r, c = divmod(idx, gw)
+            actual[r * p:(r + 1) * p, c * p:(c + 1) * p] = rgb[r * p:(r + 1) * p, c * p:(c + 1) * p]
+            retrieved[r * p:(r + 1) * p, c * p:(c + 1) * p] = bank_rgb[src]
+            heat[idx] = float(cos[k])
+    masks = _overlay(rgb, view.grid, view.context.numpy(), [t.numpy() for t in view.targets])
+    return {"masks": masks, "actual": actual, "retrieved": retrieved, "cosine": heat.reshape(gh, gw)}
+
+
+
+def _block_outline(ax, target: np.ndarray, grid: tuple[int, int], scale: float, colour) -> None:
+    """A rectangle around a target block's patches (its bounding box), ``scale`` pixels per patch."""
+    from matplotlib.patches import Rectangle
+
+    rows, cols = np.divmod(target, grid[1])
+    ax.add_patch(Rectangle(((cols.min() - 0.5 / scale) * scale, (rows.min() - 0.5 / scale) * scale),
+                           (cols.max() - cols.min() + 1) * scale, (rows.max() - rows.min() + 1) * scale,
+                           fill=False, edgecolor=colour, linewidth=1.2))
+
+
+def predictor_view_figure(rows: Sequence[tuple[str, PredictorView]], *, title: str = "", bank: str = "the image itself"):
+    """The matplotlib figure of :func:`plot_predictor_view` (the demo app shows it without a file)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), 4, figsize=(8.4, 1.78 * len(rows) + 0.95), squeeze=False)
+    heads = ("context (green) and targets", "targets: the actual patches", f"retrieved from {bank}",
+             "cosine(predicted, actual)")
+    image = None
+    for r, (label, view) in enumerate(rows):
+        pics = predictor_panels(view)
+        size = pics["masks"].shape[0]
+        for c, key in enumerate(("masks", "actual", "retrieved")):
+            axes[r, c].imshow(pics[key], interpolation="nearest")
+        image = axes[r, 3].imshow(pics["cosine"], cmap="RdYlGn", vmin=-1, vmax=1, interpolation="nearest")
+        for c in range(4):
+            scale = size / view.grid[0] if c < 3 else 1.0
+            for j, t in enumerate(view.targets):
+                _block_outline(axes[r, c], t.numpy(), view.grid, scale, _TARGET_COLOURS[j % len(_TARGET_COLOURS)])
+            axes[r, c].set_xticks([]), axes[r, c].set_yticks([])
+            if r == 0:
+                axes[r, c].set_title(heads[c], fontsize=8)
+        axes[r, 0].set_ylabel(f"{label}\nmean cosine {view.mean_cosine:.2f}", fontsize=8)
+    fig.colorbar(image, ax=axes[:, 3].tolist(), fraction=0.08, shrink=0.8)
+    fig.text(0.01, 0.005, "retrieved: for each predicted target token, the patch whose target-encoder feature is nearest "
+             "(cosine);\na predictor that learned something retrieves what is really there and its cosines are high (green)",
+             fontsize=7, va="bottom")
+    fig.suptitle(title or "What the predictor predicts", fontsize=9)
+    fig.subplots_adjust(left=0.09, right=0.88, top=1 - 0.55 / fig.get_figheight(), bottom=0.45 / fig.get_figheight(),
+                        wspace=0.05, hspace=0.06)
+    return fig
+
+
+def plot_predictor_view(rows: Sequence[tuple[str, PredictorView]], path: str | os.PathLike, *, title: str = "",
+                        bank: str = "the image itself") -> Path:
+    """One row per (label, view): the masks over the image, the actual target patches, the retrieved patches
+    (nearest bank patch to each predicted feature) and the cosine map, each target block outlined in its colour."""
+    return _save(predictor_view_figure(rows, title=title, bank=bank), path)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:

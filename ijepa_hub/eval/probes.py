@@ -77,12 +77,13 @@ def evaluate_linear(
             "num_test": len(test), "num_classes": len(splits.classes), "compute_dtype": _compute_dtype(encoder, feature_kwargs)}
 
 
-def random_init_model(config: ModelConfig, *, seed: int = 0) -> IJepa:
-    """The encoders an ``ijepa-train`` run with ``train.seed=seed`` starts from (no predictor), drawn without
-    touching the caller's RNG: the baseline a trained model is compared with, or saved to be fine-tuned."""
+def random_init_model(config: ModelConfig, *, seed: int = 0, with_predictor: bool = False) -> IJepa:
+    """The encoders an ``ijepa-train`` run with ``train.seed=seed`` starts from (and its predictor with
+    ``with_predictor``), drawn without touching the caller's RNG: the baseline a trained model is compared with,
+    or saved to be fine-tuned."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return IJepa(config, with_predictor=False)
+        return IJepa(config, with_predictor=with_predictor).eval()
 
 
 def random_init_encoder(config: ModelConfig, *, seed: int = 0) -> nn.Module:

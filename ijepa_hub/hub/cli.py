@@ -1,4 +1,4 @@
-"""``ijepa-hub``: convert, push, export, info (and ``extract``, an alias of ``ijepa-eval extract``).
+"""``ijepa-hub``: convert, push, export, info, demo (and ``extract``, an alias of ``ijepa-eval extract``).
 
 Thin: parse, call a library function, print.
 """
@@ -16,6 +16,7 @@ from ..cli_common import (
     add_deprecated_alias,
     add_source_args,
     add_source_revision_arg,
+    default_device,
     load_model,
     run_cli,
     setup_logging,
@@ -89,6 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a registry name, folder, Hub repo or checkpoint")
     p.add_argument("source")
     add_source_revision_arg(p)
+    p = sub.add_parser("demo", help="a local web page (Gradio, the demo extra) to explore a model's features")
+    add_source_args(p)
+    p.add_argument("--images", default=None, help="a folder of images to pick from and to search for nearest images")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860 or the next free one)")
+    p.add_argument("--share", action="store_true", help="also ask Gradio for a public share link (off by default)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     for p in sub.choices.values():
         add_common_args(p, version=False)
     return parser
@@ -167,7 +175,14 @@ def _info(args) -> None:
     print(json.dumps(info, indent=2))
 
 
-_COMMANDS = {"convert": _convert, "push": _push, "export": _export, "extract": run_extract, "info": _info}
+def _demo(args) -> None:
+    from ..eval.demo_app import serve
+
+    serve(args.source, folder=args.images, device=default_device(args.device), host=args.host, port=args.port,
+          share=args.share, encoder=args.encoder, revision=args.source_revision, allow_pickle=args.allow_pickle)
+
+
+_COMMANDS = {"convert": _convert, "push": _push, "export": _export, "extract": run_extract, "info": _info, "demo": _demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
