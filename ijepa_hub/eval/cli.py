@@ -26,6 +26,7 @@ from ..cli_common import (
 )
 from ..data.synthetic import SYNTHETIC, SYNTHETIC_SPECS, synthetic_style
 from ..models.extract import QUANTIZE, compute_dtype
+from .predictor_view import display_images, predict_picture, summary_table, synthetic_images
 
 __all__ = ["main", "build_parser", "add_extract_command", "run_extract"]
 
@@ -358,7 +359,6 @@ def _synthetic(args) -> None:
 
 def _example_images(paths: list[str] | None, num: int, size: int, data: str = SYNTHETIC):
     """Images as uint8 [B, 3, size, size]: the given files (centre-cropped) or the synthetic shapes ``data`` names."""
-    from .predictor_view import display_images, synthetic_images
 
     if not paths and num < 1:
         raise ValueError(f"--num must be at least 1, got {num}")
@@ -403,7 +403,6 @@ def _pca(args) -> None:
 
 
 def _predict(args) -> None:
-    from .predictor_view import predict_picture, summary_table
 
     results = predict_picture(args.source, args.images, args.out, bank=args.bank, bank_size=args.bank_size, seed=args.seed,
                               baseline=args.baseline, device=default_device(args.device), num=args.num, data=args.data,
