@@ -12,7 +12,7 @@ from .limits import check_block_indices, check_declared_size
 from .models.ijepa import IJepa
 from .registry import ARCHITECTURES, ModelConfig, architecture_for_width, default_predictor, mlp_ratio_for
 from .released import reference_checkpoint_path
-from .state_dict import load_strict, read_torch_pickle, strip_prefix
+from .state_dict import check_tensor_dict, load_strict, read_torch_pickle, strip_prefix
 
 __all__ = ["read_reference_checkpoint", "infer_model_config", "load_reference_checkpoint"]
 
@@ -40,7 +40,7 @@ def read_reference_checkpoint(path: str | os.PathLike) -> dict[str, StateDict]:
     for key in _MODEL_KEYS:
         if not isinstance(blob[key], Mapping):
             raise CheckpointError(f"{path}: '{key}' is a {type(blob[key]).__name__}, not a state dict")
-        out[key] = strip_prefix(blob[key])
+        out[key] = strip_prefix(check_tensor_dict(blob[key], source=path, what=f"'{key}'"))
         check_block_indices(out[key], "predictor_blocks" if key == "predictor" else "blocks", source=path)
     return out
 
@@ -49,6 +49,20 @@ def _block_count(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
     pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.")
     ids = {int(m.group(1)) for k in state_dict if (m := pattern.match(k))}
     return max(ids) + 1 if ids else 0
+
+
+def _shape(state_dict: Mapping[str, torch.Tensor], key: str, ndim: int, *, source: str, what: str) -> tuple[int, ...]:
+    """The shape of ``state_dict[key]``, which the architecture is read from: a tensor of ``ndim`` dimensions."""
+    if key not in state_dict:
+        raise CheckpointError(f"{source}: {what} has no {key!r}; is this an I-JEPA / ViT encoder?")
+    value = state_dict[key]
+    if not torch.is_tensor(value) or value.dim() != ndim:
+        found = f"a {value.dim()}-D tensor {tuple(value.shape)}" if torch.is_tensor(value) else f"a {type(value).__name__}"
+        raise CheckpointError(
+            f"{source}: {what} {key!r} is {found}, not the {ndim}-D tensor a ViT stores there; the file is "
+            "damaged or was edited. Fix: download it again."
+        )
+    return tuple(value.shape)
 
 
 def infer_model_config(
@@ -65,12 +79,9 @@ def infer_model_config(
     from ``num_heads`` / ``pred_num_heads`` when given, else from the preset of the same width (the
     predictor uses the encoder's count, as released); an unknown width without ``num_heads`` is an error.
     """
-    try:
-        _, num_patches, width = encoder["pos_embed"].shape
-        _, in_chans, patch, _ = encoder["patch_embed.proj.weight"].shape
-        mlp_hidden = encoder["blocks.0.mlp.fc1.weight"].shape[0]
-    except KeyError as err:
-        raise CheckpointError(f"{source}: encoder has no {err.args[0]!r}; is this an I-JEPA / ViT encoder?") from None
+    _, num_patches, width = _shape(encoder, "pos_embed", 3, source=source, what="encoder")
+    _, in_chans, patch, _ = _shape(encoder, "patch_embed.proj.weight", 4, source=source, what="encoder")
+    mlp_hidden = _shape(encoder, "blocks.0.mlp.fc1.weight", 2, source=source, what="encoder")[0]
     grid = round(num_patches**0.5)
     if grid * grid != num_patches:
         raise CheckpointError(f"{source}: pos_embed has {num_patches} positions, not a square grid")
@@ -87,10 +98,7 @@ def infer_model_config(
         mlp_ratio=mlp_ratio_for(width, mlp_hidden), patch_size=patch, img_size=grid * patch, in_chans=in_chans,
     )
     if predictor is not None:
-        try:
-            sizes["pred_embed_dim"] = predictor["predictor_embed.weight"].shape[0]
-        except KeyError:
-            raise CheckpointError(f"{source}: predictor has no 'predictor_embed.weight'") from None
+        sizes["pred_embed_dim"] = _shape(predictor, "predictor_embed.weight", 2, source=source, what="predictor")[0]
         sizes["pred_depth"] = _block_count(predictor, "predictor_blocks")
         sizes["pred_num_heads"] = pred_num_heads
     else:
