@@ -14,10 +14,31 @@ from .registry import ARCHITECTURES, ModelConfig, architecture_for_width, defaul
 from .released import reference_checkpoint_path
 from .state_dict import check_tensor_dict, load_strict, read_torch_pickle, strip_prefix
 
-__all__ = ["read_reference_checkpoint", "infer_model_config", "load_reference_checkpoint"]
+__all__ = ["read_reference_checkpoint", "infer_model_config", "load_reference_checkpoint", "refuse_exported"]
 
 StateDict = dict[str, torch.Tensor]
 _MODEL_KEYS = ("encoder", "target_encoder", "predictor")
+
+
+# what ijepa_hub.deploy writes (deploy sits above the hub): a runtime's program, not weights to load
+_EXPORTED = {".onnx": ("an exported ONNX model", "onnxruntime"), ".pt2": ("a torch.export program", "torch.export.load")}
+
+
+def refuse_exported(s: str | os.PathLike) -> None:
+    """An exported model (a ``.onnx`` / ``.pt2`` file, or the folder an export wrote) named as a source is
+    refused by what it is; read as a checkpoint it would fail as "objects other than tensors"."""
+    s = os.fspath(s)
+    files = [s] if os.path.isfile(s) else []
+    if os.path.isdir(s) and not os.path.exists(os.path.join(s, "config.json")):
+        files = [os.path.join(s, f"model{suffix}") for suffix in _EXPORTED]
+    for path in files:
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix in _EXPORTED and os.path.isfile(path):
+            what, runtime = _EXPORTED[suffix]
+            raise CheckpointError(
+                f"{path} is {what}, not a checkpoint: it cannot be loaded as a model or trained further. Fix: run it "
+                f"with {runtime} (ijepa_hub.deploy.run_exported), or load the model it was exported from."
+            )
 
 
 def read_reference_checkpoint(path: str | os.PathLike) -> dict[str, StateDict]:
@@ -29,6 +50,7 @@ def read_reference_checkpoint(path: str | os.PathLike) -> dict[str, StateDict]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
+    refuse_exported(path)
     blob = read_torch_pickle(path, fix="Download the checkpoint again.")
     if not isinstance(blob, Mapping) or any(k not in blob for k in _MODEL_KEYS):
         found = sorted(map(str, blob))[:12] if isinstance(blob, Mapping) else type(blob).__name__

@@ -127,8 +127,9 @@ def test_a_pth_tar_entry_of_the_wrong_type_or_rank_is_named(part, key, value, me
 def test_an_exported_model_as_source_is_named_as_an_export(tmp_path):
     onnx = tmp_path / "model.onnx"
     onnx.write_bytes(b"\x08\x07\x12\x07pytorch")  # what any ONNX file starts with: a protobuf, not a pickle
-    with pytest.raises(CheckpointError, match="is an exported ONNX model, not a checkpoint.*onnxruntime"):
-        ijepa_hub.from_pretrained(onnx)
+    for load in (ijepa_hub.from_pretrained, ijepa_hub.load_reference_checkpoint):  # ijepa-hub info reads the latter
+        with pytest.raises(CheckpointError, match="is an exported ONNX model, not a checkpoint.*onnxruntime"):
+            load(onnx)
     (tmp_path / "export").mkdir()
     (tmp_path / "export" / "model.pt2").write_bytes(b"PK\x03\x04")
     with pytest.raises(CheckpointError, match="model.pt2 is a torch.export program"):
@@ -218,6 +219,13 @@ def test_an_empty_saved_split_is_named(tmp_path):
     datasets.DatasetDict(train=empty).save_to_disk(str(tmp_path / "empty"))
     with pytest.raises(DataError, match="the split 'train' was saved with no rows"):
         open_split(f"hfds/{tmp_path / 'empty'}", "train")
+
+
+def test_num_classes_is_refused_for_synthetic_segmentation_not_ignored():
+    from ijepa_hub.eval.segdata import segmentation_splits
+
+    with pytest.raises(ValueError, match="--num-classes 1: .*Fix: drop --num-classes"):
+        segmentation_splits("synthetic", num_classes=1)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")

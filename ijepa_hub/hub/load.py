@@ -38,9 +38,9 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from ..errors import CheckpointError, HubLayoutError, PickleNotAllowedError, WeightsNotCachedError
+from ..errors import HubLayoutError, PickleNotAllowedError, WeightsNotCachedError
 from ..limits import check_declared_size
-from ..reference import infer_model_config, read_reference_checkpoint
+from ..reference import infer_model_config, read_reference_checkpoint, refuse_exported
 from ..registry import ALIASES, VARIANTS, ModelConfig
 from ..released import find_variant, is_url, offline_reason, reference_checkpoint_path
 from ..state_dict import load_strict, read_safetensors, read_torch_pickle, strip_prefix
@@ -339,7 +339,7 @@ def from_pretrained(
         where="from_pretrained",
     )
     hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
-    _refuse_exported(s)
+    refuse_exported(s)
     released = None if os.path.exists(s) else find_variant(s)
     if weights not in ("reference", "transformers"):
         raise ValueError(f"weights must be 'reference' or 'transformers', got {weights!r}")
@@ -357,26 +357,6 @@ def from_pretrained(
 def read_config(name_or_path: str | os.PathLike, **hub_kwargs: Any) -> dict[str, Any]:
     """The ``config.json`` of a folder or Hub repo, without downloading weights (for ``ijepa-hub info``)."""
     return _read_json(_local_or_hub(os.fspath(name_or_path), hub_kwargs), what="I-JEPA repo")
-
-
-# what ijepa_hub.deploy writes (deploy sits above the hub): a runtime's program, not weights to load
-_EXPORTED = {".onnx": ("an exported ONNX model", "onnxruntime"), ".pt2": ("a torch.export program", "torch.export.load")}
-
-
-def _refuse_exported(s: str) -> None:
-    """An exported model (a ``.onnx`` / ``.pt2`` file, or the folder an export wrote) named as a source is
-    refused by what it is; read as a checkpoint it would fail as "objects other than tensors"."""
-    files = [s] if os.path.isfile(s) else []
-    if os.path.isdir(s) and not os.path.exists(os.path.join(s, CONFIG_NAME)):
-        files = [os.path.join(s, f"model{suffix}") for suffix in _EXPORTED]
-    for path in files:
-        suffix = os.path.splitext(path)[1].lower()
-        if suffix in _EXPORTED and os.path.isfile(path):
-            what, runtime = _EXPORTED[suffix]
-            raise CheckpointError(
-                f"{path} is {what}, not a checkpoint: it cannot be loaded as a model or trained further. Fix: run it "
-                f"with {runtime} (ijepa_hub.deploy.run_exported), or load the model it was exported from."
-            )
 
 
 def _not_found(s: str) -> FileNotFoundError:
