@@ -22,7 +22,7 @@ from .registry import VARIANTS
 __all__ = [
     "max_parameters", "max_depth", "estimate_parameters", "check_declared_size", "check_block_indices", "check_tensor_extents",
     "check_zip_inflation", "max_img_size", "MAX_IMAGES", "MAX_SYNTHETIC_IMAGES", "MAX_BATCH", "MAX_MICRO_BATCH",
-    "MAX_MASK_BLOCKS", "MAX_STEPS", "MAX_SEED", "MAX_HEADS",
+    "MAX_MASK_BLOCKS", "MAX_STEPS", "MAX_SEED", "MAX_HEADS", "MAX_SHARDS",
 ]
 
 _MARGIN = 8  # times the largest released model
@@ -130,6 +130,7 @@ MAX_MASK_BLOCKS = 64  # target (or legacy context) blocks per image (released: 4
 MAX_STEPS = 10**12  # steps, epochs, step counters: beyond this a number is a typo or damage
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range
 MAX_HEADS = 1024  # attention heads, attentive-probe heads
+MAX_SHARDS = 1 << 20  # .tar shards a brace pattern may name (LAION-5B is ~500k shards of 10k images)
 
 
 @functools.cache

@@ -12,12 +12,33 @@ from .limits import check_block_indices, check_declared_size
 from .models.ijepa import IJepa
 from .registry import ARCHITECTURES, ModelConfig, architecture_for_width, default_predictor, mlp_ratio_for
 from .released import reference_checkpoint_path
-from .state_dict import load_strict, read_torch_pickle, strip_prefix
+from .state_dict import check_tensor_dict, load_strict, read_torch_pickle, strip_prefix
 
-__all__ = ["read_reference_checkpoint", "infer_model_config", "load_reference_checkpoint"]
+__all__ = ["read_reference_checkpoint", "infer_model_config", "load_reference_checkpoint", "refuse_exported"]
 
 StateDict = dict[str, torch.Tensor]
 _MODEL_KEYS = ("encoder", "target_encoder", "predictor")
+
+
+# what ijepa_hub.deploy writes (deploy sits above the hub): a runtime's program, not weights to load
+_EXPORTED = {".onnx": ("an exported ONNX model", "onnxruntime"), ".pt2": ("a torch.export program", "torch.export.load")}
+
+
+def refuse_exported(s: str | os.PathLike) -> None:
+    """An exported model (a ``.onnx`` / ``.pt2`` file, or the folder an export wrote) named as a source is
+    refused by what it is; read as a checkpoint it would fail as "objects other than tensors"."""
+    s = os.fspath(s)
+    files = [s] if os.path.isfile(s) else []
+    if os.path.isdir(s) and not os.path.exists(os.path.join(s, "config.json")):
+        files = [os.path.join(s, f"model{suffix}") for suffix in _EXPORTED]
+    for path in files:
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix in _EXPORTED and os.path.isfile(path):
+            what, runtime = _EXPORTED[suffix]
+            raise CheckpointError(
+                f"{path} is {what}, not a checkpoint: it cannot be loaded as a model or trained further. Fix: run it "
+                f"with {runtime} (ijepa_hub.deploy.run_exported), or load the model it was exported from."
+            )
 
 
 def read_reference_checkpoint(path: str | os.PathLike) -> dict[str, StateDict]:
@@ -29,6 +50,7 @@ def read_reference_checkpoint(path: str | os.PathLike) -> dict[str, StateDict]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint at {path!r}")
+    refuse_exported(path)
     blob = read_torch_pickle(path, fix="Download the checkpoint again.")
     if not isinstance(blob, Mapping) or any(k not in blob for k in _MODEL_KEYS):
         found = sorted(map(str, blob))[:12] if isinstance(blob, Mapping) else type(blob).__name__
@@ -40,7 +62,7 @@ def read_reference_checkpoint(path: str | os.PathLike) -> dict[str, StateDict]:
     for key in _MODEL_KEYS:
         if not isinstance(blob[key], Mapping):
             raise CheckpointError(f"{path}: '{key}' is a {type(blob[key]).__name__}, not a state dict")
-        out[key] = strip_prefix(blob[key])
+        out[key] = strip_prefix(check_tensor_dict(blob[key], source=path, what=f"'{key}'"))
         check_block_indices(out[key], "predictor_blocks" if key == "predictor" else "blocks", source=path)
     return out
 
@@ -49,6 +71,20 @@ def _block_count(state_dict: Mapping[str, torch.Tensor], prefix: str) -> int:
     pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.")
     ids = {int(m.group(1)) for k in state_dict if (m := pattern.match(k))}
     return max(ids) + 1 if ids else 0
+
+
+def _shape(state_dict: Mapping[str, torch.Tensor], key: str, ndim: int, *, source: str, what: str) -> tuple[int, ...]:
+    """The shape of ``state_dict[key]``, which the architecture is read from: a tensor of ``ndim`` dimensions."""
+    if key not in state_dict:
+        raise CheckpointError(f"{source}: {what} has no {key!r}; is this an I-JEPA / ViT encoder?")
+    value = state_dict[key]
+    if not torch.is_tensor(value) or value.dim() != ndim:
+        found = f"a {value.dim()}-D tensor {tuple(value.shape)}" if torch.is_tensor(value) else f"a {type(value).__name__}"
+        raise CheckpointError(
+            f"{source}: {what} {key!r} is {found}, not the {ndim}-D tensor a ViT stores there; the file is "
+            "damaged or was edited. Fix: download it again."
+        )
+    return tuple(value.shape)
 
 
 def infer_model_config(
@@ -65,12 +101,9 @@ def infer_model_config(
     from ``num_heads`` / ``pred_num_heads`` when given, else from the preset of the same width (the
     predictor uses the encoder's count, as released); an unknown width without ``num_heads`` is an error.
     """
-    try:
-        _, num_patches, width = encoder["pos_embed"].shape
-        _, in_chans, patch, _ = encoder["patch_embed.proj.weight"].shape
-        mlp_hidden = encoder["blocks.0.mlp.fc1.weight"].shape[0]
-    except KeyError as err:
-        raise CheckpointError(f"{source}: encoder has no {err.args[0]!r}; is this an I-JEPA / ViT encoder?") from None
+    _, num_patches, width = _shape(encoder, "pos_embed", 3, source=source, what="encoder")
+    _, in_chans, patch, _ = _shape(encoder, "patch_embed.proj.weight", 4, source=source, what="encoder")
+    mlp_hidden = _shape(encoder, "blocks.0.mlp.fc1.weight", 2, source=source, what="encoder")[0]
     grid = round(num_patches**0.5)
     if grid * grid != num_patches:
         raise CheckpointError(f"{source}: pos_embed has {num_patches} positions, not a square grid")
@@ -87,10 +120,7 @@ def infer_model_config(
         mlp_ratio=mlp_ratio_for(width, mlp_hidden), patch_size=patch, img_size=grid * patch, in_chans=in_chans,
     )
     if predictor is not None:
-        try:
-            sizes["pred_embed_dim"] = predictor["predictor_embed.weight"].shape[0]
-        except KeyError:
-            raise CheckpointError(f"{source}: predictor has no 'predictor_embed.weight'") from None
+        sizes["pred_embed_dim"] = _shape(predictor, "predictor_embed.weight", 2, source=source, what="predictor")[0]
         sizes["pred_depth"] = _block_count(predictor, "predictor_blocks")
         sizes["pred_num_heads"] = pred_num_heads
     else:

@@ -1,6 +1,7 @@
 """State-dict helpers shared by every loader: reading weight files, prefix stripping and strict loading."""
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Mapping
@@ -14,7 +15,18 @@ from safetensors.torch import load_file
 from .errors import CheckpointError, StateDictMismatchError
 from .limits import check_tensor_extents, check_zip_inflation
 
-__all__ = ["strip_prefix", "load_strict", "nonfinite_keys", "read_safetensors", "read_torch_pickle"]
+__all__ = [
+    "strip_prefix", "load_strict", "nonfinite_keys", "read_safetensors", "read_torch_pickle", "check_tensor_dict",
+    "FLOAT8_DTYPES",
+]
+
+logger = logging.getLogger(__name__)
+
+# 8-bit floats: quantised storage, not weights to compute with; torch cannot even test them for NaN on the CPU
+FLOAT8_DTYPES = frozenset(
+    getattr(torch, name) for name in ("float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
+                                      "float8_e8m0fnu") if hasattr(torch, name)
+)
 
 
 def read_safetensors(path: str | os.PathLike, *, source: str | None = None) -> dict[str, torch.Tensor]:
@@ -63,6 +75,45 @@ def nonfinite_keys(state_dict: Mapping[str, Any]) -> list[str]:
     ]
 
 
+def check_tensor_dict(state_dict: Any, *, source: str, what: str) -> Mapping[str, torch.Tensor]:
+    """``state_dict`` itself once it is a mapping of string keys to tensors; else a :class:`CheckpointError`
+    naming the first entries that are not (a damaged or hand-edited file holding an int where a tensor belongs)."""
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(
+            f"{source}: the {what} weights are a {type(state_dict).__name__}, not a mapping of names to tensors; "
+            "the file is damaged or not a checkpoint of this model. Fix: download or re-save it."
+        )
+    bad = [f"{k!r} ({type(v).__name__})" for k, v in state_dict.items() if not isinstance(k, str) or not torch.is_tensor(v)]
+    if bad:
+        raise CheckpointError(
+            f"{source}: the {what} weights hold {len(bad)} entr{'y that is' if len(bad) == 1 else 'ies that are'} "
+            f"not a tensor under a string name: {', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}; the file is damaged "
+            "or was edited. Fix: download or re-save it."
+        )
+    return state_dict
+
+
+def _float8_keys(state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    return [f"{k} ({v.dtype})" for k, v in state_dict.items() if v.dtype in FLOAT8_DTYPES]
+
+
+def _cast_floats(
+    state_dict: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], *, source: str, what: str
+) -> dict[str, torch.Tensor]:
+    """Floating-point weights stored in another float dtype (fp16, bf16, fp64) cast to the model's, as timm and
+    transformers do, with one log line; a mixed-dtype model would fail in its first matmul."""
+    out, cast = dict(state_dict), set()
+    for k, v in state_dict.items():
+        want = expected[k].dtype
+        if v.is_floating_point() and want.is_floating_point and v.dtype != want:
+            out[k] = v.to(want)
+            cast.add(str(v.dtype).replace("torch.", ""))
+    if cast:
+        logger.info("%s: the %s weights are stored as %s; cast to %s", source, what, ", ".join(sorted(cast)),
+                    str(next(iter(expected.values())).dtype).replace("torch.", ""))
+    return out
+
+
 def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
     """Remove ``prefix`` (DDP's ``module.`` by default) from every key that has it."""
     n = len(prefix)
@@ -74,8 +125,10 @@ def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, so
 
     Shapes must match, floating-point parameters must come as floating-point tensors, and every value
     must be finite (NaN or inf weights, e.g. from a diverged run, are a :class:`CheckpointError`).
+    Weights in another float dtype (fp16, bf16, fp64) are cast to the model's; 8-bit floats are refused.
     ``source`` (a file or repo) and ``what`` (``"target encoder"``...) name the weights in the message.
     """
+    check_tensor_dict(state_dict, source=source, what=what)
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
@@ -91,6 +144,14 @@ def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, so
     ]
     if missing or unexpected or mismatched:
         raise StateDictMismatchError(source, what, missing, unexpected, mismatched)
+    float8 = _float8_keys(state_dict)
+    if float8:
+        raise CheckpointError(
+            f"{source}: the {what} weights are stored as 8-bit floats ({', '.join(float8[:3])}"
+            f"{', ...' if len(float8) > 3 else ''}), a quantised format ijepa_hub does not load. Fix: save them in "
+            "float32, bfloat16 or float16 (e.g. {k: v.float() for k, v in weights.items()})."
+        )
+    state_dict = _cast_floats(state_dict, expected, source=source, what=what)
     bad = nonfinite_keys(state_dict)
     if bad:
         raise CheckpointError(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,11 +100,32 @@ def _is_saved(path: str) -> bool:
     return folder.is_dir() and any((folder / f).is_file() for f in ("dataset_dict.json", "state.json"))
 
 
+def _empty_saved_splits(folder: Path) -> list[str]:
+    """The splits of a ``save_to_disk`` folder that were saved with no data files (no rows)."""
+    states = [folder / "state.json"] if (folder / "state.json").is_file() else sorted(folder.glob("*/state.json"))
+    empty = []
+    for state in states:
+        try:
+            files = json.loads(state.read_text()).get("_data_files")
+        except (OSError, ValueError, RecursionError, AttributeError):
+            continue  # datasets itself says what is wrong with it
+        if files == []:
+            empty.append(state.parent.name if state.parent != folder else "train")
+    return empty
+
+
 def _load_all(spec: str) -> dict[str, Any]:
     """Every split of a map-style source, by name (not streaming)."""
     datasets = import_datasets()
     name, _ = _parse(spec)
     if _is_saved(name):
+        empty = _empty_saved_splits(Path(name))
+        if empty:  # datasets cannot read a split saved without rows back (IndexError deep inside load_from_disk)
+            raise DataError(
+                f"{spec}: the split{'s' if len(empty) > 1 else ''} {', '.join(map(repr, empty))} "
+                f"{'were' if len(empty) > 1 else 'was'} saved with no rows. Fix: save the dataset again with images "
+                "in every split, or drop the empty split."
+            )
         loaded = datasets.load_from_disk(name)
         return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
     return dict(_call(spec, datasets.load_dataset, name))

@@ -16,32 +16,61 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from ..errors import DataError, ImageReadError
+from ..limits import MAX_SHARDS
 from .images import IMAGE_EXTENSIONS
 
-__all__ = ["TarShards", "expand_braces", "is_shard_spec"]
+__all__ = ["TarShards", "brace_count", "expand_braces", "is_shard_spec"]
 
 _BRACE = re.compile(r"\{([^{}]*)\}")
 
 
-def expand_braces(pattern: str) -> list[str]:
-    """``shard-{000..009}.tar`` or ``{a,b}.tar`` -> the list of names (zero padding kept)."""
-    match = _BRACE.search(pattern)
-    if match is None:
-        return [pattern]
-    body, head, tail = match.group(1), pattern[: match.start()], pattern[match.end() :]
+def _options(body: str) -> tuple[int, int, int] | list[str]:
+    """A brace body's options: ``(lo, hi, width)`` for a range ``lo..hi``, else the comma-separated names."""
     ranged = re.fullmatch(r"(\d+)\.\.(\d+)", body)
     if ranged:
         lo, hi = ranged.groups()
-        width = len(lo) if lo.startswith("0") else 0
-        options = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
-    else:
-        options = body.split(",")
-    return [name for option in options for name in expand_braces(head + option + tail)]
+        return int(lo), int(hi), len(lo) if lo.startswith("0") else 0
+    return body.split(",")
+
+
+def brace_count(pattern: str) -> int:
+    """How many names :func:`expand_braces` gives for ``pattern``, counted without expanding it."""
+    count = 1
+    for body in _BRACE.findall(pattern):
+        options = _options(body)
+        count *= max(0, options[1] - options[0] + 1) if isinstance(options, tuple) else len(options)
+    return count
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """``shard-{000..009}.tar`` or ``{a,b}.tar`` -> the list of names (zero padding kept).
+
+    A pattern naming more than :data:`~ijepa_hub.limits.MAX_SHARDS` names is a :class:`DataError`, refused
+    before any is made (``{0..999999999}`` would fill the memory)."""
+    count = brace_count(pattern)
+    if count > MAX_SHARDS:
+        raise DataError(
+            f"{pattern[:200]}: the brace pattern names {count} files, over the {MAX_SHARDS} shards ijepa_hub reads; "
+            "it is a typo (check the range's digits). Fix: give the shards' real range, e.g. shard-{0000..1023}.tar."
+        )
+    return _expand(pattern)
+
+
+def _expand(pattern: str) -> list[str]:
+    match = _BRACE.search(pattern)
+    if match is None:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    options = _options(match.group(1))
+    if isinstance(options, tuple):
+        lo, hi, width = options
+        options = [str(i).zfill(width) for i in range(lo, hi + 1)]
+    return [name for option in options for name in _expand(head + option + tail)]
 
 
 def is_shard_spec(spec: str) -> bool:
     """True for a ``.tar`` path, a brace pattern or a glob of shards."""
-    return any(part.endswith(".tar") for part in expand_braces(spec.split("::")[0])) or "{" in spec
+    return "{" in spec or any(part.endswith(".tar") for part in expand_braces(spec.split("::")[0]))
 
 
 class TarShards(Dataset):
@@ -63,7 +92,8 @@ class TarShards(Dataset):
                 self.shards.extend(Path(m) for m in matches)
         missing = [str(p) for p in self.shards if not p.is_file()]
         if not self.shards or missing:
-            raise FileNotFoundError(f"WebDataset shards not found: {missing or spec}")
+            shown = ", ".join(missing[:3]) + (f", ... ({len(missing)} missing in all)" if len(missing) > 3 else "")
+            raise FileNotFoundError(f"WebDataset shards not found: {shown or spec[:200]}")
         # (shard index, image offset, image size, label, member name)
         self.samples: list[tuple[int, int, int, int, str]] = []
         for shard_index, path in enumerate(self.shards):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, CheckpointWriteError, RunFolderError
+from ..limits import MAX_STEPS
 from ..recipe import Recipe
 from ..state_dict import read_torch_pickle
 from .files import check_entry
@@ -112,7 +113,56 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             f"checkpoint {path} is not an {FORMAT} training checkpoint (missing {missing or 'format'}); "
             "to start from released weights use ijepa_hub.load_reference_checkpoint instead"
         )
+    problem = _damaged_entry(state)
+    if problem:
+        raise CheckpointError(
+            f"checkpoint {path}: {problem}; it was damaged or edited after it was written. Fix: resume from an "
+            "intact copy, or delete it (and pass no --resume) to deliberately start again from step 0."
+        )
     return state
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _damaged_entry(state: dict[str, Any]) -> str | None:
+    """What is wrong with the entries every checkpoint holds (type, range), or None: checked once on reading, so
+    that resuming never fails on an int where a dict belongs, deep in the restore."""
+    step = state["step"]
+    if not _is_int(step) or not 0 <= step <= MAX_STEPS:
+        return f"'step' is {str(step)[:40]} (of type {type(step).__name__}), not a step count (an integer, 0 to {MAX_STEPS})"
+    for key in ("recipe", "schedules", "data", "optimizer"):
+        if not isinstance(state[key], dict):
+            return f"'{key}' is of type {type(state[key]).__name__}, not a dict"
+    model = state["model"]
+    if not isinstance(model, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in model.items()):
+        return "'model' is not a mapping of names to tensors"
+    optimizer = state["optimizer"]
+    if not isinstance(optimizer.get("state"), dict) or not isinstance(optimizer.get("param_groups"), list):
+        return "'optimizer' lacks its 'state' dict or its 'param_groups' list"
+    rng = state["rng"]
+    if not isinstance(rng, list) or not rng or not all(_is_rng_state(r) for r in rng):
+        return "'rng' is not a list of every rank's RNG states (torch, cuda, numpy, python)"
+    counts = [k for k in ("broken_images", "images_read") if k in state["data"] and not _is_int(state["data"][k])]
+    if counts:
+        return f"'data.{counts[0]}' is {str(state['data'][counts[0]])[:40]}, not a count"
+    threads = state.get("threads")
+    if threads is not None and (not _is_int(threads) or threads < 1):
+        return f"'threads' is {str(threads)[:40]}, not a thread count"
+    return None
+
+
+def _is_rng_state(entry: Any) -> bool:
+    """One rank's :func:`rng_state`, by the types :func:`set_rng_state` needs."""
+    return (
+        isinstance(entry, dict)
+        and torch.is_tensor(entry.get("torch")) and entry["torch"].dtype == torch.uint8
+        and isinstance(entry.get("cuda"), list)
+        and isinstance(entry.get("numpy"), (list, tuple)) and len(entry["numpy"]) == 5
+        and torch.is_tensor(entry["numpy"][1])
+        and isinstance(entry.get("python"), (list, tuple)) and len(entry["python"]) == 3
+    )
 
 
 # What a run leaves in its folder; a new run refuses a folder holding any of them (it would overwrite them).

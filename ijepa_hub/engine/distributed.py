@@ -42,7 +42,8 @@ def init_distributed(device: str = "auto") -> DistEnv:
     """
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but CUDA is not available; use --train.device cpu")
+        raise ValueError("train.device=cuda: CUDA is not available on this machine. Fix: pass --train.device cpu "
+                         "(or auto).")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")

@@ -53,6 +53,12 @@ class Resume:
 
     def check_run(self, run: Run) -> None:
         """Refuse to continue with other schedules or another dataset size: neither would continue the run."""
+        if self.step > run.schedules.total_steps:
+            raise CheckpointError(
+                f"{self.source}: its step {self.step} is beyond this run's {run.schedules.total_steps} steps; the "
+                "checkpoint is damaged or belongs to a longer run. Fix: resume from an intact copy of this run's "
+                "checkpoint, or start a new run with another --out."
+            )
         mine = dataclasses.asdict(run.schedules)
         if self.state["schedules"] != mine:
             raise CheckpointError(
@@ -91,7 +97,14 @@ class Resume:
         """A task's own state saved under ``key`` (or, in checkpoints of earlier versions, one of ``legacy_keys``)."""
         for name in (key, *legacy_keys):
             if name in self.state:
-                part.load_state_dict(self.state[name])
+                try:
+                    part.load_state_dict(self.state[name])
+                except (KeyError, TypeError, AttributeError, ValueError, IndexError) as err:
+                    raise CheckpointError(
+                        f"{self.source}: its {name!r} state is damaged ({type(err).__name__}: {str(err)[:120]}); "
+                        "it was edited or written by another version. Fix: resume from an intact copy, or start "
+                        "a new run with another --out."
+                    ) from err
                 return
         raise CheckpointError(f"{self.source}: no {key!r} state in this checkpoint; it was not written by this task")
 
@@ -99,7 +112,13 @@ class Resume:
         """Each rank's RNG streams as saved; re-seeded (with a warning) when the world size changed."""
         ranks = self.state["rng"]
         if len(ranks) == env.world_size:
-            set_rng_state(ranks[env.rank])
+            try:
+                set_rng_state(ranks[env.rank])
+            except (RuntimeError, TypeError, ValueError) as err:  # a wrong-sized or wrong-typed generator state
+                raise CheckpointError(
+                    f"{self.source}: its RNG state of rank {env.rank} cannot be restored ({str(err)[:120]}); the "
+                    "checkpoint is damaged. Fix: resume from an intact copy, or start a new run with another --out."
+                ) from err
         else:
             logger.warning("world size changed (%d -> %d): RNG streams re-seeded", len(ranks), env.world_size)
             torch.manual_seed(seed + 1 + env.rank + self.step)

@@ -86,7 +86,7 @@ def split_tokens(
 
         options = {"kind": "patch_tokens", "crop_pct": splits.crop_pct, "n": len(images), **computed_on(encoder, device)}
         return cached_tensors(compute, key=[weights_key, fingerprint, options], cache_dir=cache_dir,
-                              metadata=options)["tokens"]
+                              metadata=options, shapes={"tokens": (len(images), None, None)})["tokens"]
 
     return (tokens(splits.train_images, splits.fingerprint + ":train"),
             tokens(splits.test_images, splits.fingerprint + ":test"))

@@ -82,7 +82,8 @@ def cached_features(
         ).pooled}
 
     return cached_tensors(compute, key=[weights_key or weights_digest(encoder), fingerprint, options],
-                          cache_dir=cache_dir, metadata={"fingerprint": fingerprint[:200], **options})["pooled"]
+                          cache_dir=cache_dir, metadata={"fingerprint": fingerprint[:200], **options},
+                          shapes={"pooled": (len(images), None)})["pooled"]
 
 
 def computed_on(encoder: nn.Module, device: str | torch.device | None, *, dtype: Precision | None = "auto",
@@ -101,20 +102,27 @@ def cached_tensors(
     key: Any,
     cache_dir: str | os.PathLike | None = None,
     metadata: dict[str, Any] | None = None,
+    shapes: dict[str, tuple[int | None, ...]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """``compute()``'s tensors, read from ``cache_dir`` when one with the same ``key`` (any JSON value: the
     weights digest, the data fingerprint and the options) was stored before, else computed and stored.
 
     ``cache_dir=None`` uses :func:`default_cache_dir`; ``cache_dir=""`` disables the cache. A damaged
-    cache file is computed again and replaced.
+    cache file, or one whose tensors are not the floating-point ``shapes`` (name -> sizes, None: any) that
+    ``compute`` returns, is computed again and replaced, with a warning.
     """
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:32]
     path = None if cache_dir == "" else Path(cache_dir or default_cache_dir()) / f"{digest}.safetensors"
     if path is not None and path.is_file():
         try:
-            return load_file(path)
+            stored = load_file(path)
         except (SafetensorError, OSError) as err:  # damaged: compute again and replace it
             logger.warning("feature cache %s is unreadable (%s); extracting again", path, err)
+        else:
+            problem = _unexpected(stored, shapes or {})
+            if problem is None:
+                return stored
+            logger.warning("feature cache %s holds %s; extracting again", path, problem)
     tensors = compute()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,3 +131,16 @@ def cached_tensors(
                   metadata={k: str(v) for k, v in (metadata or {}).items()})
         os.replace(partial, path)  # atomic: a concurrent or killed run never leaves a partial file
     return tensors
+
+
+def _unexpected(stored: dict[str, torch.Tensor], shapes: dict[str, tuple[int | None, ...]]) -> str | None:
+    """What in a cache file differs from the tensors expected (``shapes``), or None."""
+    for name, shape in shapes.items():
+        t = stored.get(name)
+        if t is None:
+            return f"no {name!r} tensor"
+        if not t.is_floating_point() or t.dim() != len(shape) or any(
+                want is not None and got != want for got, want in zip(t.shape, shape)):
+            expected = "x".join("*" if n is None else str(n) for n in shape)
+            return f"{name!r} of shape {tuple(t.shape)} and dtype {t.dtype}, not a float tensor of shape {expected}"
+    return None

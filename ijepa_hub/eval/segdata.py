@@ -173,5 +173,8 @@ def segmentation_splits(data: str, *, seed: int = 0, num_classes: int | None = N
     or a VOC-like folder."""
     style = synthetic_style(data)
     if style is not None:
+        if num_classes is not None:  # silently ignored, it would read as a probe of that many classes
+            raise ValueError(f"--num-classes {num_classes}: the class count of folder data without classes.txt; "
+                             f"{data!r} has its own classes. Fix: drop --num-classes.")
         return synthetic_segmentation_splits(seed=seed, style=style, **synthetic)
     return folder_segmentation_splits(data, num_classes=num_classes)

@@ -110,7 +110,8 @@ def segmentation_features(
     options = {"kind": "patch_maps", "layers": layers, "img_size": img_size, "crop_pct": 1.0, "n": len(images),
                **computed_on(encoder, device)}
     key = [weights_key or weights_digest(encoder), fingerprint, options]
-    return cached_tensors(compute, key=key, cache_dir=cache_dir, metadata=options)["maps"]
+    return cached_tensors(compute, key=key, cache_dir=cache_dir, metadata=options,
+                          shapes={"maps": (len(images), None, None, None)})["maps"]
 
 
 def _labels(masks: Sequence[Any], size: int, num_classes: int, where: Sequence[Any]) -> torch.Tensor:

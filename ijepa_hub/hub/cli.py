@@ -117,12 +117,13 @@ def _convert(args) -> None:
 
 
 def _push(args) -> None:
+    from .layout import read_config_json
     from .save import push_to_hub as push_folder
 
     source = Path(args.source)
     hub = dict(token=args.token, private=args.private, revision=args.revision, commit_message=args.message)
     config = source / "config.json"
-    if config.is_file() and "ijepa" in json.loads(config.read_text()):
+    if config.is_file() and "ijepa" in read_config_json(config, source=str(source)):
         print(push_folder(source, args.repo_id, **hub))
     else:
         parts = dict(with_context_encoder=args.context_encoder, with_predictor=args.predictor)

@@ -60,6 +60,7 @@ __all__ = [
     "build_config",
     "parse_config",
     "write_config",
+    "read_config_json",
 ]
 
 CONFIG_NAME = "config.json"
@@ -289,6 +290,9 @@ def repo_kind(data: Mapping[str, Any]) -> str:
     kind = ijepa.get("kind")
     if kind is None:
         return CLASSIFIER_KIND if "classifier" in ijepa else ENCODER_KIND
+    if not isinstance(kind, str):
+        raise HubLayoutError(f"config.json 'ijepa.kind' is {str(kind)[:60]} (a {type(kind).__name__}), not a string: "
+                             f"one of {', '.join(REPO_KINDS)}. Fix: set it to the repo's kind, or re-save the model.")
     if kind not in REPO_KINDS:
         raise HubLayoutError(
             f"config.json says ijepa.kind={kind!r}; ijepa_hub {__version__} reads {', '.join(REPO_KINDS)} repos. "
@@ -360,18 +364,50 @@ def parse_config(data: Mapping[str, Any], *, source: str) -> RepoConfig:
             f"{source}: config.json 'ijepa.files' is {files!r}; it maps parts ({', '.join(PARTS)}) to file names"
         )
     files = dict(files)
+    if not isinstance(encoder, str):
+        raise HubLayoutError(
+            f"{source}: config.json 'ijepa.encoder' is {str(encoder)[:60]} (a {type(encoder).__name__}), not a string; "
+            f"it names the encoder in {WEIGHTS_NAME}: one of {', '.join(map(repr, ENCODER_PART))}. Fix: set it to "
+            "one of those, or re-save the model with ijepa_hub.save_pretrained."
+        )
     if encoder not in ENCODER_PART or files.get(ENCODER_PART[encoder]) != WEIGHTS_NAME:
         raise HubLayoutError(
             f"{source}: config.json says encoder={encoder!r} but files={files}; "
             f"{WEIGHTS_NAME} must hold the target or context encoder"
         )
+    variant = ijepa.get("variant")
+    if variant is not None and not isinstance(variant, str):
+        raise HubLayoutError(f"{source}: config.json 'ijepa.variant' is {str(variant)[:60]} (a {type(variant).__name__}), "
+                             "not a released variant's name. Fix: set it to one of ijepa_hub.list_variants(), or drop it.")
     extra = {k: ijepa[k] for k in ("recipe", "metrics", "base_variant", "license", "origins", "provenance")
              if k in ijepa}
     try:
         kind = repo_kind(data)
     except HubLayoutError as err:
         raise HubLayoutError(f"{source}: {err}") from None
-    return RepoConfig(model=model, encoder=encoder, files=files, kind=kind, variant=ijepa.get("variant"), extra=extra)
+    return RepoConfig(model=model, encoder=encoder, files=files, kind=kind, variant=variant, extra=extra)
+
+
+def read_config_json(path: str | os.PathLike, *, source: str) -> dict[str, Any]:
+    """A ``config.json`` file as a dict; a :class:`HubLayoutError` naming ``source`` when it is not valid JSON,
+    nests too deeply for the parser (a few kB of ``[`` exhaust Python's stack) or is not an object."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise HubLayoutError(
+            f"{source}: {CONFIG_NAME} is not valid JSON ({err}); it is truncated or was edited by hand. "
+            "Fix: download it again, or re-save the model with ijepa_hub.save_pretrained."
+        ) from err
+    except RecursionError:  # json recurses once per nesting level
+        raise HubLayoutError(
+            f"{source}: {CONFIG_NAME} nests arrays or objects too deeply to read (thousands of levels; a "
+            "config.json has a few). It is damaged or hostile. Fix: download it again, or re-save the model with "
+            "ijepa_hub.save_pretrained."
+        ) from None
+    if not isinstance(data, dict):
+        raise HubLayoutError(f"{source}: {CONFIG_NAME} holds a {type(data).__name__}, not a JSON object")
+    return data
 
 
 def write_config(folder: Path, data: Mapping[str, Any]) -> Path:

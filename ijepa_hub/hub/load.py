@@ -20,7 +20,6 @@ huggingface_hub's exception type with a clearer message; offline with nothing ca
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -41,7 +40,7 @@ from huggingface_hub.errors import (
 
 from ..errors import HubLayoutError, PickleNotAllowedError, WeightsNotCachedError
 from ..limits import check_declared_size
-from ..reference import infer_model_config, read_reference_checkpoint
+from ..reference import infer_model_config, read_reference_checkpoint, refuse_exported
 from ..registry import ALIASES, VARIANTS, ModelConfig
 from ..released import find_variant, is_url, offline_reason, reference_checkpoint_path
 from ..state_dict import load_strict, read_safetensors, read_torch_pickle, strip_prefix
@@ -55,6 +54,7 @@ from .layout import (
     WEIGHTS_NAME,
     EncoderName,
     parse_config,
+    read_config_json,
     renamed_options,
     repo_kind,
 )
@@ -191,17 +191,7 @@ def _read_json(files, *, what: str) -> dict[str, Any]:
     path = files.get(CONFIG_NAME)
     if path is None:
         raise HubLayoutError(f"{files.source} has no {CONFIG_NAME}: it is not an {what}")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise HubLayoutError(
-            f"{files.source}: {CONFIG_NAME} is not valid JSON ({err}); it is truncated or was edited by hand. "
-            "Fix: download it again, or re-save the model with ijepa_hub.save_pretrained."
-        ) from err
-    if not isinstance(data, dict):
-        raise HubLayoutError(f"{files.source}: {CONFIG_NAME} holds a {type(data).__name__}, not a JSON object")
-    return data
+    return read_config_json(path, source=files.source)
 
 
 def _assemble(
@@ -349,6 +339,7 @@ def from_pretrained(
         where="from_pretrained",
     )
     hub = dict(revision=revision, cache_dir=cache_dir, token=token, local_files_only=local_files_only)
+    refuse_exported(s)
     released = None if os.path.exists(s) else find_variant(s)
     if weights not in ("reference", "transformers"):
         raise ValueError(f"weights must be 'reference' or 'transformers', got {weights!r}")

@@ -39,6 +39,7 @@ from .layout import (
     EncoderName,
     build_config,
     parse_config,
+    read_config_json,
     renamed_options,
     select_parts,
     write_config,
@@ -185,7 +186,7 @@ def _push_folder(
     if not config_path.is_file():
         raise HubLayoutError(f"{folder} has no {CONFIG_NAME}; write it with ijepa_hub.save_pretrained first")
     layout = _checked_for_push(folder)
-    card = _card_for(json.loads(config_path.read_text()), repo_id=repo_id, source=str(folder))
+    card = _card_for(read_config_json(config_path, source=str(folder)), repo_id=repo_id, source=str(folder))
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     if revision is not None:
@@ -213,7 +214,7 @@ def _checked_for_push(folder: Path) -> dict[str, Path]:
     Nothing else in the folder is uploaded, and a file that is a link leaving the folder is refused: a push
     publishes the model, never a stray file (or what a link points at).
     """
-    repo = parse_config(json.loads((folder / CONFIG_NAME).read_text()), source=str(folder))
+    repo = parse_config(read_config_json(folder / CONFIG_NAME, source=str(folder)), source=str(folder))
     names = [CONFIG_NAME, *repo.files.values()]
     root, layout = folder.resolve(), {}
     for name in names:
@@ -347,7 +348,7 @@ def _refuse_model_folder(folder: Path, keep: frozenset[str]) -> None:
     check_entry(folder, folder=True)
     config = folder / CONFIG_NAME
     try:
-        data = json.loads(config.read_text()) if config.is_file() else {}
+        data = read_config_json(config, source=str(folder)) if config.is_file() else {}
     except (OSError, ValueError):
         data = None
     others = sorted(p.name for p in folder.glob("*.safetensors") if p.name not in keep) if folder.is_dir() else []
