@@ -47,7 +47,12 @@ def _legacy_chain(ijepa: Mapping[str, Any], source: str, revision: str | None) -
         what = "trained from it" if chain else "trained from random initialisation"
         chain = with_step(chain, None, f"{what} with ijepa-train (recipe {ijepa['recipe'].get('name', 'custom')})"
                           if isinstance(ijepa.get("recipe"), Mapping) else what)
-    if license and chain_license(chain) != strictest_license([license, chain_license(chain)]):
+    return _with_stated_license(chain, license, source, revision)
+
+
+def _with_stated_license(chain: list[Step], license: Any, source: str | None, revision: str | None) -> list[Step]:
+    """``chain``, plus a step for a licence its repo states that is stricter than the chain's own."""
+    if isinstance(license, str) and license and strictest_license([license, chain_license(chain)]) != chain_license(chain):
         chain.append(step(source, "licence stated by the repo", revision=revision, license=license))
     return chain
 
@@ -71,7 +76,7 @@ def provenance_of(source: str | os.PathLike, *, revision: str | None = None, **h
     ijepa = config.get("ijepa") or {}
     chain = ijepa.get("provenance")
     if isinstance(chain, list) and all(isinstance(x, Mapping) for x in chain):
-        return [dict(x) for x in chain]
+        return _with_stated_license([dict(x) for x in chain], ijepa.get("license"), s, revision)
     if ijepa:
         return _legacy_chain(ijepa, s, revision)
     return [step(s, "a repo of another library whose origin is not recorded", revision=revision,

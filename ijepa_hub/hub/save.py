@@ -45,6 +45,7 @@ from .layout import (
     write_config,
 )
 from .lineage import chain_license, released_step, strictest_license, with_step
+from .lineage import step as lineage_step
 from .load import from_pretrained
 from .network import failure_cause
 from .provenance import Origin, model_origin, model_provenance
@@ -130,8 +131,11 @@ def save_pretrained(
         chain = [released_step(released)]
         if recipe_dict:
             chain = with_step(chain, released, f"trained further (recipe {recipe_dict.get('name', 'custom')})")
+    if license and strictest_license([license, chain_license(chain or [])]) != chain_license(chain or []):
+        chain = [*(chain or []), lineage_step(None, f"licence {license} set by save_pretrained(license=...)",
+                                              license=license)]
     if chain:
-        config["ijepa"]["provenance"] = [dict(step) for step in chain]
+        config["ijepa"]["provenance"] = [dict(entry) for entry in chain]
     license = strictest_license([license, *(o.license for o in origins.values()), chain_license(chain or [])])
     if license:
         config["ijepa"]["license"] = license
