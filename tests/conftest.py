@@ -53,7 +53,7 @@ def hub_server():
     """The loopback test Hub (tests/hub_server.py) on the port HF_ENDPOINT names."""
     from hub_server import HubServer
 
-    server = HubServer(_HUB_PORT, lifetime_s=3600).start()
+    server = HubServer(_HUB_PORT, lifetime_s=3 * 3600).start()  # outlives any CI run (90 min); stopped below
     yield server
     server.stop()
 

@@ -27,6 +27,7 @@ from ..cli_common import (
 from ..data.synthetic import SYNTHETIC, SYNTHETIC_SPECS, synthetic_style
 from ..models.extract import QUANTIZE, compute_dtype
 from .predictor_view import display_images, predict_picture, summary_table, synthetic_images
+from .probes import evaluate_knn, evaluate_linear, format_table, random_init_encoder, sample_sizes, synthetic_probe
 
 __all__ = ["main", "build_parser", "add_extract_command", "run_extract"]
 
@@ -232,7 +233,6 @@ def _splits(args):
 
 
 def _emit(args, results: Any, table: str) -> None:
-    from .probes import sample_sizes
 
     first = results[0] if isinstance(results, list) else results
     print(f"{first.get('source', 'model')}: {sample_sizes(first)}\n{table}" if "num_train" in first else table)
@@ -243,7 +243,6 @@ def _emit(args, results: Any, table: str) -> None:
 
 
 def _knn(args) -> None:
-    from .probes import evaluate_knn, format_table
 
     compute = _compute_kwargs(args)
     r = evaluate_knn(_model(args).encoder, _splits(args), k=args.k, temperature=args.temperature, **compute)
@@ -252,7 +251,6 @@ def _knn(args) -> None:
 
 
 def _linear(args) -> None:
-    from .probes import evaluate_linear, format_table
 
     compute = _compute_kwargs(args)
     encoder, splits = _model(args).encoder, _splits(args)
@@ -268,7 +266,6 @@ def _encoders(args) -> tuple[str, list[tuple[str, Any]]]:
     """The model's name for pictures (:func:`~ijepa_hub.eval.plots.model_label`), and ("model", its encoder) plus
     ("random_init", the same architecture at its seed init) with --baseline."""
     from .plots import model_label
-    from .probes import random_init_encoder
 
     model = _model(args)
     nets = [("model", model.encoder)]
@@ -279,7 +276,6 @@ def _encoders(args) -> tuple[str, list[tuple[str, Any]]]:
 
 def _attentive(args) -> None:
     from .attentive import evaluate_attentive
-    from .probes import format_table
 
     splits = _splits(args)
     results = []
@@ -293,7 +289,6 @@ def _attentive(args) -> None:
 
 
 def _seg(args) -> None:
-    from .probes import format_table
     from .segdata import segmentation_splits
     from .segmentation import evaluate_segmentation
 
@@ -340,7 +335,6 @@ _PICTURE_SIZE = 128  # pixels per picture in ijepa-eval seg --picture
 
 
 def _synthetic(args) -> None:
-    from .probes import format_table, random_init_encoder, synthetic_probe
 
     model = _model(args)
     baseline = None
@@ -386,7 +380,6 @@ def _masks(args) -> None:
 def _pca(args) -> None:
     from ..features import extract_features
     from .plots import model_label, pca_variance_ratio, plot_pca
-    from .probes import format_table
 
     model = _model(args)
     size = model.config.img_size
