@@ -233,7 +233,6 @@ def _splits(args):
 
 
 def _emit(args, results: Any, table: str) -> None:
-
     first = results[0] if isinstance(results, list) else results
     print(f"{first.get('source', 'model')}: {sample_sizes(first)}\n{table}" if "num_train" in first else table)
     if args.json_out:
@@ -243,7 +242,6 @@ def _emit(args, results: Any, table: str) -> None:
 
 
 def _knn(args) -> None:
-
     compute = _compute_kwargs(args)
     r = evaluate_knn(_model(args).encoder, _splits(args), k=args.k, temperature=args.temperature, **compute)
     r["source"] = args.source
@@ -251,7 +249,6 @@ def _knn(args) -> None:
 
 
 def _linear(args) -> None:
-
     compute = _compute_kwargs(args)
     encoder, splits = _model(args).encoder, _splits(args)
     results = [evaluate_linear(encoder, splits, layers=n, seed=args.seed, **compute) for n in args.layers]
@@ -335,7 +332,6 @@ _PICTURE_SIZE = 128  # pixels per picture in ijepa-eval seg --picture
 
 
 def _synthetic(args) -> None:
-
     model = _model(args)
     baseline = None
     if args.baseline:
