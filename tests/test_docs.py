@@ -50,6 +50,18 @@ def test_readme_opens_with_the_two_commands_ci_runs():
     assert TEST_COMMAND in (REPO_ROOT / ".ci" / "run").read_text().splitlines()
 
 
+SLOW_STAGE = 'python -m pytest -m "slow and not gpu" -q -n 2'
+
+
+def test_ci_runs_the_slow_tests_the_readme_names_after_the_test_command():
+    """Item 10 of issue 26: the slow tests are the only checks of README claims, so CI runs them second."""
+    lines = (REPO_ROOT / ".ci" / "run").read_text().splitlines()
+    assert lines.index(SLOW_STAGE) > lines.index(TEST_COMMAND)
+    assert SLOW_STAGE in (REPO_ROOT / "README.md").read_text()
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    assert '"pytest-xdist' in pyproject.split("test = [")[1].split("]")[0]  # -n 2 needs it in the test extra
+
+
 # ----------------------------------------------------------------------------------------------- links
 
 def _prose(text: str) -> str:
