@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from ijepa_hub.engine.metrics import StepLogger, progress_bar
+from ijepa_hub.engine.metrics import MetricsWriter, StepLogger, progress_bar
 from ijepa_hub.engine.progress import PlainProgress
 
 
@@ -38,6 +38,22 @@ def test_lines_are_spaced_by_the_interval_and_the_last_step_is_always_written():
     bar.close()
     assert log.getvalue().splitlines()[0].startswith("step 1000/1000 (100%)") and log.getvalue().count("\n") == 1
 
+
+
+def test_the_last_line_shows_the_final_probe_logged_after_the_last_step(tmp_path):
+    """The run's final probe comes after its last step; the last line must hold it, and be the only 100% line."""
+    log = io.StringIO()
+    bar = progress_bar(4, 0, enabled=True, file=log, interval=0.0)
+    logger = StepLogger(MetricsWriter(tmp_path), bar, log_every=1, end_step=4, steps_per_epoch=4, images_per_step=8,
+                        rate=False)
+    for step in range(1, 5):
+        logger.step(step, 0.5, skipped=0, broken_total=0, fields={}, postfix={})
+    logger.event("probe", {"step": 4}, postfix={"probe_step": "4", "knn_shape": "35.2"})
+    logger.close()
+    lines = log.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == ["step 1/4 (25%)", "step 2/4 (50%)", "step 3/4 (75%)",
+                                                      "step 4/4 (100%)"]
+    assert lines[-1].endswith("step/s, loss=0.5000 probe_step=4 knn_shape=35.2")
 
 def test_a_terminal_keeps_the_tqdm_bar_and_a_disabled_bar_writes_nothing():
     terminal, log = _Terminal(), io.StringIO()
