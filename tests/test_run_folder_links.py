@@ -71,6 +71,24 @@ def test_the_writers_refuse_links_themselves(tmp_path):
     assert target.read_text() == "precious\n" and [p.name for p in tmp_path.glob(".checkpoint.pt.*")] == []
 
 
+
+@pytest.mark.parametrize("where", ["out", "parent"])
+def test_an_out_that_is_a_file_is_refused_by_name_and_left_as_it_was(where, tiny_recipe, tmp_path):
+    """`--out notes.txt` (or a folder under it) used to end in a bare "[Errno 17] File exists"."""
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("precious\n")
+    out = blocker if where == "out" else blocker / "run"
+    with pytest.raises(RunFolderError, match=rf"{out} cannot be a run folder: {blocker} exists and is not a folder"):
+        _train(tiny_recipe, out)
+    assert blocker.read_text() == "precious\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_an_out_that_links_to_a_folder_is_the_users_choice_and_is_followed(tiny_recipe, tmp_path):
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "run").symlink_to(tmp_path / "scratch")
+    _train(tiny_recipe, tmp_path / "run")
+    assert (tmp_path / "scratch" / "checkpoint.pt").is_file()
+
 @pytest.mark.parametrize("kind", ["link", "dangling", "fifo"])
 def test_export_folders_are_never_links_or_fifos(kind, tiny_model, tmp_path):
     out, target = tmp_path / "export", tmp_path / "elsewhere"

@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 
 from ..errors import RunLockedError
-from .files import open_run_file
+from .files import make_run_folder, open_run_file
 
 try:
     import fcntl
@@ -70,7 +70,7 @@ class RunLock:
         if key in _HELD:
             raise self._refuse(os.getpid(), socket.gethostname())
         self._created_folder = not self.folder.exists()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_run_folder(self.folder)
         fd = open_run_file(self.path, os.O_RDWR | os.O_CREAT)  # never a link's target, never a FIFO
         if fcntl is None:  # pragma: no cover - Windows: the PID file decides
             pid, host = self._holder(fd)

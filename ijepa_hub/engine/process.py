@@ -16,7 +16,7 @@ from ..errors import RunFolderError, RunLockedError
 from ..recipe import RunRecipe, RunSection
 from .checkpoint import CHECKPOINT_NAME, remove_partial_checkpoints
 from .distributed import DistEnv, any_rank, init_distributed
-from .files import check_entry, write_run_file
+from .files import check_entry, make_run_folder, write_run_file
 from .lock import RunLock
 from .metrics import MetricsWriter
 from .threads import set_training_threads, threads_in_use
@@ -108,7 +108,7 @@ def open_run_folder(
     ``metrics.jsonl`` opened (cut back to ``resume_step`` when resuming). Other ranks get None."""
     if not env.is_main:
         return None
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_run_folder(out_dir)
     for partial in remove_partial_checkpoints(out_dir):
         logger.warning("removed %s, left by a checkpoint write that was interrupted", partial)
     if resume_step is None:
