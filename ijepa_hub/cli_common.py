@@ -184,6 +184,28 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+_OS_FIXES = ((PermissionError, "check its permissions, or choose another path"),
+             (IsADirectoryError, "give a file's path, not a folder's"),
+             (FileNotFoundError, "check the path"))
+
+
+def os_error_line(err: OSError) -> str | None:
+    """A Python file-system error (``[Errno 17] File exists: 'x'``) as one line that names the path and a fix;
+    None for any other ``OSError`` (ours, the Hub's), whose message already says what to do."""
+    if type(err).__module__ != "builtins" or err.errno is None or err.filename is None:
+        return None
+    if isinstance(err, NotADirectoryError | FileExistsError):  # something in the way of a folder or a new file
+        from .engine.files import path_in_the_way
+
+        blocker = path_in_the_way(err.filename)
+        kind = "a folder" if blocker.is_dir() else "a link" if blocker.is_symlink() else "a file"
+        return (f"cannot create {err.filename}: {blocker} is in the way ({kind}). Fix: choose another path, or move "
+                f"{blocker} away.")
+    where = f"{err.filename} -> {err.filename2}" if err.filename2 is not None else f"{err.filename}"
+    fix = next((fix for kind, fix in _OS_FIXES if isinstance(err, kind)), None)
+    return f"{where}: {err.strerror}" + (f". Fix: {fix}." if fix else "")
+
+
 def _errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 
@@ -213,7 +235,8 @@ def run_cli(prog: str, command: Callable[[], Any], *, debug: bool | None = None)
         logging.getLogger("ijepa_hub").debug("%s failed", prog, exc_info=err)
         if debug:
             traceback.print_exception(err, file=sys.stderr)
-        print(f"{prog}: error: {one_line(err)}", file=sys.stderr)
+        line = os_error_line(err) if isinstance(err, OSError) else None
+        print(f"{prog}: error: {line or one_line(err)}", file=sys.stderr)
         return 2 if isinstance(err, usage) else 1
     except KeyboardInterrupt as err:
         if debug:

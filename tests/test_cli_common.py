@@ -67,6 +67,27 @@ def test_run_cli_prints_one_line_and_exits_non_zero(capsys):
         run_cli("ijepa-eval knn", lambda: 1 / 0)
 
 
+
+def test_a_raw_file_system_error_becomes_a_line_naming_the_path_and_a_fix(tmp_path, capsys):
+    """`[Errno 17] File exists: 'x'` said neither what was in the way nor what to do."""
+    (tmp_path / "notes.txt").write_text("x")
+    blocked, missing = tmp_path / "notes.txt" / "sub" / "f.npy", tmp_path / "missing"
+    commands = [lambda: blocked.parent.mkdir(parents=True, exist_ok=True),
+                lambda: (tmp_path / "notes.txt").mkdir(exist_ok=True),
+                lambda: open(tmp_path),  # noqa: SIM115
+                lambda: open(missing),  # noqa: SIM115
+                lambda: missing.rename(tmp_path / "new")]
+    assert [run_cli("ijepa-eval extract", command) for command in commands] == [1] * 5
+    blocker = tmp_path / "notes.txt"
+    assert capsys.readouterr().err.splitlines() == [
+        f"ijepa-eval extract: error: cannot create {blocked.parent}: {blocker} is in the way (a file). Fix: choose "
+        f"another path, or move {blocker} away.",
+        f"ijepa-eval extract: error: cannot create {blocker}: {blocker} is in the way (a file). Fix: choose another "
+        f"path, or move {blocker} away.",
+        f"ijepa-eval extract: error: {tmp_path}: Is a directory. Fix: give a file's path, not a folder's.",
+        f"ijepa-eval extract: error: {missing}: No such file or directory. Fix: check the path.",
+        f"ijepa-eval extract: error: {missing} -> {tmp_path / 'new'}: No such file or directory. Fix: check the path."]
+
 # --- one spelling per option; the old ones work for one more minor version, with a warning ---
 
 def _parse_quietly(parser, argv, capsys):

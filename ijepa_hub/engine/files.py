@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import RunFolderError
 
-__all__ = ["check_entry", "make_run_folder", "open_run_file", "write_run_file"]
+__all__ = ["check_entry", "make_run_folder", "open_run_file", "path_in_the_way", "write_run_file"]
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO is opened without waiting for a reader, then refused
@@ -47,6 +47,12 @@ def check_entry(path: str | os.PathLike, *, folder: bool = False) -> bool:
     return True
 
 
+def path_in_the_way(path: str | os.PathLike) -> Path:
+    """The deepest of ``path`` and its parents that exists: what stops a folder being made at ``path``."""
+    path = Path(path)
+    return next((p for p in (path, *path.parents) if os.path.lexists(p)), path)
+
+
 def make_run_folder(folder: str | os.PathLike) -> None:
     """Create ``folder`` and its parents (a link to a folder is the user's choice and is followed); a file in the
     way, or a parent that cannot be written, raises :class:`RunFolderError` naming it."""
@@ -54,8 +60,8 @@ def make_run_folder(folder: str | os.PathLike) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as err:
-        blocker = next(p for p in (folder, *folder.parents) if os.path.lexists(p))  # the deepest one there
-        raise RunFolderError(f"{folder} cannot be a run folder: {blocker} exists and is not a folder. Fix: choose "
+        raise RunFolderError(f"{folder} cannot be a run folder: {path_in_the_way(folder)} exists and is not a folder. "
+                             "Fix: choose "
                              "another --out, or move that file away.") from err
     except PermissionError as err:
         raise RunFolderError(f"cannot create the run folder {folder}: permission denied on {err.filename}. Fix: "
