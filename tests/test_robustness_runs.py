@@ -220,7 +220,7 @@ _TWICE = """
 import os, signal, sys, time
 from ijepa_hub.engine.faults import StopSignal
 sig = getattr(signal, sys.argv[1])
-with StopSignal() as stop:
+with StopSignal("ijepa-finetune") as stop:
     os.kill(os.getpid(), sig)
     assert stop.received == sig
     os.kill(os.getpid(), sig)  # the same signal again at once (torchrun forwarding it): still one event
@@ -236,6 +236,9 @@ with StopSignal() as stop:
 def test_a_second_stop_signal_stops_at_once(name):
     done = subprocess.run([sys.executable, "-c", _TWICE, name], env=_env(), capture_output=True, text=True, timeout=60)
     assert done.stdout == "first: flagged\n" and done.returncode == -getattr(signal, name), done.stderr
+    assert done.stderr.splitlines() == [  # named by the command that got them (ijepa-finetune's said ijepa-train)
+        f"ijepa-finetune: {name} received: finishing the step and writing a checkpoint (send it again to stop at once)",
+        f"ijepa-finetune: second stop signal ({name}): stopping at once"]
 
 
 # --- 16. one clear line, --debug for the traceback; a torn metrics line does not block a resume ------------------

@@ -109,7 +109,8 @@ class StopSignal:
     # torchrun's agent), not a user asking to stop now.
     REPEAT_WINDOW_S = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, prog: str) -> None:
+        self.prog = prog  # the command its lines name: ``ijepa-train``, ``ijepa-finetune``
         self.received: int | None = None
         self._first = 0.0
         self._previous: dict[int, Any] = {}
@@ -125,12 +126,12 @@ class StopSignal:
         if self.received is not None:
             if time.monotonic() - self._first < self.REPEAT_WINDOW_S:
                 return  # the same event twice: torchrun forwards the group's signal to its workers
-            os.write(2, f"ijepa-train: second stop signal ({name}): stopping at once\n".encode())
+            os.write(2, f"{self.prog}: second stop signal ({name}): stopping at once\n".encode())
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
         self.received, self._first = signum, time.monotonic()
-        os.write(2, f"ijepa-train: {name} received: finishing the step and writing a checkpoint "
+        os.write(2, f"{self.prog}: {name} received: finishing the step and writing a checkpoint "
                     "(send it again to stop at once)\n".encode())
 
     def __exit__(self, *exc) -> None:

@@ -226,7 +226,7 @@ def _finetune(recipe, out_dir, env, resume, push_to_hub, progress, export) -> Fi
     )
     model.train()
     step = run.start_step
-    with StopSignal() as stop, closing(log):
+    with StopSignal("ijepa-finetune") as stop, closing(log):
         end = StepEnd(run, checkpointer, broken, stop, result)
         batches = iter(_loader(recipe, run, items, img_size))
         while step < run.end_step:

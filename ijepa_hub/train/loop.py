@@ -328,7 +328,7 @@ def _train(recipe, cfg, out_dir, env, resume, push_to_hub, progress, export) -> 
 
     core.train()
     step = run.start_step
-    with StopSignal() as stop, closing(log):
+    with StopSignal("ijepa-train") as stop, closing(log):
         end = StepEnd(run, checkpointer, broken, stop, result)
         batches = iter(loader)
         if resumed:  # the saved streams are the loop's: restore them after the set-up above drew from the RNG
